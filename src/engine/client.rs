@@ -1,0 +1,153 @@
+//! The per-process HTTP client: one connection cache (a libcurl share) used by every transfer
+//! of the process, and one reusable easy handle for blocking transfers.
+
+use curl::easy::{Easy2, List};
+use log::error;
+
+use super::collector::Collector;
+use super::curl_share::CurlShare;
+use super::request::{KeyMaterial, Request};
+use super::result_code::ResultCode;
+use super::settings::ClientSettings;
+use super::redact_url;
+
+/// What a transfer produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub result: ResultCode,
+    /// HTTP status of the final response, 0 if none was received.
+    pub status: u32,
+    pub body: Vec<u8>,
+    /// Value of the final response's Content-Type header, if any (and if asked for).
+    pub content_type: Option<Vec<u8>>,
+}
+
+impl Outcome {
+    /// A transfer that never started.
+    pub fn failed(result: ResultCode) -> Self {
+        Self { result, status: 0, body: Vec::new(), content_type: None }
+    }
+}
+
+/// One process's client. Field order is drop order: the easy handle before the share.
+pub struct Client {
+    blocking: Easy2<Collector>,
+    share: CurlShare,
+    settings: ClientSettings,
+}
+
+impl Client {
+    pub fn new(settings: ClientSettings) -> Result<Self, String> {
+        let share = CurlShare::new()?;
+        Ok(Self { blocking: Easy2::new(Collector::default()), share, settings })
+    }
+
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// Runs `request` to completion, blocking the calling thread.
+    pub fn perform(&mut self, request: &Request) -> Outcome {
+        if let Err(e) = configure(&mut self.blocking, &self.share, &self.settings, request) {
+            error!("cannot set up {} {}: {e}", request.method.name(), redact_url(&request.url));
+            return Outcome::failed(ResultCode::InternalError);
+        }
+        let result = self.blocking.perform();
+        finish(&mut self.blocking, result, request)
+    }
+}
+
+/// Resets `easy` and applies the settings and the request: the one place that decides which
+/// libcurl options a transfer gets.
+fn configure(
+    easy: &mut Easy2<Collector>,
+    share: &CurlShare,
+    settings: &ClientSettings,
+    request: &Request,
+) -> Result<(), curl::Error> {
+    easy.reset();
+    easy.get_mut().start(settings.max_body_bytes, request.want_content_type);
+    share.attach(easy)?;
+    easy.signal(false)?;
+    easy.url(&request.url)?;
+    easy.connect_timeout(settings.connect_timeout)?;
+    easy.timeout(settings.transfer_timeout)?;
+    if let Some(version) = settings.http_version.to_curl() {
+        easy.http_version(version)?;
+    }
+    if let Some(path) = &settings.ca_path {
+        easy.capath(path)?;
+    }
+    if !settings.verify_peer {
+        easy.ssl_verify_peer(false)?;
+    }
+    if !settings.verify_host {
+        easy.ssl_verify_host(false)?;
+    }
+    if let Some(cert) = &request.client_cert {
+        match &cert.certificate {
+            KeyMaterial::File(path) => easy.ssl_cert(path)?,
+            KeyMaterial::Pem(pem) => easy.ssl_cert_blob(pem)?,
+        }
+        match &cert.private_key {
+            KeyMaterial::File(path) => easy.ssl_key(path)?,
+            KeyMaterial::Pem(pem) => easy.ssl_key_blob(pem)?,
+        }
+    }
+    let mut headers = List::new();
+    for line in &request.headers {
+        headers.append(line)?;
+    }
+    if request.method.has_body() {
+        match &request.content_type {
+            Some(ctype) if !ctype.is_empty() => headers.append(&format!("Content-Type: {ctype}"))?,
+            // No type given: suppress libcurl's form-urlencoded default, unless the script
+            // appended its own Content-Type header.
+            _ if !request.has_header("Content-Type") => headers.append("Content-Type:")?,
+            _ => {}
+        }
+        if !settings.expect_100 && !request.has_header("Expect") {
+            headers.append("Expect:")?;
+        }
+    }
+    easy.http_headers(headers)?;
+    match request.method {
+        super::Method::Get => {}
+        super::Method::Post => {
+            easy.post(true)?;
+            easy.post_fields_copy(&request.body)?;
+        }
+        super::Method::Put => {
+            easy.custom_request("PUT")?;
+            easy.post_fields_copy(&request.body)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the outcome of a finished transfer out of `easy`.
+fn finish(
+    easy: &mut Easy2<Collector>,
+    result: Result<(), curl::Error>,
+    request: &Request,
+) -> Outcome {
+    let status = easy.response_code().unwrap_or(0);
+    // The request could be sent: connected (TLS included) on a new or a reused connection.
+    let connected = easy.pretransfer_time().is_ok_and(|t| !t.is_zero());
+    let code = ResultCode::from_curl(result.as_ref().map(|_| ()), connected);
+    if let Err(e) = &result {
+        let url = redact_url(&request.url);
+        let method = request.method.name();
+        match code {
+            _ if easy.get_ref().body_overflowed() => {
+                error!("{method} {url}: response body larger than max_transfer_size, aborted")
+            }
+            ResultCode::ConnectRefused => error!("connect refused for {url}"),
+            ResultCode::ConnectTimeout => error!("connect timeout on {url}"),
+            ResultCode::TransferTimeout => error!("connected, but transfer timed out for {url}"),
+            _ => error!("{method} {url} failed: {e}"),
+        }
+    }
+    let (body, content_type) = easy.get_mut().take();
+    Outcome { result: code, status, body, content_type }
+}

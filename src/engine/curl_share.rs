@@ -1,0 +1,60 @@
+//! A libcurl share handle holding one process's connection cache, DNS cache and TLS sessions,
+//! so that every transfer of the process (blocking or async) reuses the same kept-alive
+//! connections. This file is the engine's only unsafe code: the `curl_share_*` calls that the
+//! `curl` crate does not wrap.
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+
+use curl::easy::Easy2;
+
+/// Owns a `CURLSH`. Must outlive (be dropped after) every easy handle attached to it.
+pub struct CurlShare {
+    raw: NonNull<curl_sys::CURLSH>,
+}
+
+// SAFETY: the share has no lock callbacks, so it may be used by one thread at a time only; it
+// lives inside the per-process client, which is only reached through a mutex.
+unsafe impl Send for CurlShare {}
+
+impl CurlShare {
+    pub fn new() -> Result<Self, String> {
+        curl::init();
+        // SAFETY: curl_share_init has no preconditions once curl_global_init ran (curl::init).
+        let raw = NonNull::new(unsafe { curl_sys::curl_share_init() })
+            .ok_or("curl_share_init failed")?;
+        let share = Self { raw };
+        for data in [
+            curl_sys::CURL_LOCK_DATA_CONNECT,
+            curl_sys::CURL_LOCK_DATA_DNS,
+            curl_sys::CURL_LOCK_DATA_SSL_SESSION,
+        ] {
+            // SAFETY: `raw` is a live share handle; CURLSHOPT_SHARE takes one int-sized argument.
+            let rc = unsafe {
+                curl_sys::curl_share_setopt(share.raw.as_ptr(), curl_sys::CURLSHOPT_SHARE, data)
+            };
+            if rc != curl_sys::CURLSHE_OK {
+                return Err(format!("curl_share_setopt({data}) failed with {rc}"));
+            }
+        }
+        Ok(share)
+    }
+
+    /// Makes `easy` use this share's caches for its next transfers.
+    pub fn attach<H>(&self, easy: &Easy2<H>) -> Result<(), curl::Error> {
+        // SAFETY: both handles are live; the share outlives the easy handle (field order in
+        // `Client` drops easy handles first), and CURLOPT_SHARE takes a CURLSH pointer.
+        let rc = unsafe {
+            curl_sys::curl_easy_setopt(easy.raw(), curl_sys::CURLOPT_SHARE, self.raw.as_ptr())
+        };
+        if rc == curl_sys::CURLE_OK { Ok(()) } else { Err(curl::Error::new(rc)) }
+    }
+}
+
+impl Drop for CurlShare {
+    fn drop(&mut self) {
+        // SAFETY: no easy handle uses the share any more (they are dropped first); if libcurl
+        // still reports it in use, it refuses and the handle is leaked rather than freed.
+        unsafe { curl_sys::curl_share_cleanup(self.raw.as_ptr()) };
+    }
+}

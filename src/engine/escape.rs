@@ -1,0 +1,60 @@
+//! URL escaping as libcurl's `curl_easy_escape` / `curl_easy_unescape` do it.
+
+/// Percent-encodes every byte except RFC 3986 unreserved characters, with uppercase hex.
+pub fn escape(input: &[u8]) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(input.len() * 3);
+    for &b in input {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` sequences (other bytes, `+` included, stay as they are). Like the C module,
+/// the result ends at the first decoded NUL byte.
+pub fn unescape(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let decoded = match input.get(i..i + 3) {
+            Some([b'%', h, l]) => hex(*h).zip(hex(*l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match decoded {
+            Some(0) => break,
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(input[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like_the_c_module() {
+        assert_eq!(escape("a b/&=ü~._-".as_bytes()), b"a%20b%2F%26%3D%C3%BC~._-");
+    }
+
+    #[test]
+    fn unescape_reverses_escape_and_keeps_plus_and_bad_sequences() {
+        let original = "a b/&=ü~._-".as_bytes();
+        assert_eq!(unescape(&escape(original)), original);
+        assert_eq!(unescape(b"a+b%2"), b"a+b%2");
+        assert_eq!(unescape(b"%zz%41%61"), b"%zzAa");
+        assert_eq!(unescape(b"ab%00cd"), b"ab");
+    }
+}

@@ -1,0 +1,512 @@
+//! Mirrors of the OpenSIPS structures exchanged with the core (x86_64 layouts of
+//! docs `opensips-module-abi.md`, pinned by the compile-time assertions at the end), and the
+//! core symbols the module uses.
+//!
+//! Core symbols are resolved at run time with `dlsym(RTLD_DEFAULT)` rather than imported at
+//! link time: the `.so` then has no undefined OpenSIPS symbol (it loads into every supported
+//! core), and the Rust tests link without a core. Everything that dereferences a core pointer
+//! lives here, behind small safe wrappers.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+
+/// `str`: a byte string that is not NUL-terminated in general.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Str {
+    pub s: *mut c_char,
+    pub len: c_int,
+}
+
+/// `str_const`.
+#[repr(C)]
+pub struct StrConst {
+    pub s: *const c_char,
+    pub len: c_int,
+}
+
+/// `pv_value_t`.
+#[repr(C)]
+pub struct PvValue {
+    pub rs: Str,
+    pub ri: c_int,
+    pub flags: c_int,
+}
+
+pub const PV_VAL_NULL: c_int = 1;
+pub const PV_VAL_STR: c_int = 4;
+pub const PV_VAL_INT: c_int = 8;
+pub const PV_TYPE_INT: c_int = 16;
+
+pub type FixupFn = unsafe extern "C" fn(*mut *mut c_void) -> c_int;
+
+/// `struct cmd_param`.
+#[repr(C)]
+pub struct CmdParam {
+    pub flags: c_int,
+    pub fixup: Option<FixupFn>,
+    pub free_fixup: Option<FixupFn>,
+}
+
+pub const CMD_PARAM_STR: c_int = 2;
+pub const CMD_PARAM_VAR: c_int = 4;
+pub const CMD_PARAM_OPT: c_int = 16;
+pub const ALL_ROUTES: c_int = 511;
+
+impl CmdParam {
+    pub const fn new(flags: c_int) -> Self {
+        Self { flags, fixup: None, free_fixup: None }
+    }
+    pub const END: Self = Self::new(0);
+}
+
+/// `cmd_function`: `int f(struct sip_msg *, void *p1, ..., void *p8)`.
+pub type CmdFunction = unsafe extern "C" fn(
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+) -> c_int;
+
+/// `cmd_export_t`.
+#[repr(C)]
+pub struct CmdExport {
+    pub name: *const c_char,
+    pub function: Option<CmdFunction>,
+    pub params: [CmdParam; 9],
+    pub flags: c_int,
+}
+
+/// `param_export_t`.
+#[repr(C)]
+pub struct ParamExport {
+    pub name: *const c_char,
+    pub param_type: c_uint,
+    pub param_pointer: *mut c_void,
+}
+
+pub const STR_PARAM: c_uint = 1;
+pub const INT_PARAM: c_uint = 2;
+
+/// `module_dependency_t`.
+#[repr(C)]
+pub struct ModuleDependency {
+    pub mod_type: c_int,
+    pub mod_name: *const c_char,
+    pub dep_type: c_uint,
+}
+
+/// `modparam_dependency_t`.
+#[repr(C)]
+pub struct ModparamDependency {
+    pub script_param: *const c_char,
+    pub get_deps_f: Option<unsafe extern "C" fn(*const ParamExport) -> *mut ModuleDependency>,
+}
+
+/// `dep_export_t` with a one-entry (terminator only) `mpd` list.
+#[repr(C)]
+pub struct DepExport {
+    pub md: [ModuleDependency; 10],
+    pub mpd: [ModparamDependency; 1],
+}
+
+pub const MOD_TYPE_DEFAULT: c_int = 1;
+pub const DEP_SILENT: c_uint = 1;
+
+/// `trans_t` (only `subtype` is used by the module).
+#[repr(C)]
+pub struct TransT {
+    pub name: Str,
+    pub subtype: c_int,
+    pub trf: *mut c_void,
+    pub params: *mut c_void,
+    pub next: *mut c_void,
+}
+
+pub type TransParseFn = unsafe extern "C" fn(*mut Str, *mut TransT) -> c_int;
+pub type TransEvalFn =
+    unsafe extern "C" fn(*mut c_void, *mut c_void, c_int, *mut PvValue) -> c_int;
+
+/// `trans_export_t`.
+#[repr(C)]
+pub struct TransExport {
+    pub name: StrConst,
+    pub parse_func: Option<TransParseFn>,
+    pub eval_func: Option<TransEvalFn>,
+}
+
+/// `struct module_exports`.
+#[repr(C)]
+pub struct ModuleExports {
+    pub name: *const c_char,
+    pub module_type: c_int,
+    pub version: *const c_char,
+    pub compile_flags: *const c_char,
+    pub scm_type: *const c_char,
+    pub scm_rev: *const c_char,
+    pub dlflags: c_uint,
+    pub load_f: Option<unsafe extern "C" fn() -> c_int>,
+    pub deps: *const DepExport,
+    pub cmds: *const CmdExport,
+    pub acmds: *const c_void,
+    pub params: *const ParamExport,
+    pub stats: *const c_void,
+    pub mi_cmds: *const c_void,
+    pub items: *const c_void,
+    pub trans: *const TransExport,
+    pub procs: *const c_void,
+    pub preinit_f: Option<unsafe extern "C" fn() -> c_int>,
+    pub init_f: Option<unsafe extern "C" fn() -> c_int>,
+    pub response_f: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
+    pub destroy_f: Option<unsafe extern "C" fn()>,
+    pub init_child_f: Option<unsafe extern "C" fn(c_int) -> c_int>,
+    pub reload_ack_f: Option<unsafe extern "C" fn() -> c_int>,
+}
+
+/// Makes a static table of raw pointers shareable. Sound because the tables are immutable
+/// data the core only reads.
+#[repr(transparent)]
+pub struct StaticTable<T>(pub T);
+// SAFETY: see above: never written after initialisation.
+unsafe impl<T> Sync for StaticTable<T> {}
+
+/// Storage of an INT/STR module parameter, written by the core's `modparam` during
+/// configuration parsing (main process, before `mod_init`) and only read afterwards.
+#[repr(transparent)]
+pub struct ParamCell<T>(std::cell::UnsafeCell<T>);
+// SAFETY: the only writer is the core, in the single-threaded main process before any reader.
+unsafe impl<T> Sync for ParamCell<T> {}
+
+impl<T: Copy> ParamCell<T> {
+    pub const fn new(value: T) -> Self {
+        Self(std::cell::UnsafeCell::new(value))
+    }
+    /// The address handed to the core as `param_pointer`.
+    pub const fn as_param_pointer(&self) -> *mut c_void {
+        self.0.get().cast()
+    }
+    pub fn get(&self) -> T {
+        // SAFETY: see the Sync impl: no write happens concurrently with reads.
+        unsafe { *self.0.get() }
+    }
+}
+
+impl ParamCell<*mut c_char> {
+    /// A STR parameter's value (`strdup`ed by the core, never freed), if set.
+    pub fn text(&self) -> Option<String> {
+        let ptr = self.get();
+        // SAFETY: NULL or a NUL-terminated string the core allocated and never frees.
+        (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Core symbols.
+
+type DprintFn = unsafe extern "C" fn(
+    c_int,
+    c_int,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+    ...
+);
+type PvSetValueFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int, *mut PvValue) -> c_int;
+type FindExportFn = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
+type IsScriptFuncUsedFn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
+
+/// Addresses of the core's functions and globals, looked up once per process image.
+struct Core {
+    dprint: Option<DprintFn>,
+    dp_my_pid: Option<unsafe extern "C" fn() -> c_int>,
+    log_level: *const *const c_int,
+    log_prefix: *const *const c_char,
+    log_facility: *const c_int,
+    pv_set_value: Option<PvSetValueFn>,
+    find_export: Option<FindExportFn>,
+    is_script_func_used: Option<IsScriptFuncUsedFn>,
+}
+
+// SAFETY: the addresses are of the core's functions and globals, fixed for the life of the
+// process; the globals are only read through them.
+unsafe impl Sync for Core {}
+unsafe impl Send for Core {}
+
+fn lookup(name: &CStr) -> *mut c_void {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+}
+
+/// Reinterprets a symbol address as a function pointer of type `F` (NULL → None).
+///
+/// SAFETY: the caller names a symbol whose C prototype is `F` (docs §6, §4.4, §7).
+unsafe fn lookup_fn<F: Copy>(name: &CStr) -> Option<F> {
+    let addr = lookup(name);
+    // SAFETY: F is a function pointer type of the same size as a data pointer (x86_64 SysV).
+    (!addr.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&addr) })
+}
+
+fn core() -> &'static Core {
+    static CORE: OnceLock<Core> = OnceLock::new();
+    CORE.get_or_init(|| {
+        // SAFETY: each type below is the documented prototype of the named core symbol.
+        unsafe {
+            Core {
+                dprint: lookup_fn(c"dprint"),
+                dp_my_pid: lookup_fn(c"dp_my_pid"),
+                log_level: lookup(c"log_level").cast(),
+                log_prefix: lookup(c"log_prefix").cast(),
+                log_facility: lookup(c"log_facility").cast(),
+                pv_set_value: lookup_fn(c"pv_set_value"),
+                find_export: lookup_fn(c"find_export"),
+                is_script_func_used: lookup_fn(c"is_script_func_used"),
+            }
+        }
+    })
+}
+
+/// The core's current log level (`*log_level`), or `None` without a core.
+pub fn core_log_level() -> Option<c_int> {
+    let cell = core().log_level;
+    // SAFETY: `log_level` is the core's `int *` global; it is re-pointed during startup, so
+    // both the global and its target are read at each call.
+    unsafe {
+        if cell.is_null() || (*cell).is_null() {
+            return None;
+        }
+        Some(**cell)
+    }
+}
+
+/// Sends one log line through the core's `dprint`. Returns false without a core.
+/// The caller has checked the level against [`core_log_level`].
+pub fn core_log(level: c_int, label: &str, func: &CStr, message: &str) -> bool {
+    let c = core();
+    let (Some(dprint), Some(my_pid)) = (c.dprint, c.dp_my_pid) else { return false };
+    let Ok(text) = CString::new(message.replace('\0', "\\0") + "\n") else { return false };
+    let (Ok(stderr_fmt), Ok(syslog_fmt)) = (
+        CString::new(format!("%s [%d] %s{label}:rest_client:%s: %s")),
+        CString::new(format!("%s{label}:rest_client:%s: %s")),
+    ) else {
+        return false;
+    };
+    let time = local_time_text();
+    // SAFETY: dprint's variadic part is (char *time, int pid, char *prefix, char *func, msg)
+    // because module and func are both non-NULL (§6); every string is NUL-terminated and
+    // lives across the call; user text only travels as an argument, never as a format.
+    unsafe {
+        let prefix = if c.log_prefix.is_null() { std::ptr::null() } else { *c.log_prefix };
+        let prefix = if prefix.is_null() { c"".as_ptr() } else { prefix };
+        let facility = if c.log_facility.is_null() { 0 } else { *c.log_facility };
+        dprint(
+            level,
+            facility,
+            c"rest_client".as_ptr(),
+            func.as_ptr(),
+            stderr_fmt.as_ptr(),
+            syslog_fmt.as_ptr(),
+            c"%s".as_ptr(),
+            time.as_ptr(),
+            my_pid(),
+            prefix,
+            func.as_ptr(),
+            text.as_ptr(),
+        );
+    }
+    true
+}
+
+/// `Nov 22 23:03:28`, as the core prints it.
+fn local_time_text() -> CString {
+    let mut buf = [0u8; 32];
+    // SAFETY: localtime_r and strftime write into locals of the given sizes.
+    let len = unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c"%b %e %H:%M:%S".as_ptr(), &tm)
+    };
+    CString::new(&buf[..len]).unwrap_or_default()
+}
+
+/// A script variable (`pv_spec_t *`) the core passed for this call, with its message.
+pub struct ScriptVar {
+    msg: *mut c_void,
+    spec: NonNull<c_void>,
+}
+
+impl ScriptVar {
+    /// Wraps a VAR argument; `None` for an omitted optional one.
+    pub fn from_arg(msg: *mut c_void, spec: *mut c_void) -> Option<Self> {
+        NonNull::new(spec).map(|spec| Self { msg, spec })
+    }
+
+    fn set(&self, mut value: PvValue) -> bool {
+        let Some(pv_set_value) = core().pv_set_value else { return false };
+        // SAFETY: msg and spec are the ones the core passed to the running function; the core
+        // copies the value before returning (§4.4), so `value` may point at our buffers.
+        unsafe { pv_set_value(self.msg, self.spec.as_ptr(), 0, &mut value) == 0 }
+    }
+
+    pub fn set_str(&self, text: &[u8]) -> bool {
+        let Ok(len) = c_int::try_from(text.len()) else { return false };
+        let rs = Str { s: text.as_ptr().cast_mut().cast(), len };
+        self.set(PvValue { rs, ri: 0, flags: PV_VAL_STR })
+    }
+
+    pub fn set_int(&self, value: c_int) -> bool {
+        let rs = Str { s: std::ptr::null_mut(), len: 0 };
+        self.set(PvValue { rs, ri: value, flags: PV_VAL_INT | PV_TYPE_INT })
+    }
+}
+
+/// The bytes of a STR argument (`str *`), or `None` when it is NULL or malformed.
+///
+/// SAFETY: `arg` is NULL or the `str *` the core passed for the running call.
+pub unsafe fn str_arg<'a>(arg: *mut c_void) -> Option<&'a [u8]> {
+    let s = NonNull::new(arg.cast::<Str>())?;
+    // SAFETY: per the contract, `s` points at a live `str` whose `s` holds `len` bytes.
+    unsafe {
+        let s = s.as_ref();
+        match (s.s.is_null(), usize::try_from(s.len)) {
+            (_, Ok(0)) => Some(&[]),
+            (false, Ok(len)) => Some(std::slice::from_raw_parts(s.s.cast::<u8>(), len)),
+            _ => None,
+        }
+    }
+}
+
+/// `is_script_func_used(name, -1)`: does any route call `name` (non-async)?
+pub fn script_uses_function(name: &CStr) -> bool {
+    // SAFETY: documented prototype; `name` is NUL-terminated.
+    core().is_script_func_used.is_some_and(|f| unsafe { f(name.as_ptr(), -1) } == 1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// tls_mgm (§7).
+
+/// `struct tls_mgm_binds`: 14 function pointers, of which three are used.
+#[repr(C)]
+struct TlsMgmBinds {
+    find_server_domain: *mut c_void,
+    find_client_domain: *mut c_void,
+    find_client_domain_name: Option<unsafe extern "C" fn(*mut Str) -> *mut c_void>,
+    release_domain: Option<unsafe extern "C" fn(*mut c_void)>,
+    unused: [*mut c_void; 10],
+}
+
+/// Offsets of `cert` and `pkey` (`str`) in `struct tls_domain`, same in 3.4 – 4.0.
+const TLS_DOMAIN_CERT_OFFSET: usize = 64;
+const TLS_DOMAIN_PKEY_OFFSET: usize = 80;
+
+/// The bound tls_mgm API.
+#[derive(Clone, Copy)]
+pub struct TlsMgm {
+    find_client_domain_name: unsafe extern "C" fn(*mut Str) -> *mut c_void,
+    release_domain: unsafe extern "C" fn(*mut c_void),
+}
+
+impl TlsMgm {
+    /// `find_export("load_tls_mgm")` and the load call; `None` if tls_mgm is not loaded.
+    pub fn bind() -> Option<Self> {
+        let find_export = core().find_export?;
+        // SAFETY: documented prototype; the name is NUL-terminated.
+        let load = unsafe { find_export(c"load_tls_mgm".as_ptr(), 0) };
+        if load.is_null() {
+            return None;
+        }
+        // SAFETY: `load_tls_mgm` is `int (*)(struct tls_mgm_binds *)` (§7).
+        let load: unsafe extern "C" fn(*mut TlsMgmBinds) -> c_int =
+            unsafe { std::mem::transmute::<*mut c_void, _>(load) };
+        let mut binds = TlsMgmBinds {
+            find_server_domain: std::ptr::null_mut(),
+            find_client_domain: std::ptr::null_mut(),
+            find_client_domain_name: None,
+            release_domain: None,
+            unused: [std::ptr::null_mut(); 10],
+        };
+        // SAFETY: `binds` is a writable tls_mgm_binds of the documented size (112 bytes).
+        if unsafe { load(&mut binds) } < 0 {
+            return None;
+        }
+        Some(Self {
+            find_client_domain_name: binds.find_client_domain_name?,
+            release_domain: binds.release_domain?,
+        })
+    }
+
+    /// The certificate and key texts of the client domain `name` (paths, or PEM content for
+    /// database-provisioned domains); `None` if there is no such domain.
+    pub fn client_domain_cert(&self, name: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        let mut name_str =
+            Str { s: name.as_ptr().cast_mut().cast(), len: c_int::try_from(name.len()).ok()? };
+        // SAFETY: tls_mgm reads `len` bytes of the name and returns a referenced domain or NULL.
+        let domain = unsafe { (self.find_client_domain_name)(&mut name_str) };
+        if domain.is_null() {
+            return None;
+        }
+        // SAFETY: `domain` is a live tls_domain until release_domain; cert and pkey are `str`
+        // at fixed offsets (§7); their bytes are copied before the release.
+        unsafe {
+            let field = |offset: usize| {
+                let s = &*domain.cast::<u8>().add(offset).cast::<Str>();
+                match usize::try_from(s.len) {
+                    Ok(len) if !s.s.is_null() => {
+                        std::slice::from_raw_parts(s.s.cast::<u8>(), len).to_vec()
+                    }
+                    _ => Vec::new(),
+                }
+            };
+            let pair = (field(TLS_DOMAIN_CERT_OFFSET), field(TLS_DOMAIN_PKEY_OFFSET));
+            (self.release_domain)(domain);
+            Some(pair)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layout pins (docs §2, §4, §7).
+
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<Str>() == 16);
+    assert!(size_of::<PvValue>() == 24 && offset_of!(PvValue, flags) == 20);
+    assert!(size_of::<CmdParam>() == 24);
+    assert!(size_of::<CmdExport>() == 240 && offset_of!(CmdExport, flags) == 232);
+    assert!(size_of::<ParamExport>() == 24 && offset_of!(ParamExport, param_pointer) == 16);
+    assert!(size_of::<ModuleDependency>() == 24);
+    assert!(size_of::<ModparamDependency>() == 16);
+    assert!(size_of::<DepExport>() == 256 && offset_of!(DepExport, mpd) == 240);
+    assert!(size_of::<TransT>() == 48 && offset_of!(TransT, subtype) == 16);
+    assert!(size_of::<TransExport>() == 32 && offset_of!(TransExport, eval_func) == 24);
+    assert!(size_of::<TlsMgmBinds>() == 112);
+    assert!(size_of::<ModuleExports>() == 184);
+    assert!(offset_of!(ModuleExports, version) == 16);
+    assert!(offset_of!(ModuleExports, dlflags) == 48);
+    assert!(offset_of!(ModuleExports, deps) == 64);
+    assert!(offset_of!(ModuleExports, cmds) == 72);
+    assert!(offset_of!(ModuleExports, params) == 88);
+    assert!(offset_of!(ModuleExports, trans) == 120);
+    assert!(offset_of!(ModuleExports, preinit_f) == 136);
+    assert!(offset_of!(ModuleExports, init_f) == 144);
+    assert!(offset_of!(ModuleExports, destroy_f) == 160);
+    assert!(offset_of!(ModuleExports, init_child_f) == 168);
+    assert!(offset_of!(ModuleExports, reload_ack_f) == 176);
+};
+
+/// The core's `core_scm_ver` (`{type, rev}`), when the core publishes it.
+pub fn core_scm_version() -> Option<(*const c_char, *const c_char)> {
+    let addr = lookup(c"core_scm_ver").cast::<[*const c_char; 2]>();
+    // SAFETY: `core_scm_ver` is a `{const char *type, *rev}` pair of static strings (§1.2).
+    let [scm_type, rev] = unsafe { addr.as_ref() }.copied()?;
+    (!scm_type.is_null() && !rev.is_null()).then_some((scm_type, rev))
+}

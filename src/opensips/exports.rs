@@ -1,0 +1,412 @@
+//! The `exports` symbol the core looks up, its tables, the parameter storage, and the
+//! `extern "C"` entry points. Each entry point converts its raw arguments (the only unsafe part,
+//! relying on the calling conventions of docs §3) and runs the safe body under a panic guard.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use log::error;
+use parking_lot::Mutex;
+
+use super::abi::*;
+use super::module::{self, ModuleParams};
+use super::script::{self, Outputs, Transform};
+use super::{log_bridge, target};
+use crate::engine::{Method, ResultCode};
+
+/// Runs `body`, turning a panic into a log line and `on_panic`: no unwind reaches the core.
+fn guarded(what: &str, on_panic: c_int, body: impl FnOnce() -> c_int) -> c_int {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| {
+        error!("internal error (panic) in {what}");
+        on_panic
+    })
+}
+
+const INTERNAL_ERROR: c_int = ResultCode::InternalError as c_int;
+
+// ---------------------------------------------------------------------------------------------
+// Module parameters: storage written by the core's modparam (4-byte ints, strdup'ed strings).
+
+static CONNECTION_TIMEOUT: ParamCell<c_int> = ParamCell::new(20);
+static CONNECT_POLL_INTERVAL: ParamCell<c_int> = ParamCell::new(20);
+static MAX_ASYNC_TRANSFERS: ParamCell<c_int> = ParamCell::new(100);
+static MAX_TRANSFER_SIZE: ParamCell<c_int> = ParamCell::new(10240);
+static CURL_TIMEOUT: ParamCell<c_int> = ParamCell::new(20);
+static SSL_CAPATH: ParamCell<*mut c_char> = ParamCell::new(std::ptr::null_mut());
+static SSL_VERIFYPEER: ParamCell<c_int> = ParamCell::new(1);
+static SSL_VERIFYHOST: ParamCell<c_int> = ParamCell::new(1);
+static CURL_HTTP_VERSION: ParamCell<c_int> = ParamCell::new(0);
+static ENABLE_EXPECT_100: ParamCell<c_int> = ParamCell::new(0);
+static NO_CONCURRENT_CONNECTS: ParamCell<c_int> = ParamCell::new(0);
+static CURL_CONN_LIFETIME: ParamCell<c_int> = ParamCell::new(0);
+
+fn read_params() -> ModuleParams {
+    ModuleParams {
+        connection_timeout: CONNECTION_TIMEOUT.get(),
+        connect_poll_interval: CONNECT_POLL_INTERVAL.get(),
+        max_async_transfers: MAX_ASYNC_TRANSFERS.get(),
+        max_transfer_size: MAX_TRANSFER_SIZE.get(),
+        curl_timeout: CURL_TIMEOUT.get(),
+        ssl_capath: SSL_CAPATH.text(),
+        ssl_verifypeer: SSL_VERIFYPEER.get(),
+        ssl_verifyhost: SSL_VERIFYHOST.get(),
+        curl_http_version: CURL_HTTP_VERSION.get(),
+        enable_expect_100: ENABLE_EXPECT_100.get(),
+        no_concurrent_connects: NO_CONCURRENT_CONNECTS.get(),
+        curl_conn_lifetime: CURL_CONN_LIFETIME.get(),
+    }
+}
+
+const fn param(name: &'static std::ffi::CStr, param_type: u32, cell: *mut c_void) -> ParamExport {
+    ParamExport { name: name.as_ptr(), param_type, param_pointer: cell }
+}
+
+static PARAMS: StaticTable<[ParamExport; 13]> = StaticTable([
+    param(c"connection_timeout", INT_PARAM, CONNECTION_TIMEOUT.as_param_pointer()),
+    param(c"connect_poll_interval", INT_PARAM, CONNECT_POLL_INTERVAL.as_param_pointer()),
+    param(c"max_async_transfers", INT_PARAM, MAX_ASYNC_TRANSFERS.as_param_pointer()),
+    param(c"max_transfer_size", INT_PARAM, MAX_TRANSFER_SIZE.as_param_pointer()),
+    param(c"curl_timeout", INT_PARAM, CURL_TIMEOUT.as_param_pointer()),
+    param(c"ssl_capath", STR_PARAM, SSL_CAPATH.as_param_pointer()),
+    param(c"ssl_verifypeer", INT_PARAM, SSL_VERIFYPEER.as_param_pointer()),
+    param(c"ssl_verifyhost", INT_PARAM, SSL_VERIFYHOST.as_param_pointer()),
+    param(c"curl_http_version", INT_PARAM, CURL_HTTP_VERSION.as_param_pointer()),
+    param(c"enable_expect_100", INT_PARAM, ENABLE_EXPECT_100.as_param_pointer()),
+    param(c"no_concurrent_connects", INT_PARAM, NO_CONCURRENT_CONNECTS.as_param_pointer()),
+    param(c"curl_conn_lifetime", INT_PARAM, CURL_CONN_LIFETIME.as_param_pointer()),
+    ParamExport { name: std::ptr::null(), param_type: 0, param_pointer: std::ptr::null_mut() },
+]);
+
+// ---------------------------------------------------------------------------------------------
+// Script functions.
+
+/// SAFETY (all cmd entry points): the core calls them with the sip_msg and, for each declared
+/// parameter, a `str *` (STR), a `pv_spec_t *` (VAR) or NULL (omitted optional one), valid for
+/// the duration of the call (§3). Undeclared slots are never read.
+unsafe extern "C" fn w_rest_get(
+    msg: *mut c_void,
+    url: *mut c_void,
+    body_var: *mut c_void,
+    ctype_var: *mut c_void,
+    code_var: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+) -> c_int {
+    guarded("rest_get", INTERNAL_ERROR, || {
+        let outputs = Outputs {
+            body: ScriptVar::from_arg(msg, body_var),
+            content_type: ScriptVar::from_arg(msg, ctype_var),
+            code: ScriptVar::from_arg(msg, code_var),
+        };
+        // SAFETY: see above.
+        let url = unsafe { str_arg(url) };
+        script::blocking_transfer(Method::Get, url, None, None, &outputs)
+    })
+}
+
+/// `rest_post` / `rest_put`: url, body, [ctype], body var, [ctype var], [code var].
+///
+/// SAFETY: as for [`w_rest_get`].
+unsafe fn send_with_body(
+    method: Method,
+    msg: *mut c_void,
+    args: [*mut c_void; 6],
+) -> c_int {
+    let [url, body, ctype, body_var, ctype_var, code_var] = args;
+    let outputs = Outputs {
+        body: ScriptVar::from_arg(msg, body_var),
+        content_type: ScriptVar::from_arg(msg, ctype_var),
+        code: ScriptVar::from_arg(msg, code_var),
+    };
+    // SAFETY: STR parameters per the caller's contract.
+    let (url, body, ctype) = unsafe { (str_arg(url), str_arg(body), str_arg(ctype)) };
+    script::blocking_transfer(method, url, body, ctype, &outputs)
+}
+
+unsafe extern "C" fn w_rest_post(
+    msg: *mut c_void,
+    a1: *mut c_void,
+    a2: *mut c_void,
+    a3: *mut c_void,
+    a4: *mut c_void,
+    a5: *mut c_void,
+    a6: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: see `w_rest_get`.
+    guarded("rest_post", INTERNAL_ERROR, || unsafe {
+        send_with_body(Method::Post, msg, [a1, a2, a3, a4, a5, a6])
+    })
+}
+
+unsafe extern "C" fn w_rest_put(
+    msg: *mut c_void,
+    a1: *mut c_void,
+    a2: *mut c_void,
+    a3: *mut c_void,
+    a4: *mut c_void,
+    a5: *mut c_void,
+    a6: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: see `w_rest_get`.
+    guarded("rest_put", INTERNAL_ERROR, || unsafe {
+        send_with_body(Method::Put, msg, [a1, a2, a3, a4, a5, a6])
+    })
+}
+
+unsafe extern "C" fn w_rest_append_hf(
+    _msg: *mut c_void,
+    header: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: see `w_rest_get`.
+    guarded("rest_append_hf", -1, || script::append_header(unsafe { str_arg(header) }))
+}
+
+unsafe extern "C" fn w_rest_init_client_tls(
+    _msg: *mut c_void,
+    domain: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: see `w_rest_get`.
+    guarded("rest_init_client_tls", -1, || script::init_client_tls(unsafe { str_arg(domain) }))
+}
+
+const STR: CmdParam = CmdParam::new(CMD_PARAM_STR);
+const STR_OPT: CmdParam = CmdParam::new(CMD_PARAM_STR | CMD_PARAM_OPT);
+const VAR: CmdParam = CmdParam::new(CMD_PARAM_VAR);
+const VAR_OPT: CmdParam = CmdParam::new(CMD_PARAM_VAR | CMD_PARAM_OPT);
+const END: CmdParam = CmdParam::END;
+
+/// Parameter lists shared by the blocking functions and (later) their async twins.
+pub const GET_PARAMS: [CmdParam; 9] = [STR, VAR, VAR_OPT, VAR_OPT, END, END, END, END, END];
+pub const SEND_PARAMS: [CmdParam; 9] =
+    [STR, STR, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END, END];
+const ONE_STR: [CmdParam; 9] = [STR, END, END, END, END, END, END, END, END];
+
+const fn cmd(name: &'static std::ffi::CStr, f: CmdFunction, params: [CmdParam; 9]) -> CmdExport {
+    CmdExport { name: name.as_ptr(), function: Some(f), params, flags: ALL_ROUTES }
+}
+
+static CMDS: StaticTable<[CmdExport; 6]> = StaticTable([
+    cmd(c"rest_get", w_rest_get, GET_PARAMS),
+    cmd(c"rest_post", w_rest_post, SEND_PARAMS),
+    cmd(c"rest_put", w_rest_put, SEND_PARAMS),
+    cmd(c"rest_append_hf", w_rest_append_hf, ONE_STR),
+    cmd(c"rest_init_client_tls", w_rest_init_client_tls, ONE_STR),
+    CmdExport {
+        name: std::ptr::null(),
+        function: None,
+        params: [END, END, END, END, END, END, END, END, END],
+        flags: 0,
+    },
+]);
+
+// ---------------------------------------------------------------------------------------------
+// Transformations {rest.escape} / {rest.unescape}.
+
+/// SAFETY: the core passes the text after `rest.` (not NUL-terminated) and the trans_t to fill.
+unsafe extern "C" fn tr_rest_parse(input: *mut Str, t: *mut TransT) -> c_int {
+    guarded("rest transformation parser", -1, || {
+        // SAFETY: see above.
+        let Some(text) = (unsafe { str_arg(input.cast()) }) else { return -1 };
+        // SAFETY: `t` is NULL or the core's trans_t being parsed.
+        let Some(t) = (unsafe { t.as_mut() }) else { return -1 };
+        if text.contains(&b',') {
+            error!("rest transformations support a single parameter only: {}",
+                String::from_utf8_lossy(text));
+            return -1;
+        }
+        match Transform::parse(text) {
+            Some(transform) => {
+                t.subtype = transform as c_int;
+                0
+            }
+            None => {
+                error!("unknown rest transformation: {}", String::from_utf8_lossy(text));
+                -1
+            }
+        }
+    })
+}
+
+/// Output of the last evaluation in this process: the core reads `val->rs` after we return.
+static TRANSFORM_OUTPUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// SAFETY: `val` is NULL or the core's value being transformed, in and out.
+unsafe extern "C" fn tr_rest_eval(
+    _msg: *mut c_void,
+    _params: *mut c_void,
+    subtype: c_int,
+    val: *mut PvValue,
+) -> c_int {
+    guarded("rest transformation", -1, || {
+        // SAFETY: see above.
+        let Some(val) = (unsafe { val.as_mut() }) else { return -1 };
+        if val.flags & PV_VAL_NULL != 0 {
+            return 0;
+        }
+        let Some(transform) = Transform::from_subtype(subtype) else { return -1 };
+        // SAFETY: a string value's `rs` holds `len` readable bytes.
+        let input = if val.flags & PV_VAL_STR != 0 {
+            unsafe { str_arg((&raw mut val.rs).cast()) }
+        } else {
+            None
+        };
+        let Some(input) = input.filter(|i| !i.is_empty()) else {
+            val.flags = PV_VAL_NULL;
+            return -1;
+        };
+        let output = transform.apply(input);
+        let Ok(len) = c_int::try_from(output.len()) else { return -1 };
+        let mut kept = TRANSFORM_OUTPUT.lock();
+        *kept = output;
+        val.rs = Str { s: kept.as_mut_ptr().cast(), len };
+        val.flags = PV_VAL_STR;
+        0
+    })
+}
+
+static TRANS: StaticTable<[TransExport; 2]> = StaticTable([
+    TransExport {
+        name: StrConst { s: c"rest".as_ptr(), len: 4 },
+        parse_func: Some(tr_rest_parse),
+        eval_func: Some(tr_rest_eval),
+    },
+    TransExport {
+        name: StrConst { s: std::ptr::null(), len: 0 },
+        parse_func: None,
+        eval_func: None,
+    },
+]);
+
+// ---------------------------------------------------------------------------------------------
+// Module life cycle.
+
+unsafe extern "C" fn mod_init() -> c_int {
+    guarded("mod_init", -1, || {
+        log_bridge::install();
+        let tls = if script_uses_function(c"rest_init_client_tls") {
+            match TlsMgm::bind() {
+                Some(tls) => Some(tls),
+                None => {
+                    error!("rest_init_client_tls is used, but the tls_mgm API cannot be \
+                            loaded: load the tls_mgm module before rest_client");
+                    return -1;
+                }
+            }
+        } else {
+            None
+        };
+        match module::init(&read_params(), tls) {
+            Ok(()) => 0,
+            Err(e) => {
+                error!("{e}");
+                -1
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn child_init(_rank: c_int) -> c_int {
+    guarded("child_init", -1, || match module::with_worker(|_| ()) {
+        Ok(()) => 0,
+        Err(e) => {
+            error!("cannot create this process's HTTP client: {e}");
+            -1
+        }
+    })
+}
+
+/// Accepts a reloaded script unless it newly needs tls_mgm that was never bound.
+unsafe extern "C" fn reload_ack() -> c_int {
+    guarded("reload_ack", 0, || {
+        let bound = module::config().is_some_and(|c| c.tls.is_some());
+        c_int::from(bound || !script_uses_function(c"rest_init_client_tls"))
+    })
+}
+
+static DEPS: StaticTable<DepExport> = StaticTable(DepExport {
+    md: [
+        ModuleDependency { mod_type: MOD_TYPE_DEFAULT, mod_name: c"tracer".as_ptr(), dep_type: DEP_SILENT },
+        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
+        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
+        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
+        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
+        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
+        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
+        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
+        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
+        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
+    ],
+    mpd: [ModparamDependency { script_param: std::ptr::null(), get_deps_f: None }],
+});
+
+/// The symbol the core resolves with `dlsym(handle, "exports")`. Mutable only so that the
+/// load-time constructor below can adopt the core's source-control stamp.
+#[unsafe(no_mangle)]
+pub static mut exports: ModuleExports = ModuleExports {
+    name: c"rest_client".as_ptr(),
+    module_type: MOD_TYPE_DEFAULT,
+    version: target::VERSION.as_ptr(),
+    compile_flags: target::COMPILE_FLAGS.as_ptr(),
+    scm_type: target::SCM_TYPE.as_ptr(),
+    scm_rev: target::SCM_REV.as_ptr(),
+    dlflags: 0,
+    load_f: None,
+    deps: &DEPS.0,
+    cmds: CMDS.0.as_ptr(),
+    acmds: std::ptr::null(),
+    params: PARAMS.0.as_ptr(),
+    stats: std::ptr::null(),
+    mi_cmds: std::ptr::null(),
+    items: std::ptr::null(),
+    trans: TRANS.0.as_ptr(),
+    procs: std::ptr::null(),
+    preinit_f: None,
+    init_f: Some(mod_init),
+    response_f: None,
+    destroy_f: None,
+    init_child_f: Some(child_init),
+    reload_ack_f: Some(reload_ack),
+};
+
+/// Runs when the core `dlopen`s the module, before it reads `exports`: installs the log bridge
+/// and copies the core's `core_scm_ver` into `exports`, so the source-control check (exact in
+/// some releases) always passes; the version and compile flags stay as built.
+extern "C" fn on_load() {
+    // A panic here cannot be reported to anyone: swallow it, the core's checks still run.
+    let _ = catch_unwind(|| {
+        log_bridge::install();
+        if let Some((scm_type, rev)) = core_scm_version() {
+            // SAFETY: single-threaded dlopen, before the core reads `exports`; the strings are
+            // the core's static data.
+            unsafe {
+                (*(&raw mut exports)).scm_type = scm_type;
+                (*(&raw mut exports)).scm_rev = rev;
+            }
+        }
+    });
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ON_LOAD: extern "C" fn() = on_load;

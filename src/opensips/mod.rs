@@ -1,0 +1,9 @@
+//! The OpenSIPS adaptor: ABI mirrors, the `exports` table and its entry points, module
+//! parameters, per-process state, and the script functions. It never calls libcurl directly.
+
+mod abi;
+mod exports;
+mod log_bridge;
+mod module;
+mod script;
+mod target;

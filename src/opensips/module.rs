@@ -1,0 +1,184 @@
+//! Module-wide configuration (validated module parameters, set once in mod_init) and the
+//! per-process worker state (client, connection cache, pending headers), created in child_init.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use log::{error, warn};
+use parking_lot::Mutex;
+
+use crate::engine::{Client, ClientCert, ClientSettings, ConnectGate, HttpVersion};
+
+use super::abi::TlsMgm;
+
+/// Module parameters as the script set them (C module defaults in `Default`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleParams {
+    pub connection_timeout: i32,
+    pub connect_poll_interval: i32,
+    pub max_async_transfers: i32,
+    pub max_transfer_size: i32,
+    pub curl_timeout: i32,
+    pub ssl_capath: Option<String>,
+    pub ssl_verifypeer: i32,
+    pub ssl_verifyhost: i32,
+    pub curl_http_version: i32,
+    pub enable_expect_100: i32,
+    pub no_concurrent_connects: i32,
+    pub curl_conn_lifetime: i32,
+}
+
+impl Default for ModuleParams {
+    fn default() -> Self {
+        Self {
+            connection_timeout: 20,
+            connect_poll_interval: 20,
+            max_async_transfers: 100,
+            max_transfer_size: 10240,
+            curl_timeout: 20,
+            ssl_capath: None,
+            ssl_verifypeer: 1,
+            ssl_verifyhost: 1,
+            curl_http_version: 0,
+            enable_expect_100: 0,
+            no_concurrent_connects: 0,
+            curl_conn_lifetime: 0,
+        }
+    }
+}
+
+/// What mod_init derives from the parameters.
+pub struct ModuleConfig {
+    pub settings: ClientSettings,
+    /// Present when `no_concurrent_connects` is on; cloned into each process.
+    pub gate: Option<ConnectGate>,
+    pub tls: Option<TlsMgm>,
+}
+
+fn non_negative(name: &str, value: i32) -> Result<u64, String> {
+    u64::try_from(value).map_err(|_| format!("{name} must not be negative (got {value})"))
+}
+
+impl ModuleParams {
+    /// Validates like the C module: warnings and clamps where it clamps, an error where it
+    /// refuses to start (and where a negative value would silently become huge in C).
+    pub fn to_settings(&self) -> Result<ClientSettings, String> {
+        let curl_timeout = non_negative("curl_timeout", self.curl_timeout)?;
+        let mut connection_timeout = non_negative("connection_timeout", self.connection_timeout)?;
+        if connection_timeout > curl_timeout {
+            warn!(
+                "connection_timeout ({connection_timeout}s) is greater than curl_timeout \
+                 ({curl_timeout}s), using {curl_timeout}s"
+            );
+            connection_timeout = curl_timeout;
+        }
+        if curl_timeout == 0 {
+            warn!("curl_timeout is 0: transfers have no time limit");
+        }
+        if self.connect_poll_interval < 0 {
+            error!("connect_poll_interval must not be negative, using 20 ms");
+        }
+        non_negative("max_async_transfers", self.max_async_transfers)?;
+        non_negative("curl_conn_lifetime", self.curl_conn_lifetime)?;
+        let max_kb = non_negative("max_transfer_size", self.max_transfer_size)?;
+        let http_version = HttpVersion::from_param(self.curl_http_version).ok_or_else(|| {
+            format!(
+                "curl_http_version {} is not supported (0 = any, 1 = 1.0, 2 = 1.1, 3 = 2, \
+                 4 = 2 over TLS, 5 = 2 prior knowledge)",
+                self.curl_http_version
+            )
+        })?;
+        Ok(ClientSettings {
+            connect_timeout: Duration::from_secs(connection_timeout),
+            transfer_timeout: Duration::from_secs(curl_timeout),
+            max_body_bytes: (max_kb != 0).then(|| (max_kb * 1024) as usize),
+            verify_peer: self.ssl_verifypeer != 0,
+            verify_host: self.ssl_verifyhost != 0,
+            ca_path: self.ssl_capath.clone(),
+            http_version,
+            expect_100: self.enable_expect_100 != 0,
+        })
+    }
+}
+
+static MODULE: OnceLock<ModuleConfig> = OnceLock::new();
+
+/// mod_init: validates the parameters and sets up what the workers inherit.
+pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
+    let settings = params.to_settings()?;
+    let gate = if params.no_concurrent_connects != 0 {
+        let lifetime = Duration::from_secs(params.curl_conn_lifetime as u64);
+        Some(ConnectGate::create(lifetime)?)
+    } else {
+        None
+    };
+    curl::init();
+    MODULE
+        .set(ModuleConfig { settings, gate, tls })
+        .map_err(|_| "mod_init called twice".to_string())
+}
+
+pub fn config() -> Option<&'static ModuleConfig> {
+    MODULE.get()
+}
+
+/// The state of one worker process.
+pub struct Worker {
+    pid: u32,
+    pub client: Client,
+    pub gate: Option<ConnectGate>,
+    /// Headers added by `rest_append_hf`, used and cleared by the next transfer.
+    pub pending_headers: Vec<String>,
+    /// Client certificate set by `rest_init_client_tls`, for the next transfer.
+    pub pending_cert: Option<ClientCert>,
+}
+
+static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
+
+fn new_worker() -> Result<Worker, String> {
+    let config = config().ok_or("the module is not initialised (mod_init did not run)")?;
+    Ok(Worker {
+        pid: std::process::id(),
+        client: Client::new(config.settings.clone())?,
+        gate: config.gate.clone(),
+        pending_headers: Vec::new(),
+        pending_cert: None,
+    })
+}
+
+/// Runs `f` on this process's worker state, creating it if this process has none yet.
+/// State inherited through `fork()` belongs to the parent: it is forgotten, never used or
+/// freed (its sockets are the parent's).
+pub fn with_worker<R>(f: impl FnOnce(&mut Worker) -> R) -> Result<R, String> {
+    let mut slot = WORKER.lock();
+    if slot.as_ref().is_some_and(|w| w.pid != std::process::id()) {
+        std::mem::forget(slot.take());
+    }
+    if slot.is_none() {
+        *slot = Some(new_worker()?);
+    }
+    Ok(f(slot.as_mut().expect("worker just created")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_c_module() {
+        let s = ModuleParams::default().to_settings().unwrap();
+        assert_eq!(s, ClientSettings::default());
+    }
+
+    #[test]
+    fn clamps_connection_timeout_and_refuses_bad_values() {
+        let p = ModuleParams { connection_timeout: 30, curl_timeout: 5, ..Default::default() };
+        assert_eq!(p.to_settings().unwrap().connect_timeout, Duration::from_secs(5));
+        let p = ModuleParams { curl_http_version: 30, ..Default::default() };
+        assert!(p.to_settings().unwrap_err().contains("curl_http_version 30"));
+        let p = ModuleParams { max_transfer_size: -1, ..Default::default() };
+        assert!(p.to_settings().is_err());
+        let p = ModuleParams { max_transfer_size: 0, ..Default::default() };
+        assert_eq!(p.to_settings().unwrap().max_body_bytes, None);
+    }
+}

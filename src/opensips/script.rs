@@ -41,8 +41,8 @@ fn build_request(
 ) -> Result<Request, ResultCode> {
     let function = function_name(method);
     let url = text_arg(function, "URL", url)?;
-    if url.is_empty() {
-        error!("{function}: empty URL");
+    if url.is_empty() || url.contains('\0') {
+        error!("{function}: empty URL, or one with a NUL byte");
         return Err(ResultCode::InternalError);
     }
     let mut request = Request::new(method, url);

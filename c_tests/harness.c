@@ -1,0 +1,609 @@
+/*
+ * The test host: see harness.h. Link with -rdynamic so the module's dlsym(RTLD_DEFAULT)
+ * finds the core symbols defined here.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------------------------
+ * Export structures (docs/opensips-module-abi.md §2), with the sizes pinned. */
+
+typedef int (*cmd_function)(void *, void *, void *, void *, void *, void *, void *, void *,
+			    void *);
+struct cmd_param { int flags; void *fixup; void *free_fixup; };
+typedef struct { const char *name; cmd_function function; struct cmd_param params[9]; int flags; }
+	cmd_export_t;
+typedef struct { const char *name; unsigned int type; void *param_pointer; } param_export_t;
+typedef struct { const char *s; int len; } str_const;
+typedef struct trans {
+	str name; int subtype; void *trf; void *params; struct trans *next;
+} trans_t;
+typedef struct {
+	str_const name;
+	int (*parse_func)(str *, trans_t *);
+	int (*eval_func)(void *, void *, int, pv_value_t *);
+} trans_export_t;
+struct module_exports {
+	const char *name; int type;
+	const char *version, *compile_flags, *scm_type, *scm_rev;
+	unsigned int dlflags;
+	int (*load_f)(void);
+	const void *deps;
+	const cmd_export_t *cmds;
+	const void *acmds;
+	const param_export_t *params;
+	const void *stats, *mi_cmds, *items;
+	const trans_export_t *trans;
+	const void *procs;
+	int (*preinit_f)(void);
+	int (*init_f)(void);
+	int (*response_f)(void *);
+	void (*destroy_f)(void);
+	int (*init_child_f)(int);
+	int (*reload_ack_f)(void);
+};
+_Static_assert(sizeof(struct module_exports) == 184, "module_exports");
+_Static_assert(sizeof(cmd_export_t) == 240, "cmd_export_t");
+_Static_assert(sizeof(param_export_t) == 24, "param_export_t");
+_Static_assert(sizeof(trans_export_t) == 32, "trans_export_t");
+_Static_assert(sizeof(trans_t) == 48, "trans_t");
+_Static_assert(sizeof(pv_value_t) == 24, "pv_value_t");
+
+#define CMD_PARAM_STR 2
+#define CMD_PARAM_VAR 4
+#define CMD_PARAM_OPT 16
+#define STR_PARAM 1
+#define INT_PARAM 2
+#define USE_FUNC_PARAM 0x80000000u
+
+/* ------------------------------------------------------------------------------------------
+ * Core symbols the module looks up. */
+
+static int default_log_level = 3; /* L_INFO */
+int *log_level = &default_log_level;
+int log_facility = 0;
+char *log_prefix = "";
+char ctime_buf[256];
+int async_status = -8; /* ASYNC_NO_IO */
+struct { const char *type, *rev; } core_scm_ver = { "git", "f9f85260e5" };
+
+int dp_my_pid(void) { return (int)getpid(); }
+
+void dprint(int level, int facility, const char *module, const char *func, char *stderr_fmt,
+	    char *syslog_fmt, char *format, ...)
+{
+	va_list ap;
+	(void)level; (void)facility; (void)module; (void)func; (void)syslog_fmt; (void)format;
+	va_start(ap, format);
+	vfprintf(stderr, stderr_fmt, ap);
+	va_end(ap);
+	fflush(stderr);
+}
+
+int pv_set_value(void *msg, void *spec, int op, pv_value_t *val)
+{
+	hvar *v = spec;
+	if (!msg || !v || op != 0)
+		return -1;
+	free(v->s);
+	v->s = NULL;
+	v->writes++;
+	if (!val) {
+		v->is_set = 0;
+		return 0;
+	}
+	v->is_set = 1;
+	v->is_int = (val->flags & PV_TYPE_INT) != 0;
+	v->ri = val->ri;
+	v->len = v->is_int ? 0 : val->rs.len;
+	v->s = malloc((size_t)v->len + 1);
+	if (v->len)
+		memcpy(v->s, val->rs.s, (size_t)v->len);
+	v->s[v->len] = 0;
+	return 0;
+}
+
+static char *cfg_text;   /* the cfg file, for is_script_func_used */
+static int tls_mgm_loaded;
+
+int is_script_func_used(const char *name, int param_no)
+{
+	const char *p = cfg_text;
+	size_t n = strlen(name);
+	(void)param_no;
+	while (p && (p = strcasestr(p, name))) {
+		const char *after = p + n;
+		if (*after == '(' && (p == cfg_text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')))
+			return 1;
+		p = after;
+	}
+	return 0;
+}
+
+/* Fake tls_mgm: client domains by name, counted releases. */
+struct tls_domain { str name; int flags; char pad[44]; str cert; str pkey; char rest[112]; };
+_Static_assert(sizeof(struct tls_domain) == 208, "tls_domain");
+#define MAX_DOMAINS 8
+static struct tls_domain domains[MAX_DOMAINS];
+static int domain_count, domains_released;
+
+static str dup_str(const char *s)
+{
+	str r = { strdup(s), (int)strlen(s) };
+	return r;
+}
+
+void h_tls_add_client_domain(const char *name, const char *cert, const char *pkey)
+{
+	struct tls_domain *d = &domains[domain_count++];
+	d->name = dup_str(name);
+	d->cert = dup_str(cert);
+	d->pkey = dup_str(pkey);
+}
+
+int h_tls_released(void) { return domains_released; }
+
+static struct tls_domain *find_client_domain_name(str *name)
+{
+	for (int i = 0; i < domain_count; i++)
+		if (domains[i].name.len == name->len && !memcmp(domains[i].name.s, name->s, (size_t)name->len))
+			return &domains[i];
+	return NULL;
+}
+
+static void release_domain(struct tls_domain *d) { (void)d; domains_released++; }
+
+struct tls_mgm_binds { void *fn[14]; };
+_Static_assert(sizeof(struct tls_mgm_binds) == 112, "tls_mgm_binds");
+
+static int load_tls_mgm(struct tls_mgm_binds *b)
+{
+	memset(b, 0, sizeof *b);
+	b->fn[0] = (void *)find_client_domain_name; /* find_server_domain: only tested non-NULL */
+	b->fn[2] = (void *)find_client_domain_name;
+	b->fn[3] = (void *)release_domain;
+	return 1;
+}
+
+void *find_export(const char *name, int flags)
+{
+	(void)flags;
+	if (tls_mgm_loaded && strcmp(name, "load_tls_mgm") == 0)
+		return (void *)load_tls_mgm;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Loading. */
+
+static struct module_exports *mod;
+
+static const char *env_or(const char *name, const char *fallback)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : fallback;
+}
+
+void h_load(const char *so_path)
+{
+	void *handle = dlopen(so_path, RTLD_NOW);
+	if (!handle) {
+		fprintf(stderr, "CRITICAL: could not open module <%s>: %s\n", so_path, dlerror());
+		exit(1);
+	}
+	dlerror();
+	mod = dlsym(handle, "exports");
+	const char *err = dlerror();
+	if (err || !mod) {
+		fprintf(stderr, "CRITICAL: load_module: %s\n", err ? err : "no exports");
+		exit(1);
+	}
+	const char *version = env_or("HARNESS_CORE_VERSION", "opensips 3.6.8 (x86_64/linux)");
+	const char *flags = env_or("HARNESS_CORE_FLAGS",
+		"STATS: On, DISABLE_NAGLE, USE_MCAST, SHM_MMAP, PKG_MALLOC, Q_MALLOC, F_MALLOC, "
+		"HP_MALLOC, F_PARALLEL_MALLOC, DBG_MALLOC, FAST_LOCK-ADAPTIVE_WAIT");
+	if (!mod->version || strcmp(mod->version, version)) {
+		fprintf(stderr, "CRITICAL: module version mismatch for %s; core: %s; module: %s\n",
+			mod->name, version, mod->version ? mod->version : "(null)");
+		exit(1);
+	}
+	if (!mod->compile_flags || strcmp(mod->compile_flags, flags)) {
+		fprintf(stderr, "CRITICAL: module compile flags mismatch for %s\n", mod->name);
+		exit(1);
+	}
+	if (!mod->scm_type || strcmp(mod->scm_type, core_scm_ver.type) || !mod->scm_rev ||
+	    strncmp(mod->scm_rev, core_scm_ver.rev, strlen(mod->scm_rev))) {
+		fprintf(stderr, "CRITICAL: module revision mismatch for %s\n", mod->name);
+		exit(1);
+	}
+	if (mod->dlflags != 0 || mod->type != 1 || strcmp(mod->name, "rest_client")) {
+		fprintf(stderr, "CRITICAL: unexpected module header\n");
+		exit(1);
+	}
+}
+
+int h_modparam(const char *name, int is_str, const char *value, int ivalue)
+{
+	for (const param_export_t *p = mod->params; p->name; p++) {
+		if (strcmp(p->name, name))
+			continue;
+		unsigned int given = is_str ? STR_PARAM : INT_PARAM;
+		if (!(p->type & given)) {
+			fprintf(stderr, "ERROR: parameter <%s> type mismatch\n", name);
+			return -1;
+		}
+		if (p->type & USE_FUNC_PARAM) {
+			int (*f)(unsigned int, void *) = (int (*)(unsigned int, void *))p->param_pointer;
+			return f(given, is_str ? (void *)strdup(value) : (void *)(long)ivalue) < 0 ? -1 : 0;
+		}
+		if (is_str)
+			*(char **)p->param_pointer = strdup(value);
+		else
+			*(int *)p->param_pointer = ivalue;
+		return 0;
+	}
+	fprintf(stderr, "ERROR: parameter <%s> not found in module\n", name);
+	return -1;
+}
+
+int h_load_cfg(const char *cfg_path)
+{
+	FILE *f = fopen(cfg_path, "r");
+	if (!f) {
+		perror(cfg_path);
+		return -1;
+	}
+	fseek(f, 0, SEEK_END);
+	long size = ftell(f);
+	rewind(f);
+	cfg_text = calloc(1, (size_t)size + 1);
+	if (fread(cfg_text, 1, (size_t)size, f) != (size_t)size) {
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	tls_mgm_loaded = strstr(cfg_text, "tls_mgm.so\"") != NULL;
+
+	regex_t re;
+	regcomp(&re, "^[ \t]*modparam\\(\"([^\"]*)\",[ \t]*\"([^\"]*)\",[ \t]*(\"([^\"]*)\"|(-?[0-9]+))\\)",
+		REG_EXTENDED | REG_NEWLINE);
+	regmatch_t m[6];
+	int rc = 0;
+	for (const char *p = cfg_text; rc == 0 && regexec(&re, p, 6, m, 0) == 0; p += m[0].rm_eo) {
+		char module[64], name[64], value[1024];
+		snprintf(module, sizeof module, "^(%.*s)$", (int)(m[1].rm_eo - m[1].rm_so), p + m[1].rm_so);
+		snprintf(name, sizeof name, "%.*s", (int)(m[2].rm_eo - m[2].rm_so), p + m[2].rm_so);
+		int is_str = m[4].rm_so >= 0;
+		int v = is_str ? 4 : 5;
+		snprintf(value, sizeof value, "%.*s", (int)(m[v].rm_eo - m[v].rm_so), p + m[v].rm_so);
+		regex_t mod_re;
+		if (regcomp(&mod_re, module, REG_EXTENDED | REG_ICASE | REG_NOSUB) == 0) {
+			if (regexec(&mod_re, "rest_client", 0, NULL, 0) == 0)
+				rc = h_modparam(name, is_str, value, atoi(value));
+			regfree(&mod_re);
+		}
+	}
+	regfree(&re);
+	return rc;
+}
+
+int h_mod_init(void) { return mod->init_f ? mod->init_f() : 0; }
+
+int h_child_init(int rank) { return mod->init_child_f ? mod->init_child_f(rank) : 0; }
+
+/* ------------------------------------------------------------------------------------------
+ * Calls. */
+
+static char fake_msg[1024]; /* stands for struct sip_msg: opaque to the module */
+#define POISON ((void *)0x5a5a5a5a5a5a5a5aULL)
+
+int h_call(const char *name, int argc, const h_arg *args)
+{
+	const cmd_export_t *cmd = mod->cmds;
+	while (cmd->name && strcmp(cmd->name, name))
+		cmd++;
+	if (!cmd->name) {
+		fprintf(stderr, "ERROR: unknown function %s\n", name);
+		return H_PARSE_ERROR;
+	}
+	int declared = 0, mandatory = 0;
+	while (declared < 8 && cmd->params[declared].flags) {
+		if (!(cmd->params[declared].flags & CMD_PARAM_OPT))
+			mandatory = declared + 1;
+		declared++;
+	}
+	if (argc < mandatory || argc > declared) {
+		fprintf(stderr, "ERROR: too %s parameters for %s\n", argc < mandatory ? "few" : "many", name);
+		return H_PARSE_ERROR;
+	}
+	void *p[8];
+	str strs[8];
+	char *copies[8] = { 0 };
+	for (int i = 0; i < 8; i++) {
+		p[i] = POISON;
+		if (i >= declared)
+			continue;
+		int flags = cmd->params[i].flags;
+		h_arg a = i < argc ? args[i] : A_NONE;
+		if (a.kind == H_NONE) {
+			if (!(flags & CMD_PARAM_OPT)) {
+				fprintf(stderr, "ERROR: mandatory parameter %d of %s is empty\n", i + 1, name);
+				return H_PARSE_ERROR;
+			}
+			p[i] = NULL;
+		} else if (a.kind == H_STR && (flags & CMD_PARAM_STR)) {
+			/* Exactly len bytes, followed by a non-NUL byte: never NUL-terminated. */
+			int len = a.len >= 0 ? a.len : (int)strlen(a.s);
+			copies[i] = malloc((size_t)len + 1);
+			memcpy(copies[i], a.s, (size_t)len);
+			copies[i][len] = '}';
+			strs[i].s = copies[i];
+			strs[i].len = len;
+			p[i] = &strs[i];
+		} else if (a.kind == H_VAR && (flags & CMD_PARAM_VAR)) {
+			p[i] = a.var;
+		} else {
+			fprintf(stderr, "ERROR: parameter %d of %s has the wrong type\n", i + 1, name);
+			return H_PARSE_ERROR;
+		}
+	}
+	int rc = cmd->function(fake_msg, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]);
+	for (int i = 0; i < 8; i++)
+		free(copies[i]);
+	return rc;
+}
+
+int h_transform(const char *cls, const char *spec, const char *input, char **out)
+{
+	const trans_export_t *t = mod->trans;
+	while (t->name.s && strcasecmp(t->name.s, cls))
+		t++;
+	if (!t->name.s)
+		return H_PARSE_ERROR;
+	/* The core hands parse the text up to the closing '}', which is the next byte. */
+	size_t n = strlen(spec);
+	char *text = malloc(n + 1);
+	memcpy(text, spec, n);
+	text[n] = '}';
+	str in = { text, (int)n };
+	trans_t tr;
+	memset(&tr, 0, sizeof tr);
+	int rc = t->parse_func(&in, &tr);
+	free(text);
+	if (rc != 0)
+		return H_PARSE_ERROR;
+	pv_value_t val;
+	memset(&val, 0, sizeof val);
+	char *copy = NULL;
+	if (input) {
+		size_t len = strlen(input);
+		copy = malloc(len + 1);
+		memcpy(copy, input, len);
+		copy[len] = '}';
+		val.rs.s = copy;
+		val.rs.len = (int)len;
+		val.flags = PV_VAL_STR;
+	} else {
+		val.flags = PV_VAL_NULL;
+	}
+	rc = t->eval_func(fake_msg, NULL, tr.subtype, &val);
+	*out = NULL;
+	if (val.flags & PV_VAL_STR) {
+		*out = malloc((size_t)val.rs.len + 1);
+		memcpy(*out, val.rs.s, (size_t)val.rs.len);
+		(*out)[val.rs.len] = 0;
+	}
+	free(copy);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Workers and checks. */
+
+static int passed, failed;
+
+void h_check(int ok, const char *file, int line, const char *what)
+{
+	if (ok) {
+		passed++;
+	} else {
+		failed++;
+		fprintf(stderr, "FAIL [%d] %s:%d: %s\n", (int)getpid(), file, line, what);
+	}
+}
+
+int h_finish(void)
+{
+	printf("%d passed, %d failed\n", passed, failed);
+	fflush(stdout);
+	return failed ? 1 : 0;
+}
+
+void h_set_log_level(int level) { default_log_level = level; }
+
+void hvar_reset(hvar *v)
+{
+	free(v->s);
+	memset(v, 0, sizeof *v);
+}
+
+long long h_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+#define MAX_WORKERS 64
+static pid_t workers[MAX_WORKERS];
+static int worker_count;
+
+pid_t h_fork_worker(int rank, h_worker_fn fn, void *arg)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (h_child_init(rank) < 0) {
+			fprintf(stderr, "child_init(%d) failed\n", rank);
+			_exit(2);
+		}
+		int rc = fn(rank, arg);
+		fflush(NULL);
+		_exit(rc == 0 && failed == 0 ? 0 : 1);
+	}
+	if (pid > 0 && worker_count < MAX_WORKERS)
+		workers[worker_count++] = pid;
+	return pid;
+}
+
+int h_wait_workers(void)
+{
+	int bad = 0;
+	for (int i = 0; i < worker_count; i++) {
+		int status;
+		if (waitpid(workers[i], &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+			fprintf(stderr, "worker %d failed (status %d)\n", (int)workers[i], status);
+			bad++;
+		}
+	}
+	worker_count = 0;
+	return bad;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Test servers. */
+
+int h_start_server(const char *const *extra_args)
+{
+	int to_child[2], from_child[2];
+	if (pipe(to_child) || pipe(from_child))
+		return -1;
+	const char *script = env_or("HTTP_TEST_SERVER", "c_tests/http_test_server.py");
+	const char *argv[32] = { "python3", script, "--port", "0" };
+	int argc = 4;
+	for (int i = 0; extra_args && extra_args[i] && argc < 31; i++)
+		argv[argc++] = extra_args[i];
+	argv[argc] = NULL;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(to_child[0], 0);
+		dup2(from_child[1], 1);
+		close(to_child[1]);
+		close(from_child[0]);
+		execvp("python3", (char *const *)argv);
+		_exit(127);
+	}
+	close(to_child[0]);
+	close(from_child[1]);
+	/* to_child[1] stays open (not inherited by exec'd children: CLOEXEC) until we exit:
+	 * the server exits when its stdin reaches EOF. */
+	fcntl(to_child[1], F_SETFD, FD_CLOEXEC);
+	char line[64] = { 0 };
+	size_t got = 0;
+	while (got < sizeof line - 1) {
+		ssize_t r = read(from_child[0], line + got, 1);
+		if (r <= 0 || line[got] == '\n')
+			break;
+		got++;
+	}
+	close(from_child[0]);
+	int port = 0;
+	if (sscanf(line, "PORT %d", &port) != 1) {
+		fprintf(stderr, "test server did not start: '%s'\n", line);
+		exit(3);
+	}
+	return port;
+}
+
+static int listen_loopback(int backlog, struct sockaddr_in *addr)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	socklen_t len = sizeof *addr;
+	memset(addr, 0, sizeof *addr);
+	addr->sin_family = AF_INET;
+	addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)addr, sizeof *addr) || listen(fd, backlog) ||
+	    getsockname(fd, (struct sockaddr *)addr, &len)) {
+		perror("listen_loopback");
+		exit(3);
+	}
+	return fd;
+}
+
+int h_full_backlog_port(void)
+{
+	struct sockaddr_in addr;
+	listen_loopback(0, &addr); /* never accepted, kept open until exit */
+	/* Fill the accept queue until a connect stays pending: then SYNs are being dropped. */
+	for (int i = 0; i < 16; i++) {
+		int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (connect(c, (struct sockaddr *)&addr, sizeof addr) == 0)
+			continue;
+		struct pollfd pfd = { c, POLLOUT, 0 };
+		if (errno == EINPROGRESS && poll(&pfd, 1, 200) == 0)
+			return ntohs(addr.sin_port);
+	}
+	fprintf(stderr, "could not fill the accept queue\n");
+	exit(3);
+}
+
+int h_closed_port(void)
+{
+	struct sockaddr_in addr;
+	int fd = listen_loopback(1, &addr);
+	close(fd);
+	return ntohs(addr.sin_port);
+}
+
+char *h_http_get(int port, const char *path)
+{
+	struct sockaddr_in addr;
+	memset(&addr, 0, sizeof addr);
+	addr.sin_family = AF_INET;
+	addr.sin_port = htons((unsigned short)port);
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(fd, (struct sockaddr *)&addr, sizeof addr)) {
+		close(fd);
+		return strdup("");
+	}
+	char req[512];
+	int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+	if (write(fd, req, (size_t)n) != n) {
+		close(fd);
+		return strdup("");
+	}
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	ssize_t r;
+	while ((r = read(fd, buf + len, cap - len - 1)) > 0) {
+		len += (size_t)r;
+		if (len + 1 == cap)
+			buf = realloc(buf, cap *= 2);
+	}
+	close(fd);
+	buf[len] = 0;
+	char *body = strstr(buf, "\r\n\r\n");
+	char *result = strdup(body ? body + 4 : "");
+	free(buf);
+	return result;
+}

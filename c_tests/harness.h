@@ -1,0 +1,109 @@
+/*
+ * A small OpenSIPS host for tests: it loads the module the way the OpenSIPS core does
+ * (dlopen RTLD_NOW, dlsym "exports", version check, modparam lines from a cfg file, mod_init,
+ * forked workers with child_init), exports the core symbols the module looks up, and calls
+ * script functions and transformations with the core's argument conventions.
+ *
+ * Every string argument is handed over as a `str` whose bytes are NOT NUL-terminated, and the
+ * undeclared parameter slots hold a poison pointer, so a module that relies on either fails.
+ */
+#ifndef REST_HARNESS_H
+#define REST_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* ---- core types (x86_64 layouts) ---- */
+typedef struct { char *s; int len; } str;
+typedef struct { str rs; int ri; int flags; } pv_value_t;
+
+#define PV_VAL_NULL 1
+#define PV_VAL_STR 4
+#define PV_VAL_INT 8
+#define PV_TYPE_INT 16
+
+/* A script variable: what the module receives as `pv_spec_t *` (opaque to it). */
+typedef struct hvar {
+	const char *name;
+	int is_set;      /* 0: never written */
+	int is_int;
+	int ri;
+	char *s;         /* NUL-terminated copy of the string value */
+	int len;
+	int writes;      /* how many times the module wrote it */
+} hvar;
+
+/* ---- arguments of a script function call ---- */
+enum h_arg_kind { H_NONE, H_STR, H_VAR };
+typedef struct { enum h_arg_kind kind; const char *s; int len; hvar *var; } h_arg;
+#define A_STR(x) ((h_arg){H_STR, (x), -1, NULL})
+#define A_STRN(x, n) ((h_arg){H_STR, (x), (n), NULL})
+#define A_VAR(v) ((h_arg){H_VAR, NULL, 0, (v)})
+#define A_NONE ((h_arg){H_NONE, NULL, 0, NULL})
+
+/* Returned by h_call when the core would have refused the call at parse time. */
+#define H_PARSE_ERROR (-1000)
+
+/* ---- host life cycle ---- */
+/* dlopen + exports + version check (mismatch: message and exit(1), like the core). */
+void h_load(const char *so_path);
+/* Applies every `modparam("rest_client", "name", value)` line of a cfg file, and notes
+ * which functions the cfg calls (for is_script_func_used) and whether it loads tls_mgm. */
+int h_load_cfg(const char *cfg_path);
+/* One modparam: `is_str` selects STR_PARAM (value) or INT_PARAM (ivalue). */
+int h_modparam(const char *name, int is_str, const char *value, int ivalue);
+int h_mod_init(void);
+int h_child_init(int rank);
+
+/* Calls a script function by name with the core's conventions. */
+int h_call(const char *name, int argc, const h_arg *args);
+#define H_CALL(name, ...) \
+	h_call(name, (int)(sizeof((h_arg[]){__VA_ARGS__}) / sizeof(h_arg)), (h_arg[]){__VA_ARGS__})
+
+/* Runs `{class.spec}` on `input` (NULL = a NULL value); returns the eval result, the output
+ * (NUL-terminated copy, or NULL for a NULL value) in *out. Parse failure: H_PARSE_ERROR. */
+int h_transform(const char *cls, const char *spec, const char *input, char **out);
+
+/* ---- fake tls_mgm ---- */
+void h_tls_add_client_domain(const char *name, const char *cert, const char *pkey);
+int h_tls_released(void);
+
+/* ---- workers ---- */
+typedef int (*h_worker_fn)(int rank, void *arg);
+/* Forks a worker: child_init(rank), then fn; the child exits 0 if fn returned 0 and every
+ * CHECK in it passed. */
+pid_t h_fork_worker(int rank, h_worker_fn fn, void *arg);
+/* Waits for every forked worker; returns how many failed. */
+int h_wait_workers(void);
+
+/* ---- test servers ---- */
+/* Starts c_tests/http_test_server.py with extra arguments (NULL-terminated list), returns
+ * its port. It stops when the harness exits. */
+int h_start_server(const char *const *extra_args);
+/* A loopback listener whose accept queue is full: connecting to it hangs. */
+int h_full_backlog_port(void);
+/* A loopback port with nothing listening. */
+int h_closed_port(void);
+/* Performs a GET with the harness's own plain socket code, returns the body (malloc'd). */
+char *h_http_get(int port, const char *path);
+
+/* ---- checks ---- */
+void h_set_log_level(int level);
+void h_check(int ok, const char *file, int line, const char *what);
+#define CHECK(cond) h_check(!!(cond), __FILE__, __LINE__, #cond)
+#define CHECK_INT(got, want) do { long long g_ = (got), w_ = (want); \
+	if (g_ != w_) fprintf(stderr, "  %s = %lld, want %lld\n", #got, g_, w_); \
+	h_check(g_ == w_, __FILE__, __LINE__, #got " == " #want); } while (0)
+#define CHECK_STR(var, want) do { const char *w_ = (want); \
+	int ok_ = (var)->is_set && !(var)->is_int && strcmp((var)->s, w_) == 0; \
+	if (!ok_) fprintf(stderr, "  %s = '%s' (set=%d), want '%s'\n", #var, \
+		(var)->is_set ? (var)->s : "", (var)->is_set, w_); \
+	h_check(ok_, __FILE__, __LINE__, #var " == " #want); } while (0)
+/* Prints "N passed, N failed" and returns the process exit status. */
+int h_finish(void);
+
+void hvar_reset(hvar *v);
+/* Microseconds on a monotonic clock. */
+long long h_now_us(void);
+
+#endif

@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Scripted HTTP/1.1 (optionally HTTPS) test server for the rest_client tests.
+
+Usage:
+    http_test_server.py [--host 127.0.0.1] [--port 0]
+                        [--tls-cert CERT --tls-key KEY [--client-ca CA]]
+                        [--max-seconds 600]
+
+Prints "PORT <n>" as its first stdout line once listening.  Exits after
+--max-seconds, when stdin reaches EOF (keep stdin open as a pipe!), or on
+SIGTERM/SIGINT.  Connections are keep-alive (HTTP/1.1) and handled one thread
+each; every connection gets a sequential id (1, 2, ...).  Request bodies are
+read by Content-Length or chunked encoding; "Expect: 100-continue" is answered
+with "100 Continue" before the body is read.  Query strings are decoded as
+latin-1, so %XX escapes give byte-exact header values.  Responses default to
+Content-Type text/plain and carry a Content-Length unless chunked.
+
+Routes (path before "?"):
+  /status/<code>          status <code>, body "status <code>"
+  /ctype?value=V[&name=N] 200 "ok" with header N (default Content-Type): V verbatim
+  /body?size=N[&chunked=1][&pad=1][&ctype=V]
+                          N bytes of the pattern 0-9a-z repeated; chunked=1 sends
+                          chunks of <= 4096 bytes; pad=1 wraps the body as
+                          "  \\r\\n" + body + "\\r\\n \\t"; ctype sets Content-Type
+  /echo                   JSON {method, path, headers: [[name, value]...], body
+                          (latin-1), body_len, connection_id, request_on_connection,
+                          client_cert_subject (TLS only: client cert CN or null)}
+  /delay?ms=N[&size=M]    200 after N ms, body "delayed" (or M pattern bytes)
+  /close                  200 "closing" with Connection: close, then close
+  /close-after-response?ms=N
+                          keep-alive 200 "ok", then close the socket N ms later
+  /stall-headers          read the request, never answer (until client closes or 120 s)
+  /stall-body?sent=K      Content-Length: 100000 + K (default 100) bytes, then stall
+  /close-mid-body?sent=K  Content-Length: 100000 + K (default 100) bytes, then close
+  /garbage                writes "this is not http\\r\\n\\r\\n" and closes
+  /headers?h=Name:Value&h=...[&status=N][&reason=Text]
+                          status N (default 200), each h sent as "Name: Value" in
+                          order, body "headers"
+  /stats                  JSON {connections, requests, open_connections}
+  /stats/reset            zero connections and requests, answer like /stats
+  anything else           404 "not found"
+Requests to /stats* are not counted as requests.  HEAD responses and 1xx/204/304
+statuses carry no body.
+"""
+import argparse
+import http
+import itertools
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+from urllib.parse import parse_qs, urlsplit
+
+PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz"
+LOCK = threading.Lock()
+STATS = {"connections": 0, "requests": 0, "open_connections": 0}
+CONNECTION_IDS = itertools.count(1)
+
+
+class BadRequest(Exception):
+    pass
+
+
+def pattern(n):
+    return (PATTERN * (n // len(PATTERN) + 1))[:n]
+
+
+def reason_for(code):
+    try:
+        return http.HTTPStatus(code).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def stats_body():
+    with LOCK:
+        return json.dumps(STATS).encode()
+
+
+class Request:
+    def __init__(self, method, target, version, headers):
+        self.method, self.target, self.version, self.headers = method, target, version, headers
+        url = urlsplit(target)
+        self.path = url.path
+        self.query = parse_qs(url.query, keep_blank_values=True, encoding="latin-1")
+        tokens = [t.strip().lower() for t in self.header("connection").split(",")]
+        self.close = "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens)
+        self.body = b""
+
+    def header(self, name):
+        return next((v for n, v in self.headers if n.lower() == name), "")
+
+    def arg(self, name, default=None):
+        return self.query.get(name, [default])[0]
+
+    def int_arg(self, name, default):
+        try:
+            return int(self.arg(name, default))
+        except ValueError:
+            raise BadRequest from None
+
+
+class Connection:
+    def __init__(self, sock, cid, tls):
+        self.sock, self.cid, self.tls = sock, cid, tls
+        self.buf = bytearray()
+        self.requests = 0
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError
+        self.buf += data
+
+    def read_until(self, sep):
+        while (i := self.buf.find(sep)) < 0:
+            self._fill()
+        out = bytes(self.buf[:i])
+        del self.buf[: i + len(sep)]
+        return out
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def read_chunked(self):
+        body = bytearray()
+        while True:
+            try:
+                size = int(self.read_until(b"\r\n").split(b";")[0].strip(), 16)
+            except ValueError:
+                raise BadRequest from None
+            if size == 0:
+                break
+            body += self.read_exact(size)
+            if self.read_exact(2) != b"\r\n":
+                raise BadRequest
+        while self.read_until(b"\r\n"):  # trailer fields, ignored
+            pass
+        return bytes(body)
+
+    def read_request(self):
+        lines = self.read_until(b"\r\n\r\n").lstrip(b"\r\n").decode("latin-1").split("\r\n")
+        try:
+            method, target, version = lines[0].split(" ")
+        except ValueError:
+            raise BadRequest from None
+        headers = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise BadRequest
+            headers.append((name, value.strip(" \t")))
+        req = Request(method, target, version, headers)
+        if req.header("expect").lower() == "100-continue":
+            self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if "chunked" in req.header("transfer-encoding").lower():
+            req.body = self.read_chunked()
+        else:
+            length = req.header("content-length") or "0"
+            if not length.isdigit():
+                raise BadRequest
+            req.body = self.read_exact(int(length))
+        return req
+
+    def respond(self, req, status, body=b"", headers=(), reason=None, chunked=False, close=False):
+        """Send one response; returns True when the connection stays open."""
+        close = close or req.close
+        bodiless_status = status < 200 or status in (204, 304)
+        lines = [f"HTTP/1.1 {status} {reason_for(status) if reason is None else reason}"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        if not any(name.lower() == "content-type" for name, _ in headers):
+            lines.append("Content-Type: text/plain")
+        if chunked:
+            lines.append("Transfer-Encoding: chunked")
+        elif not bodiless_status:
+            lines.append(f"Content-Length: {len(body)}")
+        if close:
+            lines.append("Connection: close")
+        payload = "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n"
+        if req.method != "HEAD" and not bodiless_status:
+            if chunked:
+                chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)]
+                payload += b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+            else:
+                payload += body
+        self.sock.sendall(payload)
+        return not close
+
+    def stall(self):
+        """Keep the socket open until the client closes it or 120 s pass."""
+        self.sock.settimeout(120)
+        while self.sock.recv(65536):
+            pass
+        return False
+
+    def client_cn(self):
+        for rdn in (self.sock.getpeercert() or {}).get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return value
+        return None
+
+    def serve_one(self):
+        """Handle one request; returns True to keep reading on this connection."""
+        try:
+            req = self.read_request()
+            self.requests += 1
+            if not req.path.startswith("/stats"):
+                with LOCK:
+                    STATS["requests"] += 1
+            return self.dispatch(req)
+        except BadRequest:
+            self.sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                              b"Content-Length: 11\r\nConnection: close\r\n\r\nbad request")
+            return False
+
+    def dispatch(self, req):
+        path = req.path
+        if path.startswith("/status/") and path[8:].isdigit():
+            code = int(path[8:])
+            return self.respond(req, code, b"status %d" % code)
+        if path == "/ctype":
+            return self.respond(req, 200, b"ok", [(req.arg("name", "Content-Type"), req.arg("value", ""))])
+        if path == "/body":
+            body = pattern(req.int_arg("size", 0))
+            if req.arg("pad") == "1":
+                body = b"  \r\n" + body + b"\r\n \t"
+            headers = [("Content-Type", req.arg("ctype"))] if "ctype" in req.query else []
+            return self.respond(req, 200, body, headers, chunked=req.arg("chunked") == "1")
+        if path == "/echo":
+            doc = {"method": req.method, "path": req.target, "headers": req.headers,
+                   "body": req.body.decode("latin-1"), "body_len": len(req.body),
+                   "connection_id": self.cid, "request_on_connection": self.requests}
+            if self.tls:
+                doc["client_cert_subject"] = self.client_cn()
+            return self.respond(req, 200, json.dumps(doc).encode(), [("Content-Type", "application/json")])
+        if path == "/delay":
+            time.sleep(req.int_arg("ms", 0) / 1000)
+            body = pattern(req.int_arg("size", 0)) if "size" in req.query else b"delayed"
+            return self.respond(req, 200, body)
+        if path == "/close":
+            return self.respond(req, 200, b"closing", close=True)
+        if path == "/close-after-response":
+            delay = req.int_arg("ms", 0) / 1000
+            self.respond(req, 200, b"ok")
+            time.sleep(delay)
+            return False
+        if path == "/stall-headers":
+            return self.stall()
+        if path in ("/stall-body", "/close-mid-body"):
+            self.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                              b"Content-Length: 100000\r\n\r\n" + pattern(req.int_arg("sent", 100)))
+            return self.stall() if path == "/stall-body" else False
+        if path == "/garbage":
+            self.sock.sendall(b"this is not http\r\n\r\n")
+            return False
+        if path == "/headers":
+            headers = [tuple(h.partition(":")[::2]) for h in req.query.get("h", [])]
+            return self.respond(req, req.int_arg("status", 200), b"headers", headers, reason=req.arg("reason"))
+        if path == "/stats":
+            return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
+        if path == "/stats/reset":
+            with LOCK:
+                STATS["connections"] = STATS["requests"] = 0
+            return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
+        return self.respond(req, 404, b"not found")
+
+
+def serve_connection(sock, cid, ctx):
+    try:
+        if ctx is not None:
+            sock = ctx.wrap_socket(sock, server_side=True)
+        conn = Connection(sock, cid, ctx is not None)
+        while conn.serve_one():
+            pass
+    except (OSError, EOFError):  # resets, broken pipes, TLS failures, timeouts
+        pass
+    finally:
+        sock.close()
+        with LOCK:
+            STATS["open_connections"] -= 1
+
+
+def accept_loop(listener, ctx):
+    while True:
+        try:
+            sock, _ = listener.accept()
+        except OSError:
+            time.sleep(0.01)
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with LOCK:
+            cid = next(CONNECTION_IDS)
+            STATS["connections"] += 1
+            STATS["open_connections"] += 1
+        threading.Thread(target=serve_connection, args=(sock, cid, ctx), daemon=True).start()
+
+
+def watch_stdin(stop):
+    try:
+        while os.read(0, 65536):
+            pass
+    except OSError:
+        pass
+    stop.set()
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Scripted HTTP/1.1 test server (see module docstring).")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--client-ca")
+    ap.add_argument("--max-seconds", type=float, default=600)
+    args = ap.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.client_ca and not args.tls_cert):
+        ap.error("--tls-cert and --tls-key go together; --client-ca needs them")
+
+    ctx = None
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(args.client_ca)
+
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((args.host, args.port))
+    listener.listen(128)
+    print(f"PORT {listener.getsockname()[1]}", flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Thread(target=watch_stdin, args=(stop,), daemon=True).start()
+    threading.Thread(target=accept_loop, args=(listener, ctx), daemon=True).start()
+    stop.wait(args.max_seconds)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

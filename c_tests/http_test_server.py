@@ -22,7 +22,7 @@ Routes (path before "?"):
                           N bytes of the pattern 0-9a-z repeated; chunked=1 sends
                           chunks of <= 4096 bytes; pad=1 wraps the body as
                           "  \\r\\n" + body + "\\r\\n \\t"; ctype sets Content-Type
-  /echo                   JSON {method, path, headers: [[name, value]...], body
+  /echo                   JSON {method, version, path, headers: [[name, value]...], body
                           (latin-1), body_len, connection_id, request_on_connection,
                           client_cert_subject (TLS only: client cert CN or null)}
   /delay?ms=N[&size=M]    200 after N ms, body "delayed" (or M pattern bytes)
@@ -236,7 +236,7 @@ class Connection:
             headers = [("Content-Type", req.arg("ctype"))] if "ctype" in req.query else []
             return self.respond(req, 200, body, headers, chunked=req.arg("chunked") == "1")
         if path == "/echo":
-            doc = {"method": req.method, "path": req.target, "headers": req.headers,
+            doc = {"method": req.method, "version": req.version, "path": req.target, "headers": req.headers,
                    "body": req.body.decode("latin-1"), "body_len": len(req.body),
                    "connection_id": self.cid, "request_on_connection": self.requests}
             if self.tls:

@@ -100,3 +100,63 @@ fn https_with_ca_path_and_tls_mgm_client_certificates() {
 fn https_without_verification() {
     assert_passes("test_tls", "tls_noverify.cfg", &["noverify"]);
 }
+
+#[test]
+fn transformations() {
+    assert_passes("test_transforms", "blocking.cfg", &[]);
+}
+
+/// Runs test_startup with `cfg`; returns (stdout, stderr, exit code).
+fn startup(cfg: &str, env: &[(&str, &str)]) -> (String, String, Option<i32>) {
+    let output = run("test_startup", Some(cfg), &[], env);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (text(&output.stdout), text(&output.stderr), output.status.code())
+}
+
+#[test]
+fn startup_accepts_good_parameters_and_clamps_like_the_c_module() {
+    let (out, err, _) = startup("blocking.cfg", &[]);
+    assert!(out.contains("mod_init=0"), "{out}");
+    let (out, err2, _) = startup("startup_clamped_timeout.cfg", &[]);
+    assert!(out.contains("mod_init=0"), "{out}");
+    assert!(err2.contains("WARNING:rest_client") && err2.contains("using 5s"), "{err2}");
+    assert!(!err.contains("WARNING"), "{err}");
+}
+
+#[test]
+fn startup_refuses_bad_parameters_with_a_clear_error() {
+    for (cfg, message) in [
+        ("startup_bad_http_version.cfg", "curl_http_version 30 is not supported"),
+        ("startup_negative_timeout.cfg", "curl_timeout must not be negative"),
+        ("startup_tls_without_tls_mgm.cfg", "load the tls_mgm module"),
+    ] {
+        let (out, err, _) = startup(cfg, &[]);
+        assert!(out.contains("mod_init=-1"), "{cfg}: {out}");
+        assert!(err.contains("ERROR:rest_client") && err.contains(message), "{cfg}: {err}");
+    }
+    for (cfg, message) in [
+        ("startup_string_for_int.cfg", "type mismatch"),
+        ("startup_unknown_param.cfg", "not found"),
+    ] {
+        let (out, err, _) = startup(cfg, &[]);
+        assert!(out.contains("cfg=-1"), "{cfg}: {out}");
+        assert!(err.contains(message), "{cfg}: {err}");
+    }
+}
+
+#[test]
+fn a_core_of_another_build_refuses_the_module() {
+    let (out, err, code) = startup("blocking.cfg", &[("HARNESS_CORE_FLAGS", "STATS: Off")]);
+    assert_eq!(code, Some(1));
+    assert!(!out.contains("loaded") && err.contains("compile flags mismatch"), "{err}");
+    let version = [("HARNESS_CORE_VERSION", "opensips 3.4.18 (x86_64/linux)")];
+    let (_, err, code) = startup("blocking.cfg", &version);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("version mismatch"), "{err}");
+}
+
+#[test]
+fn expect_100_and_http_version_options() {
+    assert_passes("test_options", "expect_http11.cfg", &["1.1"]);
+    assert_passes("test_options", "expect_http10.cfg", &["1.0"]);
+}

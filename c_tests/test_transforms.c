@@ -1,0 +1,50 @@
+/* {rest.escape} and {rest.unescape}: parsing and evaluation as the core drives them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static void check_eval(const char *spec, const char *input, int want_rc, const char *want)
+{
+	char *out = NULL;
+	int rc = h_transform("rest", spec, input, &out);
+	CHECK_INT(rc, want_rc);
+	if (want) {
+		if (!out || strcmp(out, want))
+			fprintf(stderr, "  {rest.%s}('%s') = '%s', want '%s'\n", spec, input, out ? out : "(null)", want);
+		CHECK(out && strcmp(out, want) == 0);
+	} else {
+		CHECK(out == NULL);
+	}
+	free(out);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3)
+		return 2;
+	h_load(argv[1]);
+	CHECK_INT(h_load_cfg(argv[2]), 0);
+	CHECK_INT(h_mod_init(), 0);
+	CHECK_INT(h_child_init(1), 0);
+
+	check_eval("escape", "a b/&=\xc3\xbc~._-", 0, "a%20b%2F%26%3D%C3%BC~._-");
+	check_eval("unescape", "a%20b%2F%26%3D%C3%BC~._-", 0, "a b/&=\xc3\xbc~._-");
+	check_eval("unescape", "a+b%zz%4", 0, "a+b%zz%4");
+	check_eval("escape", "plain", 0, "plain");
+	/* NULL passes through; an empty string becomes NULL with an error. */
+	check_eval("escape", NULL, 0, NULL);
+	check_eval("escape", "", -1, NULL);
+	check_eval("unescape", "", -1, NULL);
+
+	/* Parse errors stop the script from loading. */
+	char *out;
+	CHECK_INT(h_transform("rest", "escape,x", "a", &out), H_PARSE_ERROR);
+	CHECK_INT(h_transform("rest", "Escape", "a", &out), H_PARSE_ERROR);
+	CHECK_INT(h_transform("rest", "quote", "a", &out), H_PARSE_ERROR);
+	CHECK_INT(h_transform("REST", "escape", "a b", &out), 0);
+	CHECK(out && strcmp(out, "a%20b") == 0);
+	free(out);
+	return h_finish();
+}

@@ -64,7 +64,12 @@ fn main() {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_else(|_| "linux".into());
     let flags = target.compile_flags.unwrap_or_else(|| {
-        if (major, minor) == (3, 4) { DEFAULT_FLAGS_3_4 } else { DEFAULT_FLAGS_3_6 }.to_string()
+        if (major, minor) == (3, 4) {
+            DEFAULT_FLAGS_3_4
+        } else {
+            DEFAULT_FLAGS_3_6
+        }
+        .to_string()
     });
     let scm_type = target.scm_type.unwrap_or_else(|| "git".into());
     let scm_rev = target.scm_rev.unwrap_or_default();
@@ -126,8 +131,12 @@ fn target_from_binary(bin: &str) -> Target {
         .unwrap_or_else(|e| fail(&format!("cannot run OPENSIPS_BIN={bin} -V: {e}")));
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
-    let mut target =
-        Target { version: String::new(), compile_flags: None, scm_type: None, scm_rev: None };
+    let mut target = Target {
+        version: String::new(),
+        compile_flags: None,
+        scm_type: None,
+        scm_rev: None,
+    };
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("version: ") {
             let v = v.strip_prefix("opensips ").unwrap_or(v);
@@ -140,24 +149,30 @@ fn target_from_binary(bin: &str) -> Target {
         }
     }
     if target.version.is_empty() || target.compile_flags.is_none() {
-        fail(&format!("`{bin} -V` printed no `version:`/`flags:` lines:\n{text}"));
+        fail(&format!(
+            "`{bin} -V` printed no `version:`/`flags:` lines:\n{text}"
+        ));
     }
     target
 }
 
 fn parse_version(version: &str) -> (u32, u32, u32) {
-    let mut parts = version.split(|c: char| !c.is_ascii_digit()).map(str::parse::<u32>);
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::parse::<u32>);
     match (parts.next(), parts.next(), parts.next()) {
         (Some(Ok(a)), Some(Ok(b)), Some(Ok(c))) => (a, b, c),
-        _ => fail(&format!("cannot parse OpenSIPS version {version:?} (expected e.g. 3.6.8)")),
+        _ => fail(&format!(
+            "cannot parse OpenSIPS version {version:?} (expected e.g. 3.6.8)"
+        )),
     }
 }
 
 /// Regenerates `include/rest_client.h` from the host-neutral C API (`src/capi.rs`).
 fn generate_header() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
-        .expect("read cbindgen.toml");
+    let config =
+        cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("read cbindgen.toml");
     match cbindgen::Builder::new()
         .with_config(config)
         .with_src(crate_dir.join("src/capi.rs"))

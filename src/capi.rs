@@ -47,7 +47,10 @@ unsafe fn unleak(ptr: *mut u8, len: usize) {
 /// Creates a client with the given limits in milliseconds (0 = the module defaults, 20 s).
 /// Returns NULL on failure. Free it with `rcl_client_free`.
 #[unsafe(no_mangle)]
-pub extern "C" fn rcl_client_new(connect_timeout_ms: u32, transfer_timeout_ms: u32) -> *mut RclClient {
+pub extern "C" fn rcl_client_new(
+    connect_timeout_ms: u32,
+    transfer_timeout_ms: u32,
+) -> *mut RclClient {
     catch_unwind(|| {
         let mut settings = ClientSettings::default();
         if connect_timeout_ms > 0 {
@@ -56,7 +59,9 @@ pub extern "C" fn rcl_client_new(connect_timeout_ms: u32, transfer_timeout_ms: u
         if transfer_timeout_ms > 0 {
             settings.transfer_timeout = Duration::from_millis(transfer_timeout_ms.into());
         }
-        Client::new(settings).map_or(std::ptr::null_mut(), |c| Box::into_raw(Box::new(RclClient(c))))
+        Client::new(settings).map_or(std::ptr::null_mut(), |c| {
+            Box::into_raw(Box::new(RclClient(c)))
+        })
     })
     .unwrap_or(std::ptr::null_mut())
 }
@@ -119,7 +124,9 @@ pub unsafe extern "C" fn rcl_request(
             b"PUT" => Method::Put,
             _ => return INTERNAL_ERROR,
         };
-        let Ok(url) = String::from_utf8(url.to_vec()) else { return INTERNAL_ERROR };
+        let Ok(url) = String::from_utf8(url.to_vec()) else {
+            return INTERNAL_ERROR;
+        };
         let mut request = Request::new(method, url);
         request.body = body.to_vec();
         request.content_type = content_type.map(|c| c.to_string_lossy().into_owned());

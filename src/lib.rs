@@ -8,6 +8,6 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod engine;
 mod capi;
+pub mod engine;
 mod opensips;

@@ -12,9 +12,16 @@ fn root() -> &'static Path {
 /// The cdylib next to this test's deps directory (target/<profile>/librest_client.so).
 fn module_path() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let so = profile_dir.join("librest_client.so");
-    assert!(so.exists(), "{} missing: run through `cargo test`", so.display());
+    assert!(
+        so.exists(),
+        "{} missing: run through `cargo test`",
+        so.display()
+    );
     so
 }
 
@@ -30,7 +37,15 @@ fn build(name: &str) -> PathBuf {
     std::fs::create_dir_all(&out_dir).expect("create c_tests output dir");
     let c = root().join("c_tests");
     let status = Command::new("cc")
-        .args(["-std=gnu11", "-g", "-O1", "-Wall", "-Wextra", "-Werror", "-rdynamic"])
+        .args([
+            "-std=gnu11",
+            "-g",
+            "-O1",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-rdynamic",
+        ])
         .arg("-fsanitize=undefined")
         .arg("-fno-sanitize-recover=undefined")
         .arg(c.join("harness.c"))
@@ -67,8 +82,14 @@ fn run(name: &str, cfg: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Ou
 fn assert_passes(name: &str, cfg: &str, args: &[&str]) {
     let output = run(name, Some(cfg), args, &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{name} with {cfg} failed: {stdout}");
-    assert!(stdout.contains(" passed, 0 failed"), "{name} printed no summary");
+    assert!(
+        output.status.success(),
+        "{name} with {cfg} failed: {stdout}"
+    );
+    assert!(
+        stdout.contains(" passed, 0 failed"),
+        "{name} printed no summary"
+    );
 }
 
 #[test]
@@ -110,7 +131,11 @@ fn transformations() {
 fn startup(cfg: &str, env: &[(&str, &str)]) -> (String, String, Option<i32>) {
     let output = run("test_startup", Some(cfg), &[], env);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (text(&output.stdout), text(&output.stderr), output.status.code())
+    (
+        text(&output.stdout),
+        text(&output.stderr),
+        output.status.code(),
+    )
 }
 
 #[test]
@@ -119,20 +144,32 @@ fn startup_accepts_good_parameters_and_clamps_like_the_c_module() {
     assert!(out.contains("mod_init=0"), "{out}");
     let (out, err2, _) = startup("startup_clamped_timeout.cfg", &[]);
     assert!(out.contains("mod_init=0"), "{out}");
-    assert!(err2.contains("WARNING:rest_client") && err2.contains("using 5s"), "{err2}");
+    assert!(
+        err2.contains("WARNING:rest_client") && err2.contains("using 5s"),
+        "{err2}"
+    );
     assert!(!err.contains("WARNING"), "{err}");
 }
 
 #[test]
 fn startup_refuses_bad_parameters_with_a_clear_error() {
     for (cfg, message) in [
-        ("startup_bad_http_version.cfg", "curl_http_version 30 is not supported"),
-        ("startup_negative_timeout.cfg", "curl_timeout must not be negative"),
+        (
+            "startup_bad_http_version.cfg",
+            "curl_http_version 30 is not supported",
+        ),
+        (
+            "startup_negative_timeout.cfg",
+            "curl_timeout must not be negative",
+        ),
         ("startup_tls_without_tls_mgm.cfg", "load the tls_mgm module"),
     ] {
         let (out, err, _) = startup(cfg, &[]);
         assert!(out.contains("mod_init=-1"), "{cfg}: {out}");
-        assert!(err.contains("ERROR:rest_client") && err.contains(message), "{cfg}: {err}");
+        assert!(
+            err.contains("ERROR:rest_client") && err.contains(message),
+            "{cfg}: {err}"
+        );
     }
     for (cfg, message) in [
         ("startup_string_for_int.cfg", "type mismatch"),
@@ -148,7 +185,10 @@ fn startup_refuses_bad_parameters_with_a_clear_error() {
 fn a_core_of_another_build_refuses_the_module() {
     let (out, err, code) = startup("blocking.cfg", &[("HARNESS_CORE_FLAGS", "STATS: Off")]);
     assert_eq!(code, Some(1));
-    assert!(!out.contains("loaded") && err.contains("compile flags mismatch"), "{err}");
+    assert!(
+        !out.contains("loaded") && err.contains("compile flags mismatch"),
+        "{err}"
+    );
     let version = [("HARNESS_CORE_VERSION", "opensips 3.4.18 (x86_64/linux)")];
     let (_, err, code) = startup("blocking.cfg", &version);
     assert_eq!(code, Some(1));

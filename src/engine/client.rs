@@ -6,10 +6,10 @@ use log::error;
 
 use super::collector::Collector;
 use super::curl_share::CurlShare;
+use super::redact_url;
 use super::request::{KeyMaterial, Request};
 use super::result_code::ResultCode;
 use super::settings::ClientSettings;
-use super::redact_url;
 
 /// What a transfer produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,12 @@ pub struct Outcome {
 impl Outcome {
     /// A transfer that never started.
     pub fn failed(result: ResultCode) -> Self {
-        Self { result, status: 0, body: Vec::new(), content_type: None }
+        Self {
+            result,
+            status: 0,
+            body: Vec::new(),
+            content_type: None,
+        }
     }
 }
 
@@ -39,7 +44,11 @@ pub struct Client {
 impl Client {
     pub fn new(settings: ClientSettings) -> Result<Self, String> {
         let share = CurlShare::new()?;
-        Ok(Self { blocking: Easy2::new(Collector::default()), share, settings })
+        Ok(Self {
+            blocking: Easy2::new(Collector::default()),
+            share,
+            settings,
+        })
     }
 
     pub fn settings(&self) -> &ClientSettings {
@@ -49,7 +58,11 @@ impl Client {
     /// Runs `request` to completion, blocking the calling thread.
     pub fn perform(&mut self, request: &Request) -> Outcome {
         if let Err(e) = configure(&mut self.blocking, &self.share, &self.settings, request) {
-            error!("cannot set up {} {}: {e}", request.method.name(), redact_url(&request.url));
+            error!(
+                "cannot set up {} {}: {e}",
+                request.method.name(),
+                redact_url(&request.url)
+            );
             return Outcome::failed(ResultCode::InternalError);
         }
         let result = self.blocking.perform();
@@ -66,7 +79,8 @@ fn configure(
     request: &Request,
 ) -> Result<(), curl::Error> {
     easy.reset();
-    easy.get_mut().start(settings.max_body_bytes, request.want_content_type);
+    easy.get_mut()
+        .start(settings.max_body_bytes, request.want_content_type);
     share.attach(easy)?;
     easy.signal(false)?;
     easy.url(&request.url)?;
@@ -100,7 +114,9 @@ fn configure(
     }
     if request.method.has_body() {
         match &request.content_type {
-            Some(ctype) if !ctype.is_empty() => headers.append(&format!("Content-Type: {ctype}"))?,
+            Some(ctype) if !ctype.is_empty() => {
+                headers.append(&format!("Content-Type: {ctype}"))?
+            }
             // No type given: suppress libcurl's form-urlencoded default, unless the script
             // appended its own Content-Type header.
             _ if !request.has_header("Content-Type") => headers.append("Content-Type:")?,
@@ -149,5 +165,10 @@ fn finish(
         }
     }
     let (body, content_type) = easy.get_mut().take();
-    Outcome { result: code, status, body, content_type }
+    Outcome {
+        result: code,
+        status,
+        body,
+        content_type,
+    }
 }

@@ -67,8 +67,14 @@ fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
         return None;
     }
     let value = &line[colon + 1..];
-    let start = value.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(value.len());
-    let end = value.iter().rposition(|b| !matches!(b, b'\r' | b'\n')).map_or(start, |i| i + 1);
+    let start = value
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !matches!(b, b'\r' | b'\n'))
+        .map_or(start, |i| i + 1);
     Some(&value[start..end.max(start)])
 }
 
@@ -79,11 +85,26 @@ mod tests {
     #[test]
     fn finds_content_type_in_any_case_with_any_length() {
         let long = format!("Content-Type: {}\r\n", "x".repeat(300));
-        assert_eq!(header_value(b"content-type: a/b\r\n", b"content-type"), Some(&b"a/b"[..]));
-        assert_eq!(header_value(b"CONTENT-TYPE:a/b\r\n", b"content-type"), Some(&b"a/b"[..]));
-        assert_eq!(header_value(long.as_bytes(), b"content-type").map(<[u8]>::len), Some(300));
-        assert_eq!(header_value(b"Content-Length: 3\r\n", b"content-type"), None);
-        assert_eq!(header_value(b"Content-Type:\r\n", b"content-type"), Some(&b""[..]));
+        assert_eq!(
+            header_value(b"content-type: a/b\r\n", b"content-type"),
+            Some(&b"a/b"[..])
+        );
+        assert_eq!(
+            header_value(b"CONTENT-TYPE:a/b\r\n", b"content-type"),
+            Some(&b"a/b"[..])
+        );
+        assert_eq!(
+            header_value(long.as_bytes(), b"content-type").map(<[u8]>::len),
+            Some(300)
+        );
+        assert_eq!(
+            header_value(b"Content-Length: 3\r\n", b"content-type"),
+            None
+        );
+        assert_eq!(
+            header_value(b"Content-Type:\r\n", b"content-type"),
+            Some(&b""[..])
+        );
     }
 
     #[test]

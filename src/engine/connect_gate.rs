@@ -32,7 +32,11 @@ pub struct ConnectGate {
 impl ConnectGate {
     /// Maps the shared table: call before forking the processes that share it.
     pub fn create(conn_lifetime: Duration) -> Result<Self, String> {
-        Ok(Self { table: SharedTable::map()?, conn_lifetime, recent_connects: HashMap::new() })
+        Ok(Self {
+            table: SharedTable::map()?,
+            conn_lifetime,
+            recent_connects: HashMap::new(),
+        })
     }
 
     /// Takes the host of `url`, or `None` when another live process holds it.
@@ -68,8 +72,10 @@ impl ConnectGate {
                 Some(GateTicket::Locked { key, key_hash })
             }
             None => {
-                log::warn!("no_concurrent_connects: {} hosts connecting at once, not gating {key}",
-                    self.table.slots.len());
+                log::warn!(
+                    "no_concurrent_connects: {} hosts connecting at once, not gating {key}",
+                    self.table.slots.len()
+                );
                 Some(GateTicket::Unlocked)
             }
         }
@@ -78,7 +84,9 @@ impl ConnectGate {
     /// Releases the host taken by `enter`; a successful transfer starts the host's
     /// `curl_conn_lifetime` window in this process.
     pub fn leave(&mut self, ticket: GateTicket, succeeded: bool) {
-        let GateTicket::Locked { key, key_hash } = ticket else { return };
+        let GateTicket::Locked { key, key_hash } = ticket else {
+            return;
+        };
         {
             let _lock = TableLock::acquire(self.table);
             let me = std::process::id() as i32;
@@ -101,7 +109,10 @@ struct TableLock<'a>(&'a SharedTable);
 
 impl<'a> TableLock<'a> {
     fn acquire(table: &'a SharedTable) -> Self {
-        while table.lock.compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err()
+        while table
+            .lock
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
         {
             std::thread::yield_now();
         }
@@ -130,7 +141,11 @@ fn host_key(url: &str) -> String {
     };
     let mut key = host_port.to_ascii_lowercase();
     if !has_port {
-        key.push_str(if scheme.eq_ignore_ascii_case("https") { ":443" } else { ":80" });
+        key.push_str(if scheme.eq_ignore_ascii_case("https") {
+            ":443"
+        } else {
+            ":80"
+        });
     }
     key
 }
@@ -159,12 +174,21 @@ mod tests {
         let ticket = gate.enter("http://a:1/x").unwrap();
         // Same process re-entering (e.g. after a crash-free reuse) is allowed; another pid is
         // simulated by rewriting the owner to a live process (pid 1).
-        let slot = gate.table.slots.iter().find(|s| s.key_hash.load(Ordering::Relaxed) != 0);
+        let slot = gate
+            .table
+            .slots
+            .iter()
+            .find(|s| s.key_hash.load(Ordering::Relaxed) != 0);
         slot.unwrap().owner_pid.store(1, Ordering::Relaxed);
         assert_eq!(gate.enter("http://a:1/other"), None);
-        slot.unwrap().owner_pid.store(std::process::id() as i32, Ordering::Relaxed);
+        slot.unwrap()
+            .owner_pid
+            .store(std::process::id() as i32, Ordering::Relaxed);
         gate.leave(ticket, true);
-        assert!(matches!(gate.enter("http://a:1/"), Some(GateTicket::Locked { .. })));
+        assert!(matches!(
+            gate.enter("http://a:1/"),
+            Some(GateTicket::Locked { .. })
+        ));
     }
 
     #[test]

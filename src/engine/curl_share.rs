@@ -21,8 +21,8 @@ impl CurlShare {
     pub fn new() -> Result<Self, String> {
         curl::init();
         // SAFETY: curl_share_init has no preconditions once curl_global_init ran (curl::init).
-        let raw = NonNull::new(unsafe { curl_sys::curl_share_init() })
-            .ok_or("curl_share_init failed")?;
+        let raw =
+            NonNull::new(unsafe { curl_sys::curl_share_init() }).ok_or("curl_share_init failed")?;
         let share = Self { raw };
         for data in [
             curl_sys::CURL_LOCK_DATA_CONNECT,
@@ -47,7 +47,11 @@ impl CurlShare {
         let rc = unsafe {
             curl_sys::curl_easy_setopt(easy.raw(), curl_sys::CURLOPT_SHARE, self.raw.as_ptr())
         };
-        if rc == curl_sys::CURLE_OK { Ok(()) } else { Err(curl::Error::new(rc)) }
+        if rc == curl_sys::CURLE_OK {
+            Ok(())
+        } else {
+            Err(curl::Error::new(rc))
+        }
     }
 }
 

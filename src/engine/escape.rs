@@ -46,7 +46,10 @@ mod tests {
 
     #[test]
     fn escapes_like_the_c_module() {
-        assert_eq!(escape("a b/&=ü~._-".as_bytes()), b"a%20b%2F%26%3D%C3%BC~._-");
+        assert_eq!(
+            escape("a b/&=ü~._-".as_bytes()),
+            b"a%20b%2F%26%3D%C3%BC~._-"
+        );
     }
 
     #[test]

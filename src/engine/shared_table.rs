@@ -38,7 +38,10 @@ impl SharedTable {
             )
         };
         if addr == libc::MAP_FAILED {
-            return Err(format!("mmap of {size} bytes failed: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "mmap of {size} bytes failed: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         // SAFETY: the mapping is page aligned, `size` bytes long, zero-filled (a valid value
         // for atomics) and never unmapped, so a shared 'static reference to it is sound; all

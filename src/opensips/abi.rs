@@ -57,7 +57,11 @@ pub const ALL_ROUTES: c_int = 511;
 
 impl CmdParam {
     pub const fn new(flags: c_int) -> Self {
-        Self { flags, fixup: None, free_fixup: None }
+        Self {
+            flags,
+            fixup: None,
+            free_fixup: None,
+        }
     }
     pub const END: Self = Self::new(0);
 }
@@ -131,8 +135,7 @@ pub struct TransT {
 }
 
 pub type TransParseFn = unsafe extern "C" fn(*mut Str, *mut TransT) -> c_int;
-pub type TransEvalFn =
-    unsafe extern "C" fn(*mut c_void, *mut c_void, c_int, *mut PvValue) -> c_int;
+pub type TransEvalFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int, *mut PvValue) -> c_int;
 
 /// `trans_export_t`.
 #[repr(C)]
@@ -203,7 +206,11 @@ impl ParamCell<*mut c_char> {
     pub fn text(&self) -> Option<String> {
         let ptr = self.get();
         // SAFETY: NULL or a NUL-terminated string the core allocated and never frees.
-        (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+        (!ptr.is_null()).then(|| {
+            unsafe { CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .into_owned()
+        })
     }
 }
 
@@ -291,8 +298,12 @@ pub fn core_log_level() -> Option<c_int> {
 /// The caller has checked the level against [`core_log_level`].
 pub fn core_log(level: c_int, label: &str, func: &CStr, message: &str) -> bool {
     let c = core();
-    let (Some(dprint), Some(my_pid)) = (c.dprint, c.dp_my_pid) else { return false };
-    let Ok(text) = CString::new(message.replace('\0', "\\0") + "\n") else { return false };
+    let (Some(dprint), Some(my_pid)) = (c.dprint, c.dp_my_pid) else {
+        return false;
+    };
+    let Ok(text) = CString::new(message.replace('\0', "\\0") + "\n") else {
+        return false;
+    };
     let (Ok(stderr_fmt), Ok(syslog_fmt)) = (
         CString::new(format!("%s [%d] %s{label}:rest_client:%s: %s")),
         CString::new(format!("%s{label}:rest_client:%s: %s")),
@@ -304,9 +315,21 @@ pub fn core_log(level: c_int, label: &str, func: &CStr, message: &str) -> bool {
     // because module and func are both non-NULL (§6); every string is NUL-terminated and
     // lives across the call; user text only travels as an argument, never as a format.
     unsafe {
-        let prefix = if c.log_prefix.is_null() { std::ptr::null() } else { *c.log_prefix };
-        let prefix = if prefix.is_null() { c"".as_ptr() } else { prefix };
-        let facility = if c.log_facility.is_null() { 0 } else { *c.log_facility };
+        let prefix = if c.log_prefix.is_null() {
+            std::ptr::null()
+        } else {
+            *c.log_prefix
+        };
+        let prefix = if prefix.is_null() {
+            c"".as_ptr()
+        } else {
+            prefix
+        };
+        let facility = if c.log_facility.is_null() {
+            0
+        } else {
+            *c.log_facility
+        };
         dprint(
             level,
             facility,
@@ -333,7 +356,12 @@ fn local_time_text() -> CString {
         let now = libc::time(std::ptr::null_mut());
         let mut tm: libc::tm = std::mem::zeroed();
         libc::localtime_r(&now, &mut tm);
-        libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c"%b %e %H:%M:%S".as_ptr(), &tm)
+        libc::strftime(
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            c"%b %e %H:%M:%S".as_ptr(),
+            &tm,
+        )
     };
     CString::new(&buf[..len]).unwrap_or_default()
 }
@@ -351,21 +379,39 @@ impl ScriptVar {
     }
 
     fn set(&self, mut value: PvValue) -> bool {
-        let Some(pv_set_value) = core().pv_set_value else { return false };
+        let Some(pv_set_value) = core().pv_set_value else {
+            return false;
+        };
         // SAFETY: msg and spec are the ones the core passed to the running function; the core
         // copies the value before returning (§4.4), so `value` may point at our buffers.
         unsafe { pv_set_value(self.msg, self.spec.as_ptr(), 0, &mut value) == 0 }
     }
 
     pub fn set_str(&self, text: &[u8]) -> bool {
-        let Ok(len) = c_int::try_from(text.len()) else { return false };
-        let rs = Str { s: text.as_ptr().cast_mut().cast(), len };
-        self.set(PvValue { rs, ri: 0, flags: PV_VAL_STR })
+        let Ok(len) = c_int::try_from(text.len()) else {
+            return false;
+        };
+        let rs = Str {
+            s: text.as_ptr().cast_mut().cast(),
+            len,
+        };
+        self.set(PvValue {
+            rs,
+            ri: 0,
+            flags: PV_VAL_STR,
+        })
     }
 
     pub fn set_int(&self, value: c_int) -> bool {
-        let rs = Str { s: std::ptr::null_mut(), len: 0 };
-        self.set(PvValue { rs, ri: value, flags: PV_VAL_INT | PV_TYPE_INT })
+        let rs = Str {
+            s: std::ptr::null_mut(),
+            len: 0,
+        };
+        self.set(PvValue {
+            rs,
+            ri: value,
+            flags: PV_VAL_INT | PV_TYPE_INT,
+        })
     }
 }
 
@@ -388,7 +434,9 @@ pub unsafe fn str_arg<'a>(arg: *mut c_void) -> Option<&'a [u8]> {
 /// `is_script_func_used(name, -1)`: does any route call `name` (non-async)?
 pub fn script_uses_function(name: &CStr) -> bool {
     // SAFETY: documented prototype; `name` is NUL-terminated.
-    core().is_script_func_used.is_some_and(|f| unsafe { f(name.as_ptr(), -1) } == 1)
+    core()
+        .is_script_func_used
+        .is_some_and(|f| unsafe { f(name.as_ptr(), -1) } == 1)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,8 +495,10 @@ impl TlsMgm {
     /// The certificate and key texts of the client domain `name` (paths, or PEM content for
     /// database-provisioned domains); `None` if there is no such domain.
     pub fn client_domain_cert(&self, name: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-        let mut name_str =
-            Str { s: name.as_ptr().cast_mut().cast(), len: c_int::try_from(name.len()).ok()? };
+        let mut name_str = Str {
+            s: name.as_ptr().cast_mut().cast(),
+            len: c_int::try_from(name.len()).ok()?,
+        };
         // SAFETY: tls_mgm reads `len` bytes of the name and returns a referenced domain or NULL.
         let domain = unsafe { (self.find_client_domain_name)(&mut name_str) };
         if domain.is_null() {

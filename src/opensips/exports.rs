@@ -59,23 +59,71 @@ fn read_params() -> ModuleParams {
 }
 
 const fn param(name: &'static std::ffi::CStr, param_type: u32, cell: *mut c_void) -> ParamExport {
-    ParamExport { name: name.as_ptr(), param_type, param_pointer: cell }
+    ParamExport {
+        name: name.as_ptr(),
+        param_type,
+        param_pointer: cell,
+    }
 }
 
 static PARAMS: StaticTable<[ParamExport; 13]> = StaticTable([
-    param(c"connection_timeout", INT_PARAM, CONNECTION_TIMEOUT.as_param_pointer()),
-    param(c"connect_poll_interval", INT_PARAM, CONNECT_POLL_INTERVAL.as_param_pointer()),
-    param(c"max_async_transfers", INT_PARAM, MAX_ASYNC_TRANSFERS.as_param_pointer()),
-    param(c"max_transfer_size", INT_PARAM, MAX_TRANSFER_SIZE.as_param_pointer()),
+    param(
+        c"connection_timeout",
+        INT_PARAM,
+        CONNECTION_TIMEOUT.as_param_pointer(),
+    ),
+    param(
+        c"connect_poll_interval",
+        INT_PARAM,
+        CONNECT_POLL_INTERVAL.as_param_pointer(),
+    ),
+    param(
+        c"max_async_transfers",
+        INT_PARAM,
+        MAX_ASYNC_TRANSFERS.as_param_pointer(),
+    ),
+    param(
+        c"max_transfer_size",
+        INT_PARAM,
+        MAX_TRANSFER_SIZE.as_param_pointer(),
+    ),
     param(c"curl_timeout", INT_PARAM, CURL_TIMEOUT.as_param_pointer()),
     param(c"ssl_capath", STR_PARAM, SSL_CAPATH.as_param_pointer()),
-    param(c"ssl_verifypeer", INT_PARAM, SSL_VERIFYPEER.as_param_pointer()),
-    param(c"ssl_verifyhost", INT_PARAM, SSL_VERIFYHOST.as_param_pointer()),
-    param(c"curl_http_version", INT_PARAM, CURL_HTTP_VERSION.as_param_pointer()),
-    param(c"enable_expect_100", INT_PARAM, ENABLE_EXPECT_100.as_param_pointer()),
-    param(c"no_concurrent_connects", INT_PARAM, NO_CONCURRENT_CONNECTS.as_param_pointer()),
-    param(c"curl_conn_lifetime", INT_PARAM, CURL_CONN_LIFETIME.as_param_pointer()),
-    ParamExport { name: std::ptr::null(), param_type: 0, param_pointer: std::ptr::null_mut() },
+    param(
+        c"ssl_verifypeer",
+        INT_PARAM,
+        SSL_VERIFYPEER.as_param_pointer(),
+    ),
+    param(
+        c"ssl_verifyhost",
+        INT_PARAM,
+        SSL_VERIFYHOST.as_param_pointer(),
+    ),
+    param(
+        c"curl_http_version",
+        INT_PARAM,
+        CURL_HTTP_VERSION.as_param_pointer(),
+    ),
+    param(
+        c"enable_expect_100",
+        INT_PARAM,
+        ENABLE_EXPECT_100.as_param_pointer(),
+    ),
+    param(
+        c"no_concurrent_connects",
+        INT_PARAM,
+        NO_CONCURRENT_CONNECTS.as_param_pointer(),
+    ),
+    param(
+        c"curl_conn_lifetime",
+        INT_PARAM,
+        CURL_CONN_LIFETIME.as_param_pointer(),
+    ),
+    ParamExport {
+        name: std::ptr::null(),
+        param_type: 0,
+        param_pointer: std::ptr::null_mut(),
+    },
 ]);
 
 // ---------------------------------------------------------------------------------------------
@@ -110,11 +158,7 @@ unsafe extern "C" fn w_rest_get(
 /// `rest_post` / `rest_put`: url, body, [ctype], body var, [ctype var], [code var].
 ///
 /// SAFETY: as for [`w_rest_get`].
-unsafe fn send_with_body(
-    method: Method,
-    msg: *mut c_void,
-    args: [*mut c_void; 6],
-) -> c_int {
+unsafe fn send_with_body(method: Method, msg: *mut c_void, args: [*mut c_void; 6]) -> c_int {
     let [url, body, ctype, body_var, ctype_var, code_var] = args;
     let outputs = Outputs {
         body: ScriptVar::from_arg(msg, body_var),
@@ -172,7 +216,9 @@ unsafe extern "C" fn w_rest_append_hf(
     _: *mut c_void,
 ) -> c_int {
     // SAFETY: see `w_rest_get`.
-    guarded("rest_append_hf", -1, || script::append_header(unsafe { str_arg(header) }))
+    guarded("rest_append_hf", -1, || {
+        script::append_header(unsafe { str_arg(header) })
+    })
 }
 
 unsafe extern "C" fn w_rest_init_client_tls(
@@ -187,7 +233,9 @@ unsafe extern "C" fn w_rest_init_client_tls(
     _: *mut c_void,
 ) -> c_int {
     // SAFETY: see `w_rest_get`.
-    guarded("rest_init_client_tls", -1, || script::init_client_tls(unsafe { str_arg(domain) }))
+    guarded("rest_init_client_tls", -1, || {
+        script::init_client_tls(unsafe { str_arg(domain) })
+    })
 }
 
 const STR: CmdParam = CmdParam::new(CMD_PARAM_STR);
@@ -198,12 +246,16 @@ const END: CmdParam = CmdParam::END;
 
 /// Parameter lists shared by the blocking functions and (later) their async twins.
 pub const GET_PARAMS: [CmdParam; 9] = [STR, VAR, VAR_OPT, VAR_OPT, END, END, END, END, END];
-pub const SEND_PARAMS: [CmdParam; 9] =
-    [STR, STR, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END, END];
+pub const SEND_PARAMS: [CmdParam; 9] = [STR, STR, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END, END];
 const ONE_STR: [CmdParam; 9] = [STR, END, END, END, END, END, END, END, END];
 
 const fn cmd(name: &'static std::ffi::CStr, f: CmdFunction, params: [CmdParam; 9]) -> CmdExport {
-    CmdExport { name: name.as_ptr(), function: Some(f), params, flags: ALL_ROUTES }
+    CmdExport {
+        name: name.as_ptr(),
+        function: Some(f),
+        params,
+        flags: ALL_ROUTES,
+    }
 }
 
 static CMDS: StaticTable<[CmdExport; 6]> = StaticTable([
@@ -227,12 +279,18 @@ static CMDS: StaticTable<[CmdExport; 6]> = StaticTable([
 unsafe extern "C" fn tr_rest_parse(input: *mut Str, t: *mut TransT) -> c_int {
     guarded("rest transformation parser", -1, || {
         // SAFETY: see above.
-        let Some(text) = (unsafe { str_arg(input.cast()) }) else { return -1 };
+        let Some(text) = (unsafe { str_arg(input.cast()) }) else {
+            return -1;
+        };
         // SAFETY: `t` is NULL or the core's trans_t being parsed.
-        let Some(t) = (unsafe { t.as_mut() }) else { return -1 };
+        let Some(t) = (unsafe { t.as_mut() }) else {
+            return -1;
+        };
         if text.contains(&b',') {
-            error!("rest transformations support a single parameter only: {}",
-                String::from_utf8_lossy(text));
+            error!(
+                "rest transformations support a single parameter only: {}",
+                String::from_utf8_lossy(text)
+            );
             return -1;
         }
         match Transform::parse(text) {
@@ -241,7 +299,10 @@ unsafe extern "C" fn tr_rest_parse(input: *mut Str, t: *mut TransT) -> c_int {
                 0
             }
             None => {
-                error!("unknown rest transformation: {}", String::from_utf8_lossy(text));
+                error!(
+                    "unknown rest transformation: {}",
+                    String::from_utf8_lossy(text)
+                );
                 -1
             }
         }
@@ -260,11 +321,15 @@ unsafe extern "C" fn tr_rest_eval(
 ) -> c_int {
     guarded("rest transformation", -1, || {
         // SAFETY: see above.
-        let Some(val) = (unsafe { val.as_mut() }) else { return -1 };
+        let Some(val) = (unsafe { val.as_mut() }) else {
+            return -1;
+        };
         if val.flags & PV_VAL_NULL != 0 {
             return 0;
         }
-        let Some(transform) = Transform::from_subtype(subtype) else { return -1 };
+        let Some(transform) = Transform::from_subtype(subtype) else {
+            return -1;
+        };
         // SAFETY: a string value's `rs` holds `len` readable bytes.
         let input = if val.flags & PV_VAL_STR != 0 {
             unsafe { str_arg((&raw mut val.rs).cast()) }
@@ -276,10 +341,15 @@ unsafe extern "C" fn tr_rest_eval(
             return -1;
         };
         let output = transform.apply(input);
-        let Ok(len) = c_int::try_from(output.len()) else { return -1 };
+        let Ok(len) = c_int::try_from(output.len()) else {
+            return -1;
+        };
         let mut kept = TRANSFORM_OUTPUT.lock();
         *kept = output;
-        val.rs = Str { s: kept.as_mut_ptr().cast(), len };
+        val.rs = Str {
+            s: kept.as_mut_ptr().cast(),
+            len,
+        };
         val.flags = PV_VAL_STR;
         0
     })
@@ -287,12 +357,18 @@ unsafe extern "C" fn tr_rest_eval(
 
 static TRANS: StaticTable<[TransExport; 2]> = StaticTable([
     TransExport {
-        name: StrConst { s: c"rest".as_ptr(), len: 4 },
+        name: StrConst {
+            s: c"rest".as_ptr(),
+            len: 4,
+        },
         parse_func: Some(tr_rest_parse),
         eval_func: Some(tr_rest_eval),
     },
     TransExport {
-        name: StrConst { s: std::ptr::null(), len: 0 },
+        name: StrConst {
+            s: std::ptr::null(),
+            len: 0,
+        },
         parse_func: None,
         eval_func: None,
     },
@@ -308,8 +384,10 @@ unsafe extern "C" fn mod_init() -> c_int {
             match TlsMgm::bind() {
                 Some(tls) => Some(tls),
                 None => {
-                    error!("rest_init_client_tls is used, but the tls_mgm API cannot be \
-                            loaded: load the tls_mgm module before rest_client");
+                    error!(
+                        "rest_init_client_tls is used, but the tls_mgm API cannot be \
+                            loaded: load the tls_mgm module before rest_client"
+                    );
                     return -1;
                 }
             }
@@ -346,18 +424,61 @@ unsafe extern "C" fn reload_ack() -> c_int {
 
 static DEPS: StaticTable<DepExport> = StaticTable(DepExport {
     md: [
-        ModuleDependency { mod_type: MOD_TYPE_DEFAULT, mod_name: c"tracer".as_ptr(), dep_type: DEP_SILENT },
-        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
-        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
-        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
-        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
-        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
-        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
-        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
-        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
-        ModuleDependency { mod_type: 0, mod_name: std::ptr::null(), dep_type: 0 },
+        ModuleDependency {
+            mod_type: MOD_TYPE_DEFAULT,
+            mod_name: c"tracer".as_ptr(),
+            dep_type: DEP_SILENT,
+        },
+        ModuleDependency {
+            mod_type: 0,
+            mod_name: std::ptr::null(),
+            dep_type: 0,
+        },
+        ModuleDependency {
+            mod_type: 0,
+            mod_name: std::ptr::null(),
+            dep_type: 0,
+        },
+        ModuleDependency {
+            mod_type: 0,
+            mod_name: std::ptr::null(),
+            dep_type: 0,
+        },
+        ModuleDependency {
+            mod_type: 0,
+            mod_name: std::ptr::null(),
+            dep_type: 0,
+        },
+        ModuleDependency {
+            mod_type: 0,
+            mod_name: std::ptr::null(),
+            dep_type: 0,
+        },
+        ModuleDependency {
+            mod_type: 0,
+            mod_name: std::ptr::null(),
+            dep_type: 0,
+        },
+        ModuleDependency {
+            mod_type: 0,
+            mod_name: std::ptr::null(),
+            dep_type: 0,
+        },
+        ModuleDependency {
+            mod_type: 0,
+            mod_name: std::ptr::null(),
+            dep_type: 0,
+        },
+        ModuleDependency {
+            mod_type: 0,
+            mod_name: std::ptr::null(),
+            dep_type: 0,
+        },
     ],
-    mpd: [ModparamDependency { script_param: std::ptr::null(), get_deps_f: None }],
+    mpd: [ModparamDependency {
+        script_param: std::ptr::null(),
+        get_deps_f: None,
+    }],
 });
 
 /// The symbol the core resolves with `dlsym(handle, "exports")`. Mutable only so that the
@@ -400,8 +521,8 @@ extern "C" fn on_load() {
             // SAFETY: single-threaded dlopen, before the core reads `exports`; the strings are
             // the core's static data.
             unsafe {
-                (*(&raw mut exports)).scm_type = scm_type;
-                (*(&raw mut exports)).scm_rev = rev;
+                exports.scm_type = scm_type;
+                exports.scm_rev = rev;
             }
         }
     });

@@ -114,7 +114,11 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
     };
     curl::init();
     MODULE
-        .set(ModuleConfig { settings, gate, tls })
+        .set(ModuleConfig {
+            settings,
+            gate,
+            tls,
+        })
         .map_err(|_| "mod_init called twice".to_string())
 }
 
@@ -172,13 +176,33 @@ mod tests {
 
     #[test]
     fn clamps_connection_timeout_and_refuses_bad_values() {
-        let p = ModuleParams { connection_timeout: 30, curl_timeout: 5, ..Default::default() };
-        assert_eq!(p.to_settings().unwrap().connect_timeout, Duration::from_secs(5));
-        let p = ModuleParams { curl_http_version: 30, ..Default::default() };
-        assert!(p.to_settings().unwrap_err().contains("curl_http_version 30"));
-        let p = ModuleParams { max_transfer_size: -1, ..Default::default() };
+        let p = ModuleParams {
+            connection_timeout: 30,
+            curl_timeout: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            p.to_settings().unwrap().connect_timeout,
+            Duration::from_secs(5)
+        );
+        let p = ModuleParams {
+            curl_http_version: 30,
+            ..Default::default()
+        };
+        assert!(
+            p.to_settings()
+                .unwrap_err()
+                .contains("curl_http_version 30")
+        );
+        let p = ModuleParams {
+            max_transfer_size: -1,
+            ..Default::default()
+        };
         assert!(p.to_settings().is_err());
-        let p = ModuleParams { max_transfer_size: 0, ..Default::default() };
+        let p = ModuleParams {
+            max_transfer_size: 0,
+            ..Default::default()
+        };
         assert_eq!(p.to_settings().unwrap().max_body_bytes, None);
     }
 }

@@ -80,14 +80,22 @@ pub fn blocking_transfer(
         // The pending headers and certificate belong to this transfer, whatever its outcome.
         let headers = std::mem::take(&mut worker.pending_headers);
         let cert = worker.pending_cert.take();
-        let mut request =
-            build_request(method, url, body, content_type, outputs.content_type.is_some())?;
+        let mut request = build_request(
+            method,
+            url,
+            body,
+            content_type,
+            outputs.content_type.is_some(),
+        )?;
         request.headers = headers;
         request.client_cert = cert;
         let ticket = match worker.gate.as_mut() {
             Some(gate) => Some(gate.enter(&request.url).ok_or_else(|| {
-                debug!("{}: another process is connecting to {}", function_name(method),
-                    crate::engine::redact_url(&request.url));
+                debug!(
+                    "{}: another process is connecting to {}",
+                    function_name(method),
+                    crate::engine::redact_url(&request.url)
+                );
                 ResultCode::AlreadyConnecting
             })?),
             None => None,
@@ -146,8 +154,10 @@ pub fn append_header(header: Option<&[u8]>) -> i32 {
     };
     let header = trim_http_whitespace(header);
     if header.len() > MAX_HEADER_LEN {
-        error!("rest_append_hf: header of {} bytes is over the {MAX_HEADER_LEN}-byte limit",
-            header.len());
+        error!(
+            "rest_append_hf: header of {} bytes is over the {MAX_HEADER_LEN}-byte limit",
+            header.len()
+        );
         return -1;
     }
     if header.is_empty() || header.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -179,8 +189,10 @@ pub fn init_client_tls(domain: Option<&[u8]>) -> i32 {
         return -1;
     };
     let Some((certificate, private_key)) = tls.client_domain_cert(domain) else {
-        error!("rest_init_client_tls: no TLS client domain named '{}'",
-            String::from_utf8_lossy(domain));
+        error!(
+            "rest_init_client_tls: no TLS client domain named '{}'",
+            String::from_utf8_lossy(domain)
+        );
         return -1;
     };
     let cert = ClientCert {
@@ -215,7 +227,9 @@ impl Transform {
     }
 
     pub fn from_subtype(subtype: i32) -> Option<Self> {
-        [Self::Escape, Self::Unescape].into_iter().find(|t| *t as i32 == subtype)
+        [Self::Escape, Self::Unescape]
+            .into_iter()
+            .find(|t| *t as i32 == subtype)
     }
 
     pub fn apply(self, input: &[u8]) -> Vec<u8> {

@@ -1,68 +1,11 @@
 //! Builds the C host harness and its C tests (c_tests/), and runs each against the module
 //! `.so` that cargo built, the way OpenSIPS loads it.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The cdylib next to this test's deps directory (target/<profile>/librest_client.so).
-fn module_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let so = profile_dir.join("librest_client.so");
-    assert!(
-        so.exists(),
-        "{} missing: run through `cargo test`",
-        so.display()
-    );
-    so
-}
-
-/// Compiles `c_tests/<name>.c` with the harness, once per test run (tests run in parallel).
-fn build(name: &str) -> PathBuf {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let out_dir = module_path().parent().unwrap().join("c_tests");
-    let exe = out_dir.join(name);
-    if built.iter().any(|n| n == name) {
-        return exe;
-    }
-    std::fs::create_dir_all(&out_dir).expect("create c_tests output dir");
-    let c = root().join("c_tests");
-    let status = Command::new("cc")
-        .args([
-            "-std=gnu11",
-            "-g",
-            "-O1",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-rdynamic",
-        ])
-        .arg("-fsanitize=undefined")
-        .arg("-fno-sanitize-recover=undefined")
-        .arg(c.join("harness.c"))
-        .arg(c.join(format!("{name}.c")))
-        .arg("-I")
-        .arg(&c)
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg("-o")
-        .arg(&exe)
-        .args(["-ldl", "-lpthread"])
-        .status()
-        .expect("run cc");
-    assert!(status.success(), "compiling {name}.c failed");
-    built.push(name.to_string());
-    exe
-}
+#[path = "../c_tests/harness_build.rs"]
+mod harness_build;
+use harness_build::{build, module_path, root};
 
 /// Runs a C test with its cfg (or none), extra arguments and extra environment.
 fn run(name: &str, cfg: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {

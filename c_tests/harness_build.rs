@@ -1,0 +1,78 @@
+//! Shared by tests/c_harness.rs and examples/demo.rs: finds the module `.so` cargo built and
+//! compiles a C program of c_tests/ with the host harness.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The module `.so` of this build profile (target/<profile>/librest_client.so), found from the
+/// running test (target/<profile>/deps/) or example (target/<profile>/examples/). Cargo builds
+/// only the rlib for tests and examples, so the cdylib is built here, once per process.
+pub fn module_path() -> PathBuf {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    SO.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo
+            .current_dir(root())
+            .args(["build", "--lib", "--quiet"]);
+        cargo.env("CARGO_TARGET_DIR", target_dir);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cargo.arg("--release");
+        }
+        assert!(
+            cargo.status().expect("run cargo build").success(),
+            "cargo build --lib failed"
+        );
+        profile_dir.join("librest_client.so")
+    })
+    .clone()
+}
+
+/// Compiles `c_tests/<name>.c` with the harness, once per test run (tests run in parallel).
+pub fn build(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let out_dir = module_path().parent().unwrap().join("c_tests");
+    let exe = out_dir.join(name);
+    if built.iter().any(|n| n == name) {
+        return exe;
+    }
+    std::fs::create_dir_all(&out_dir).expect("create c_tests output dir");
+    let c = root().join("c_tests");
+    let status = Command::new("cc")
+        .args([
+            "-std=gnu11",
+            "-g",
+            "-O1",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-rdynamic",
+        ])
+        .arg("-fsanitize=undefined")
+        .arg("-fno-sanitize-recover=undefined")
+        .arg(c.join("harness.c"))
+        .arg(c.join(format!("{name}.c")))
+        .arg("-I")
+        .arg(&c)
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg("-o")
+        .arg(&exe)
+        .args(["-ldl", "-lpthread"])
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "compiling {name}.c failed");
+    built.push(name.to_string());
+    exe
+}

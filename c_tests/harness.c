@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,6 +42,20 @@ typedef struct {
 	int (*parse_func)(str *, trans_t *);
 	int (*eval_func)(void *, void *, int, pv_value_t *);
 } trans_export_t;
+typedef int (*acmd_function)(void *, void *, void *, void *, void *, void *, void *, void *,
+			     void *, void *);
+typedef struct { const char *name; acmd_function function; struct cmd_param params[9]; } acmd_export_t;
+/* async_ctx of the 3.6 layout (the core this harness plays). */
+typedef int (*resume_function)(int fd, void *msg, void *param);
+typedef struct {
+	resume_function resume_f;
+	void *resume_param;
+	resume_function timeout_f;
+	unsigned int timeout_s;
+} async_ctx;
+_Static_assert(sizeof(acmd_export_t) == 232, "acmd_export_t");
+_Static_assert(sizeof(async_ctx) == 32, "async_ctx");
+
 struct module_exports {
 	const char *name; int type;
 	const char *version, *compile_flags, *scm_type, *scm_rev;
@@ -48,7 +63,7 @@ struct module_exports {
 	int (*load_f)(void);
 	const void *deps;
 	const cmd_export_t *cmds;
-	const void *acmds;
+	const acmd_export_t *acmds;
 	const param_export_t *params;
 	const void *stats, *mi_cmds, *items;
 	const trans_export_t *trans;
@@ -313,7 +328,70 @@ int h_child_init(int rank) { return mod->init_child_f ? mod->init_child_f(rank) 
  * Calls. */
 
 static char fake_msg[1024]; /* stands for struct sip_msg: opaque to the module */
+static int passed, failed;
 #define POISON ((void *)0x5a5a5a5a5a5a5a5aULL)
+
+/* The arguments of one call, converted as the core does before calling a function. */
+struct call_args {
+	void *p[8];
+	str strs[8];
+	char *copies[8];
+};
+
+static void free_args(struct call_args *a)
+{
+	for (int i = 0; i < 8; i++)
+		free(a->copies[i]);
+}
+
+/* Checks the argument count and kinds against the declared parameters and fills `out`;
+ * H_PARSE_ERROR where the core would refuse the script. */
+static int build_args(const char *name, const struct cmd_param *params, int argc, const h_arg *args,
+		      struct call_args *out)
+{
+	int declared = 0, mandatory = 0;
+	memset(out, 0, sizeof *out);
+	while (declared < 8 && params[declared].flags) {
+		if (!(params[declared].flags & CMD_PARAM_OPT))
+			mandatory = declared + 1;
+		declared++;
+	}
+	if (argc < mandatory || argc > declared) {
+		fprintf(stderr, "ERROR: too %s parameters for %s\n", argc < mandatory ? "few" : "many", name);
+		return H_PARSE_ERROR;
+	}
+	for (int i = 0; i < 8; i++) {
+		out->p[i] = POISON;
+		if (i >= declared)
+			continue;
+		int flags = params[i].flags;
+		h_arg a = i < argc ? args[i] : A_NONE;
+		if (a.kind == H_NONE) {
+			if (!(flags & CMD_PARAM_OPT)) {
+				fprintf(stderr, "ERROR: mandatory parameter %d of %s is empty\n", i + 1, name);
+				free_args(out);
+				return H_PARSE_ERROR;
+			}
+			out->p[i] = NULL;
+		} else if (a.kind == H_STR && (flags & CMD_PARAM_STR)) {
+			/* Exactly len bytes, followed by a non-NUL byte: never NUL-terminated. */
+			int len = a.len >= 0 ? a.len : (int)strlen(a.s);
+			out->copies[i] = malloc((size_t)len + 1);
+			memcpy(out->copies[i], a.s, (size_t)len);
+			out->copies[i][len] = '}';
+			out->strs[i].s = out->copies[i];
+			out->strs[i].len = len;
+			out->p[i] = &out->strs[i];
+		} else if (a.kind == H_VAR && (flags & CMD_PARAM_VAR)) {
+			out->p[i] = a.var;
+		} else {
+			fprintf(stderr, "ERROR: parameter %d of %s has the wrong type\n", i + 1, name);
+			free_args(out);
+			return H_PARSE_ERROR;
+		}
+	}
+	return 0;
+}
 
 int h_call(const char *name, int argc, const h_arg *args)
 {
@@ -324,51 +402,206 @@ int h_call(const char *name, int argc, const h_arg *args)
 		fprintf(stderr, "ERROR: unknown function %s\n", name);
 		return H_PARSE_ERROR;
 	}
-	int declared = 0, mandatory = 0;
-	while (declared < 8 && cmd->params[declared].flags) {
-		if (!(cmd->params[declared].flags & CMD_PARAM_OPT))
-			mandatory = declared + 1;
-		declared++;
-	}
-	if (argc < mandatory || argc > declared) {
-		fprintf(stderr, "ERROR: too %s parameters for %s\n", argc < mandatory ? "few" : "many", name);
+	struct call_args a;
+	if (build_args(name, cmd->params, argc, args, &a))
+		return H_PARSE_ERROR;
+	int rc = cmd->function(fake_msg, a.p[0], a.p[1], a.p[2], a.p[3], a.p[4], a.p[5], a.p[6], a.p[7]);
+	free_args(&a);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Async calls and the reactor. */
+
+#define ASYNC_NO_IO (-8)
+#define ASYNC_SYNC (-7)
+#define ASYNC_CONTINUE (-5)
+#define ASYNC_CHANGE_FD (-4)
+#define ASYNC_DONE_CLOSE_FD (-3)
+#define ASYNC_DONE_NO_IO (-2)
+#define ASYNC_DONE (-1)
+
+struct pending_call {
+	int fd;
+	async_ctx ctx;
+	long long deadline_s; /* 0 = no timeout */
+	h_resume_route route;
+	void *arg;
+	int resumed;
+};
+
+#define MAX_PENDING 4096
+static struct pending_call *pending[MAX_PENDING];
+static int pending_count, resumed_twice, reactor_fd = -1;
+static char fake_resume_msg[1024]; /* tm's faked request, rebuilt for the resume */
+
+int h_resumed_twice(void) { return resumed_twice; }
+
+static long long ticks(void) { return h_now_us() / 1000000; }
+
+static void run_route(struct pending_call *c, int rc)
+{
+	if (c->resumed++)
+		resumed_twice++;
+	c->route(rc, c->arg);
+}
+
+static void forget(struct pending_call *c)
+{
+	for (int i = 0; i < pending_count; i++)
+		if (pending[i] == c) {
+			pending[i] = pending[--pending_count];
+			break;
+		}
+	free(c);
+}
+
+static int watch(int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+	return epoll_ctl(reactor_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* tm's sync mode: resume in a loop with no polling in between, then the route. */
+static void run_sync(struct pending_call *c)
+{
+	int rc;
+	do {
+		async_status = ASYNC_DONE;
+		rc = c->ctx.resume_f(c->fd, fake_resume_msg, c->ctx.resume_param);
+		if (async_status == ASYNC_CHANGE_FD)
+			c->fd = rc;
+		else if (async_status == ASYNC_DONE_CLOSE_FD)
+			close(c->fd);
+	} while (async_status == ASYNC_CONTINUE || async_status == ASYNC_CHANGE_FD);
+	run_route(c, rc);
+	forget(c);
+}
+
+int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route route, void *arg,
+		 int argc, const h_arg *args)
+{
+	const acmd_export_t *acmd = mod->acmds;
+	while (acmd && acmd->name && strcmp(acmd->name, name))
+		acmd++;
+	if (!acmd || !acmd->name) {
+		fprintf(stderr, "ERROR: unknown async function %s\n", name);
 		return H_PARSE_ERROR;
 	}
-	void *p[8];
-	str strs[8];
-	char *copies[8] = { 0 };
-	for (int i = 0; i < 8; i++) {
-		p[i] = POISON;
-		if (i >= declared)
-			continue;
-		int flags = cmd->params[i].flags;
-		h_arg a = i < argc ? args[i] : A_NONE;
-		if (a.kind == H_NONE) {
-			if (!(flags & CMD_PARAM_OPT)) {
-				fprintf(stderr, "ERROR: mandatory parameter %d of %s is empty\n", i + 1, name);
-				return H_PARSE_ERROR;
+	struct call_args a;
+	if (build_args(name, acmd->params, argc, args, &a))
+		return H_PARSE_ERROR;
+	struct pending_call *c = calloc(1, sizeof *c);
+	c->route = route;
+	c->arg = arg;
+	c->ctx.timeout_s = (unsigned)timeout_s;
+	async_status = ASYNC_NO_IO;
+	int rc = acmd->function(fake_msg, &c->ctx, a.p[0], a.p[1], a.p[2], a.p[3], a.p[4], a.p[5],
+				a.p[6], a.p[7]);
+	free_args(&a);
+	if (async_status < 0) {
+		/* NO_IO, SYNC or an error: the resume route runs now with the function's code. */
+		if (async_status != ASYNC_NO_IO && async_status != ASYNC_SYNC)
+			fprintf(stderr, "harness: async start returned status %d\n", async_status);
+		route(rc, arg);
+		free(c);
+		return 1;
+	}
+	c->fd = async_status;
+	if (!c->ctx.resume_f || !c->ctx.timeout_f) {
+		fprintf(stderr, "FAIL harness: %s started I/O without resume/timeout functions\n", name);
+		failed++;
+	}
+	if (pending_count == MAX_PENDING) {
+		fprintf(stderr, "harness: too many pending calls\n");
+		exit(3);
+	}
+	pending[pending_count++] = c;
+	if (sync_mode) {
+		run_sync(c);
+		return 1;
+	}
+	/* The module's limit wins when the script gave none or a larger one. */
+	unsigned limit = (unsigned)timeout_s;
+	if (c->ctx.timeout_s && (!limit || c->ctx.timeout_s < limit))
+		limit = c->ctx.timeout_s;
+	c->deadline_s = limit ? ticks() + limit : 0;
+	if (reactor_fd < 0)
+		reactor_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (watch(c->fd)) {
+		perror("harness: reactor add");
+		run_sync(c);
+		return 1;
+	}
+	return 0;
+}
+
+/* tm's handling of what a resume or timeout function reported. */
+static void after_resume(struct pending_call *c, int rc)
+{
+	switch (async_status) {
+	case ASYNC_CONTINUE:
+		return;
+	case ASYNC_CHANGE_FD:
+		if (rc < 0 || rc == c->fd)
+			return;
+		epoll_ctl(reactor_fd, EPOLL_CTL_DEL, c->fd, NULL);
+		c->fd = rc;
+		c->deadline_s = 0; /* tm re-adds the new fd without a timeout */
+		if (watch(c->fd))
+			run_sync(c);
+		return;
+	case ASYNC_DONE_NO_IO:
+		break;
+	case ASYNC_DONE_CLOSE_FD:
+		epoll_ctl(reactor_fd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+		break;
+	default:
+		epoll_ctl(reactor_fd, EPOLL_CTL_DEL, c->fd, NULL);
+		break;
+	}
+	run_route(c, rc);
+	forget(c);
+}
+
+int h_reactor_run(int max_ms)
+{
+	long long end = h_now_us() + (long long)max_ms * 1000;
+	while (pending_count > 0 && h_now_us() < end) {
+		struct epoll_event events[64];
+		int left_ms = (int)((end - h_now_us()) / 1000);
+		int n = epoll_wait(reactor_fd, events, 64, left_ms < 1000 ? left_ms : 1000);
+		int woken[64];
+		for (int i = 0; i < n; i++) {
+			woken[i] = events[i].data.fd;
+			for (int j = 0; j < pending_count; j++) {
+				struct pending_call *c = pending[j];
+				if (c->fd != events[i].data.fd)
+					continue;
+				async_status = ASYNC_DONE;
+				after_resume(c, c->ctx.resume_f(c->fd, fake_resume_msg, c->ctx.resume_param));
+				break;
 			}
-			p[i] = NULL;
-		} else if (a.kind == H_STR && (flags & CMD_PARAM_STR)) {
-			/* Exactly len bytes, followed by a non-NUL byte: never NUL-terminated. */
-			int len = a.len >= 0 ? a.len : (int)strlen(a.s);
-			copies[i] = malloc((size_t)len + 1);
-			memcpy(copies[i], a.s, (size_t)len);
-			copies[i][len] = '}';
-			strs[i].s = copies[i];
-			strs[i].len = len;
-			p[i] = &strs[i];
-		} else if (a.kind == H_VAR && (flags & CMD_PARAM_VAR)) {
-			p[i] = a.var;
-		} else {
-			fprintf(stderr, "ERROR: parameter %d of %s has the wrong type\n", i + 1, name);
-			return H_PARSE_ERROR;
+		}
+		/* Timeouts: once, for calls without an event in this round. */
+		long long now = ticks();
+		for (int j = 0; j < pending_count; j++) {
+			struct pending_call *c = pending[j];
+			int had_event = 0;
+			for (int i = 0; i < n; i++)
+				had_event |= woken[i] == c->fd;
+			if (had_event || !c->deadline_s || now < c->deadline_s)
+				continue;
+			c->deadline_s = 0;
+			async_status = ASYNC_DONE;
+			int before = pending_count;
+			after_resume(c, c->ctx.timeout_f(c->fd, fake_resume_msg, c->ctx.resume_param));
+			if (pending_count < before)
+				j--;
 		}
 	}
-	int rc = cmd->function(fake_msg, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]);
-	for (int i = 0; i < 8; i++)
-		free(copies[i]);
-	return rc;
+	return pending_count;
 }
 
 int h_transform(const char *cls, const char *spec, const char *input, char **out)
@@ -417,8 +650,6 @@ int h_transform(const char *cls, const char *spec, const char *input, char **out
 
 /* ------------------------------------------------------------------------------------------
  * Workers and checks. */
-
-static int passed, failed;
 
 void h_check(int ok, const char *file, int line, const char *what)
 {

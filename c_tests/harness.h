@@ -60,6 +60,23 @@ int h_call(const char *name, int argc, const h_arg *args);
 #define H_CALL(name, ...) \
 	h_call(name, (int)(sizeof((h_arg[]){__VA_ARGS__}) / sizeof(h_arg)), (h_arg[]){__VA_ARGS__})
 
+/* ---- async: tm's t_handle_async / t_resume_async (docs §5.3-5.4) ---- */
+/* The resume route: runs with $rc = rc once the call is over. */
+typedef void (*h_resume_route)(int rc, void *arg);
+/* Calls an acmd like `async(name(...), route[, timeout_s])` (timeout_s 0 = none). With
+ * sync_mode (a route type where async is not allowed) tm's resume loop runs at once. Returns 1
+ * when the route already ran, 0 when the call waits in the reactor. */
+int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route route, void *arg,
+		 int argc, const h_arg *args);
+#define H_ASYNC(name, timeout_s, route, arg, ...) \
+	h_async_call(name, timeout_s, 0, route, arg, \
+		     (int)(sizeof((h_arg[]){__VA_ARGS__}) / sizeof(h_arg)), (h_arg[]){__VA_ARGS__})
+/* Runs the reactor (epoll, read readiness, level triggered, whole-second one-shot timeouts)
+ * until no call waits or max_ms passed; returns how many still wait. */
+int h_reactor_run(int max_ms);
+/* Calls whose resume route ran more than once (must stay 0). */
+int h_resumed_twice(void);
+
 /* Runs `{class.spec}` on `input` (NULL = a NULL value); returns the eval result, the output
  * (NUL-terminated copy, or NULL for a NULL value) in *out. Parse failure: H_PARSE_ERROR. */
 int h_transform(const char *cls, const char *spec, const char *input, char **out);

@@ -29,6 +29,8 @@ Routes (path before "?"):
   /close                  200 "closing" with Connection: close, then close
   /close-after-response?ms=N
                           keep-alive 200 "ok", then close the socket N ms later
+  /drop-next-request      keep-alive 200 "ok"; the next request on that connection is read
+                          and the connection closed without an answer
   /stall-headers          read the request, never answer (until client closes or 120 s)
   /stall-body?sent=K      Content-Length: 100000 + K (default 100) bytes, then stall
   /close-mid-body?sent=K  Content-Length: 100000 + K (default 100) bytes, then close
@@ -109,6 +111,7 @@ class Connection:
         self.sock, self.cid, self.tls = sock, cid, tls
         self.buf = bytearray()
         self.requests = 0
+        self.drop_next = False
 
     def _fill(self):
         data = self.sock.recv(65536)
@@ -212,6 +215,10 @@ class Connection:
         """Handle one request; returns True to keep reading on this connection."""
         try:
             req = self.read_request()
+            if self.drop_next:
+                # /drop-next-request: read the request, then close without an answer, the way
+                # a keep-alive timeout races with a client reusing the connection.
+                return False
             self.requests += 1
             if not req.path.startswith("/stats"):
                 with LOCK:
@@ -248,6 +255,9 @@ class Connection:
             return self.respond(req, 200, body)
         if path == "/close":
             return self.respond(req, 200, b"closing", close=True)
+        if path == "/drop-next-request":
+            self.drop_next = True
+            return self.respond(req, 200, b"ok")
         if path == "/close-after-response":
             delay = req.int_arg("ms", 0) / 1000
             self.respond(req, 200, b"ok")

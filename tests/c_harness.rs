@@ -143,3 +143,13 @@ fn expect_100_and_http_version_options() {
     assert_passes("test_options", "expect_http11.cfg", &["1.1"]);
     assert_passes("test_options", "expect_http10.cfg", &["1.0"]);
 }
+
+#[test]
+fn async_calls_through_a_reactor() {
+    assert_passes("test_async", "async.cfg", &["fallback"]);
+}
+
+#[test]
+fn async_fail_fast_past_max_async_transfers() {
+    assert_passes("test_async", "async_failfast.cfg", &["failfast"]);
+}

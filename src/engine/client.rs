@@ -4,10 +4,11 @@
 use curl::easy::{Easy2, List};
 use log::error;
 
+use super::async_transfer::{AsyncTransfer, Started};
 use super::collector::Collector;
-use super::curl_share::CurlShare;
+use super::curl_raw::{CurlShare, request_sent};
 use super::redact_url;
-use super::request::{KeyMaterial, Request};
+use super::request::{KeyMaterial, Method, Request};
 use super::result_code::ResultCode;
 use super::settings::ClientSettings;
 
@@ -55,6 +56,11 @@ impl Client {
         &self.settings
     }
 
+    /// Starts `request` without waiting for anything: see [`AsyncTransfer`].
+    pub fn start(&mut self, request: &Request) -> Started {
+        AsyncTransfer::start(&self.share, &self.settings, request)
+    }
+
     /// Runs `request` to completion, blocking the calling thread.
     pub fn perform(&mut self, request: &Request) -> Outcome {
         if let Err(e) = configure(&mut self.blocking, &self.share, &self.settings, request) {
@@ -66,13 +72,13 @@ impl Client {
             return Outcome::failed(ResultCode::InternalError);
         }
         let result = self.blocking.perform();
-        finish(&mut self.blocking, result, request)
+        finish(&mut self.blocking, result, request.method, &request.url)
     }
 }
 
 /// Resets `easy` and applies the settings and the request: the one place that decides which
 /// libcurl options a transfer gets.
-fn configure(
+pub(super) fn configure(
     easy: &mut Easy2<Collector>,
     share: &CurlShare,
     settings: &ClientSettings,
@@ -84,8 +90,11 @@ fn configure(
     share.attach(easy)?;
     easy.signal(false)?;
     easy.url(&request.url)?;
-    easy.connect_timeout(settings.connect_timeout)?;
-    easy.timeout(settings.transfer_timeout)?;
+    let transfer_timeout = request.timeout.map_or(settings.transfer_timeout, |t| {
+        t.min(settings.transfer_timeout)
+    });
+    easy.connect_timeout(settings.connect_timeout.min(transfer_timeout))?;
+    easy.timeout(transfer_timeout)?;
     if let Some(version) = settings.http_version.to_curl() {
         easy.http_version(version)?;
     }
@@ -128,12 +137,12 @@ fn configure(
     }
     easy.http_headers(headers)?;
     match request.method {
-        super::Method::Get => {}
-        super::Method::Post => {
+        Method::Get => {}
+        Method::Post => {
             easy.post(true)?;
             easy.post_fields_copy(&request.body)?;
         }
-        super::Method::Put => {
+        Method::Put => {
             easy.custom_request("PUT")?;
             easy.post_fields_copy(&request.body)?;
         }
@@ -142,18 +151,19 @@ fn configure(
 }
 
 /// Reads the outcome of a finished transfer out of `easy`.
-fn finish(
+pub(super) fn finish(
     easy: &mut Easy2<Collector>,
     result: Result<(), curl::Error>,
-    request: &Request,
+    method: Method,
+    url: &str,
 ) -> Outcome {
     let status = easy.response_code().unwrap_or(0);
     // The request could be sent: connected (TLS included) on a new or a reused connection.
-    let connected = easy.pretransfer_time().is_ok_and(|t| !t.is_zero());
+    let connected = request_sent(easy.raw());
     let code = ResultCode::from_curl(result.as_ref().map(|_| ()), connected);
     if let Err(e) = &result {
-        let url = redact_url(&request.url);
-        let method = request.method.name();
+        let url = redact_url(url);
+        let method = method.name();
         match code {
             _ if easy.get_ref().body_overflowed() => {
                 error!("{method} {url}: response body larger than max_transfer_size, aborted")

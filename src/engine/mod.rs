@@ -4,16 +4,19 @@
 //! Nothing here names an OpenSIPS type; a host adaptor (see `crate::opensips`) turns script
 //! arguments into [`Request`]s and [`Outcome`]s back into script variables.
 
+mod async_transfer;
 mod client;
 mod collector;
 mod connect_gate;
-mod curl_share;
+mod curl_raw;
 mod escape;
 mod request;
 mod result_code;
 mod settings;
 mod shared_table;
+mod watcher;
 
+pub use async_transfer::{AsyncTransfer, Started};
 pub use client::{Client, Outcome};
 pub use connect_gate::{ConnectGate, GateTicket};
 pub use escape::{escape, unescape};

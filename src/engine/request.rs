@@ -1,5 +1,7 @@
 //! What one HTTP transfer asks for.
 
+use std::time::Duration;
+
 /// The request method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -64,6 +66,8 @@ pub struct Request {
     pub client_cert: Option<ClientCert>,
     /// Capture the response's Content-Type.
     pub want_content_type: bool,
+    /// Limit for this transfer, when lower than the client's (the connect limit follows it).
+    pub timeout: Option<Duration>,
 }
 
 impl Request {
@@ -76,6 +80,7 @@ impl Request {
             headers: Vec::new(),
             client_cert: None,
             want_content_type: true,
+            timeout: None,
         }
     }
 

@@ -14,6 +14,8 @@ pub enum ResultCode {
     TransferTimeout = -3,
     /// Another process is connecting to the same host (`no_concurrent_connects`).
     AlreadyConnecting = -4,
+    /// An async call found `max_async_transfers` in flight and `no_async_fallback` is on.
+    AsyncLimitReached = -5,
     /// Anything else: bad input, DNS failure, TLS error, oversized body, broken response.
     InternalError = -10,
 }

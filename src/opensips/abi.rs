@@ -88,6 +88,102 @@ pub struct CmdExport {
     pub flags: c_int,
 }
 
+/// `acmd_function`: `int f(struct sip_msg *, async_ctx *, void *p1, ..., void *p8)`.
+pub type AcmdFunction = unsafe extern "C" fn(
+    *mut c_void,
+    *mut AsyncCtx,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+) -> c_int;
+
+/// `acmd_export_t`.
+#[repr(C)]
+pub struct AcmdExport {
+    pub name: *const c_char,
+    pub function: Option<AcmdFunction>,
+    pub params: [CmdParam; 9],
+}
+
+/// Resume and timeout functions: `int f(int fd, struct sip_msg *msg, void *param)`.
+pub type ResumeFn = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void) -> c_int;
+
+/// `async_ctx`, in the layout of the OpenSIPS release chosen at build time (docs §5.1).
+#[repr(C)]
+pub struct AsyncCtx {
+    pub resume_f: Option<ResumeFn>,
+    /// 4.0 only: the resume function's name, copied unconditionally by tm (never NULL).
+    #[cfg(async_ctx = "v4_0")]
+    pub resume_f_name: *const c_char,
+    pub resume_param: *mut c_void,
+    pub timeout_f: Option<ResumeFn>,
+    /// 3.4.3+: in, the script's async() timeout (0 = none); out, the module's own limit.
+    #[cfg(not(async_ctx = "v3_4_0"))]
+    pub timeout_s: c_uint,
+}
+
+/// `enum async_ret_code` values the module sets in `async_status`.
+pub const ASYNC_SYNC: c_int = -7;
+pub const ASYNC_CONTINUE: c_int = -5;
+pub const ASYNC_DONE_CLOSE_FD: c_int = -3;
+
+/// The async context of a running acmd call.
+pub struct AsyncCtxRef(NonNull<AsyncCtx>);
+
+impl AsyncCtxRef {
+    pub fn new(ctx: *mut AsyncCtx) -> Option<Self> {
+        NonNull::new(ctx).map(Self)
+    }
+
+    /// The script's `async(..., seconds)` limit, 0 when none (or not known to this release).
+    pub fn script_timeout(&self) -> u32 {
+        #[cfg(not(async_ctx = "v3_4_0"))]
+        // SAFETY: the core passes a live async_ctx for the duration of the acmd call.
+        return unsafe { self.0.as_ref().timeout_s };
+        #[cfg(async_ctx = "v3_4_0")]
+        0
+    }
+
+    /// Registers the resume and timeout functions, their parameter and the module's limit.
+    pub fn set_resume(
+        &mut self,
+        resume: ResumeFn,
+        timeout: ResumeFn,
+        param: *mut c_void,
+        limit_s: u32,
+    ) {
+        // SAFETY: as in `script_timeout`; the core reads these fields after the call returns.
+        let ctx = unsafe { self.0.as_mut() };
+        ctx.resume_f = Some(resume);
+        #[cfg(async_ctx = "v4_0")]
+        {
+            ctx.resume_f_name = c"rest_client async resume".as_ptr();
+        }
+        ctx.resume_param = param;
+        ctx.timeout_f = Some(timeout);
+        #[cfg(not(async_ctx = "v3_4_0"))]
+        {
+            ctx.timeout_s = limit_s;
+        }
+        #[cfg(async_ctx = "v3_4_0")]
+        let _ = limit_s;
+    }
+}
+
+/// Sets the core's `async_status` (how an acmd or resume call ended, or the fd to watch).
+pub fn set_async_status(status: c_int) {
+    let cell = core().async_status;
+    if !cell.is_null() {
+        // SAFETY: `async_status` is the core's int global, written only by this thread.
+        unsafe { *cell = status };
+    }
+}
+
 /// `param_export_t`.
 #[repr(C)]
 pub struct ParamExport {
@@ -158,7 +254,7 @@ pub struct ModuleExports {
     pub load_f: Option<unsafe extern "C" fn() -> c_int>,
     pub deps: *const DepExport,
     pub cmds: *const CmdExport,
-    pub acmds: *const c_void,
+    pub acmds: *const AcmdExport,
     pub params: *const ParamExport,
     pub stats: *const c_void,
     pub mi_cmds: *const c_void,
@@ -238,6 +334,7 @@ struct Core {
     log_level: *const *const c_int,
     log_prefix: *const *const c_char,
     log_facility: *const c_int,
+    async_status: *mut c_int,
     pv_set_value: Option<PvSetValueFn>,
     find_export: Option<FindExportFn>,
     is_script_func_used: Option<IsScriptFuncUsedFn>,
@@ -273,6 +370,7 @@ fn core() -> &'static Core {
                 log_level: lookup(c"log_level").cast(),
                 log_prefix: lookup(c"log_prefix").cast(),
                 log_facility: lookup(c"log_facility").cast(),
+                async_status: lookup(c"async_status").cast(),
                 pv_set_value: lookup_fn(c"pv_set_value"),
                 find_export: lookup_fn(c"find_export"),
                 is_script_func_used: lookup_fn(c"is_script_func_used"),
@@ -376,6 +474,11 @@ impl ScriptVar {
     /// Wraps a VAR argument; `None` for an omitted optional one.
     pub fn from_arg(msg: *mut c_void, spec: *mut c_void) -> Option<Self> {
         NonNull::new(spec).map(|spec| Self { msg, spec })
+    }
+
+    /// Points the variable at another message (an async resume runs with its own).
+    pub fn set_msg(&mut self, msg: *mut c_void) {
+        self.msg = msg;
     }
 
     fn set(&self, mut value: PvValue) -> bool {
@@ -532,6 +635,13 @@ const _: () = {
     assert!(size_of::<PvValue>() == 24 && offset_of!(PvValue, flags) == 20);
     assert!(size_of::<CmdParam>() == 24);
     assert!(size_of::<CmdExport>() == 240 && offset_of!(CmdExport, flags) == 232);
+    assert!(size_of::<AcmdExport>() == 232);
+    #[cfg(async_ctx = "v3_4_0")]
+    assert!(size_of::<AsyncCtx>() == 24);
+    #[cfg(async_ctx = "v3_4_3")]
+    assert!(size_of::<AsyncCtx>() == 32 && offset_of!(AsyncCtx, timeout_s) == 24);
+    #[cfg(async_ctx = "v4_0")]
+    assert!(size_of::<AsyncCtx>() == 40 && offset_of!(AsyncCtx, timeout_s) == 32);
     assert!(size_of::<ParamExport>() == 24 && offset_of!(ParamExport, param_pointer) == 16);
     assert!(size_of::<ModuleDependency>() == 24);
     assert!(size_of::<ModparamDependency>() == 16);
@@ -544,6 +654,7 @@ const _: () = {
     assert!(offset_of!(ModuleExports, dlflags) == 48);
     assert!(offset_of!(ModuleExports, deps) == 64);
     assert!(offset_of!(ModuleExports, cmds) == 72);
+    assert!(offset_of!(ModuleExports, acmds) == 80);
     assert!(offset_of!(ModuleExports, params) == 88);
     assert!(offset_of!(ModuleExports, trans) == 120);
     assert!(offset_of!(ModuleExports, preinit_f) == 136);

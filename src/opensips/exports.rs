@@ -5,13 +5,14 @@
 
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::NonNull;
 
 use log::error;
 use parking_lot::Mutex;
 
 use super::abi::*;
 use super::module::{self, ModuleParams};
-use super::script::{self, Outputs, Transform};
+use super::script::{self, AsyncCall, AsyncStart, Outputs, Transform};
 use super::{log_bridge, target};
 use crate::engine::{Method, ResultCode};
 
@@ -40,6 +41,7 @@ static CURL_HTTP_VERSION: ParamCell<c_int> = ParamCell::new(0);
 static ENABLE_EXPECT_100: ParamCell<c_int> = ParamCell::new(0);
 static NO_CONCURRENT_CONNECTS: ParamCell<c_int> = ParamCell::new(0);
 static CURL_CONN_LIFETIME: ParamCell<c_int> = ParamCell::new(0);
+static NO_ASYNC_FALLBACK: ParamCell<c_int> = ParamCell::new(0);
 
 fn read_params() -> ModuleParams {
     ModuleParams {
@@ -55,6 +57,7 @@ fn read_params() -> ModuleParams {
         enable_expect_100: ENABLE_EXPECT_100.get(),
         no_concurrent_connects: NO_CONCURRENT_CONNECTS.get(),
         curl_conn_lifetime: CURL_CONN_LIFETIME.get(),
+        no_async_fallback: NO_ASYNC_FALLBACK.get(),
     }
 }
 
@@ -66,7 +69,7 @@ const fn param(name: &'static std::ffi::CStr, param_type: u32, cell: *mut c_void
     }
 }
 
-static PARAMS: StaticTable<[ParamExport; 13]> = StaticTable([
+static PARAMS: StaticTable<[ParamExport; 14]> = StaticTable([
     param(
         c"connection_timeout",
         INT_PARAM,
@@ -118,6 +121,11 @@ static PARAMS: StaticTable<[ParamExport; 13]> = StaticTable([
         c"curl_conn_lifetime",
         INT_PARAM,
         CURL_CONN_LIFETIME.as_param_pointer(),
+    ),
+    param(
+        c"no_async_fallback",
+        INT_PARAM,
+        NO_ASYNC_FALLBACK.as_param_pointer(),
     ),
     ParamExport {
         name: std::ptr::null(),
@@ -244,9 +252,9 @@ const VAR: CmdParam = CmdParam::new(CMD_PARAM_VAR);
 const VAR_OPT: CmdParam = CmdParam::new(CMD_PARAM_VAR | CMD_PARAM_OPT);
 const END: CmdParam = CmdParam::END;
 
-/// Parameter lists shared by the blocking functions and (later) their async twins.
-pub const GET_PARAMS: [CmdParam; 9] = [STR, VAR, VAR_OPT, VAR_OPT, END, END, END, END, END];
-pub const SEND_PARAMS: [CmdParam; 9] = [STR, STR, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END, END];
+/// Parameter lists shared by the blocking functions and their async twins.
+const GET_PARAMS: [CmdParam; 9] = [STR, VAR, VAR_OPT, VAR_OPT, END, END, END, END, END];
+const SEND_PARAMS: [CmdParam; 9] = [STR, STR, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END, END];
 const ONE_STR: [CmdParam; 9] = [STR, END, END, END, END, END, END, END, END];
 
 const fn cmd(name: &'static std::ffi::CStr, f: CmdFunction, params: [CmdParam; 9]) -> CmdExport {
@@ -269,6 +277,186 @@ static CMDS: StaticTable<[CmdExport; 6]> = StaticTable([
         function: None,
         params: [END, END, END, END, END, END, END, END, END],
         flags: 0,
+    },
+]);
+
+// ---------------------------------------------------------------------------------------------
+// Async script functions: `async(rest_get(...), resume_route[, seconds])` and `launch(...)`.
+
+/// Starts an async call and reports it to the core through `async_status` (docs §5.3).
+fn start_async_call(
+    method: Method,
+    ctx: *mut AsyncCtx,
+    url: Option<&[u8]>,
+    body: Option<&[u8]>,
+    ctype: Option<&[u8]>,
+    outputs: Outputs,
+) -> c_int {
+    let Some(mut ctx) = AsyncCtxRef::new(ctx) else {
+        error!("async {}: no async context", method.name());
+        return INTERNAL_ERROR;
+    };
+    match script::start_async(method, url, body, ctype, outputs, ctx.script_timeout()) {
+        AsyncStart::NotStarted(code) => code,
+        AsyncStart::Finished(code) => {
+            set_async_status(ASYNC_SYNC);
+            code
+        }
+        AsyncStart::Running(call, limit_s) => {
+            let fd = call.transfer.fd();
+            let param = Box::into_raw(call).cast::<c_void>();
+            ctx.set_resume(resume_async_call, time_out_async_call, param, limit_s);
+            set_async_status(fd);
+            1
+        }
+    }
+}
+
+/// Runs `step` on the call behind `param`; when it yields a result the call is freed, its
+/// descriptor handed to the core to close (ASYNC_DONE_CLOSE_FD), else ASYNC_CONTINUE.
+///
+/// SAFETY: `param` is the `Box<AsyncCall>` pointer registered by `start_async_call` and not
+/// yet freed: the core calls the resume or timeout function until one reports an end.
+unsafe fn step_async_call(
+    param: *mut c_void,
+    step: impl FnOnce(&mut AsyncCall) -> Option<c_int>,
+) -> c_int {
+    let Some(call) = NonNull::new(param.cast::<AsyncCall>()) else {
+        error!("async resume without its call");
+        return INTERNAL_ERROR;
+    };
+    // SAFETY: see above; the box stays where it is while we borrow it.
+    let code = step(unsafe { &mut *call.as_ptr() });
+    match code {
+        None => {
+            set_async_status(ASYNC_CONTINUE);
+            1
+        }
+        Some(code) => {
+            // SAFETY: see above; this is the end of the call, so the box is freed once.
+            let call = unsafe { Box::from_raw(call.as_ptr()) };
+            let _closed_by_core = call.transfer.into_host_fd();
+            set_async_status(ASYNC_DONE_CLOSE_FD);
+            code
+        }
+    }
+}
+
+/// SAFETY: called by the core's reactor with the `param` registered at start (see above).
+unsafe extern "C" fn resume_async_call(_fd: c_int, msg: *mut c_void, param: *mut c_void) -> c_int {
+    // SAFETY: see `step_async_call`.
+    guarded("async resume", INTERNAL_ERROR, || unsafe {
+        step_async_call(param, |call| script::resume_async(call, msg))
+    })
+}
+
+/// SAFETY: as `resume_async_call`, when the call's time limit passed.
+unsafe extern "C" fn time_out_async_call(
+    _fd: c_int,
+    msg: *mut c_void,
+    param: *mut c_void,
+) -> c_int {
+    // SAFETY: see `step_async_call`.
+    guarded("async timeout", INTERNAL_ERROR, || unsafe {
+        step_async_call(param, |call| Some(script::time_out_async(call, msg)))
+    })
+}
+
+/// SAFETY: as for [`w_rest_get`], plus a live `async_ctx`.
+unsafe extern "C" fn a_rest_get(
+    msg: *mut c_void,
+    ctx: *mut AsyncCtx,
+    url: *mut c_void,
+    body_var: *mut c_void,
+    ctype_var: *mut c_void,
+    code_var: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+) -> c_int {
+    guarded("async rest_get", INTERNAL_ERROR, || {
+        let outputs = Outputs {
+            body: ScriptVar::from_arg(msg, body_var),
+            content_type: ScriptVar::from_arg(msg, ctype_var),
+            code: ScriptVar::from_arg(msg, code_var),
+        };
+        // SAFETY: see above.
+        let url = unsafe { str_arg(url) };
+        start_async_call(Method::Get, ctx, url, None, None, outputs)
+    })
+}
+
+/// SAFETY: as for [`a_rest_get`].
+unsafe fn start_async_with_body(
+    method: Method,
+    msg: *mut c_void,
+    ctx: *mut AsyncCtx,
+    args: [*mut c_void; 6],
+) -> c_int {
+    let [url, body, ctype, body_var, ctype_var, code_var] = args;
+    let outputs = Outputs {
+        body: ScriptVar::from_arg(msg, body_var),
+        content_type: ScriptVar::from_arg(msg, ctype_var),
+        code: ScriptVar::from_arg(msg, code_var),
+    };
+    // SAFETY: STR parameters per the caller's contract.
+    let (url, body, ctype) = unsafe { (str_arg(url), str_arg(body), str_arg(ctype)) };
+    start_async_call(method, ctx, url, body, ctype, outputs)
+}
+
+unsafe extern "C" fn a_rest_post(
+    msg: *mut c_void,
+    ctx: *mut AsyncCtx,
+    a1: *mut c_void,
+    a2: *mut c_void,
+    a3: *mut c_void,
+    a4: *mut c_void,
+    a5: *mut c_void,
+    a6: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: see `a_rest_get`.
+    guarded("async rest_post", INTERNAL_ERROR, || unsafe {
+        start_async_with_body(Method::Post, msg, ctx, [a1, a2, a3, a4, a5, a6])
+    })
+}
+
+unsafe extern "C" fn a_rest_put(
+    msg: *mut c_void,
+    ctx: *mut AsyncCtx,
+    a1: *mut c_void,
+    a2: *mut c_void,
+    a3: *mut c_void,
+    a4: *mut c_void,
+    a5: *mut c_void,
+    a6: *mut c_void,
+    _: *mut c_void,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: see `a_rest_get`.
+    guarded("async rest_put", INTERNAL_ERROR, || unsafe {
+        start_async_with_body(Method::Put, msg, ctx, [a1, a2, a3, a4, a5, a6])
+    })
+}
+
+const fn acmd(name: &'static std::ffi::CStr, f: AcmdFunction, params: [CmdParam; 9]) -> AcmdExport {
+    AcmdExport {
+        name: name.as_ptr(),
+        function: Some(f),
+        params,
+    }
+}
+
+static ACMDS: StaticTable<[AcmdExport; 4]> = StaticTable([
+    acmd(c"rest_get", a_rest_get, GET_PARAMS),
+    acmd(c"rest_post", a_rest_post, SEND_PARAMS),
+    acmd(c"rest_put", a_rest_put, SEND_PARAMS),
+    AcmdExport {
+        name: std::ptr::null(),
+        function: None,
+        params: [END, END, END, END, END, END, END, END, END],
     },
 ]);
 
@@ -495,7 +683,7 @@ pub static mut exports: ModuleExports = ModuleExports {
     load_f: None,
     deps: &DEPS.0,
     cmds: CMDS.0.as_ptr(),
-    acmds: std::ptr::null(),
+    acmds: ACMDS.0.as_ptr(),
     params: PARAMS.0.as_ptr(),
     stats: std::ptr::null(),
     mi_cmds: std::ptr::null(),

@@ -26,6 +26,8 @@ pub struct ModuleParams {
     pub enable_expect_100: i32,
     pub no_concurrent_connects: i32,
     pub curl_conn_lifetime: i32,
+    /// 1: an async call past `max_async_transfers` fails with -5 instead of running blocking.
+    pub no_async_fallback: i32,
 }
 
 impl Default for ModuleParams {
@@ -43,6 +45,7 @@ impl Default for ModuleParams {
             enable_expect_100: 0,
             no_concurrent_connects: 0,
             curl_conn_lifetime: 0,
+            no_async_fallback: 0,
         }
     }
 }
@@ -53,6 +56,12 @@ pub struct ModuleConfig {
     /// Present when `no_concurrent_connects` is on; cloned into each process.
     pub gate: Option<ConnectGate>,
     pub tls: Option<TlsMgm>,
+    /// Async transfers one process runs at once.
+    pub max_async_transfers: usize,
+    /// Past `max_async_transfers`: fail with -5 (true) or run the transfer blocking (false).
+    pub no_async_fallback: bool,
+    /// Longest single wait of a resume call that the host makes without a readiness event.
+    pub connect_poll_interval: Duration,
 }
 
 fn non_negative(name: &str, value: i32) -> Result<u64, String> {
@@ -74,9 +83,6 @@ impl ModuleParams {
         }
         if curl_timeout == 0 {
             warn!("curl_timeout is 0: transfers have no time limit");
-        }
-        if self.connect_poll_interval < 0 {
-            error!("connect_poll_interval must not be negative, using 20 ms");
         }
         non_negative("max_async_transfers", self.max_async_transfers)?;
         non_negative("curl_conn_lifetime", self.curl_conn_lifetime)?;
@@ -106,6 +112,10 @@ static MODULE: OnceLock<ModuleConfig> = OnceLock::new();
 /// mod_init: validates the parameters and sets up what the workers inherit.
 pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
     let settings = params.to_settings()?;
+    let connect_poll_interval = u64::try_from(params.connect_poll_interval).unwrap_or_else(|_| {
+        error!("connect_poll_interval must not be negative, using 20 ms");
+        20
+    });
     let gate = if params.no_concurrent_connects != 0 {
         let lifetime = Duration::from_secs(params.curl_conn_lifetime as u64);
         Some(ConnectGate::create(lifetime)?)
@@ -118,6 +128,9 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
             settings,
             gate,
             tls,
+            max_async_transfers: params.max_async_transfers as usize,
+            no_async_fallback: params.no_async_fallback != 0,
+            connect_poll_interval: Duration::from_millis(connect_poll_interval),
         })
         .map_err(|_| "mod_init called twice".to_string())
 }
@@ -135,6 +148,8 @@ pub struct Worker {
     pub pending_headers: Vec<String>,
     /// Client certificate set by `rest_init_client_tls`, for the next transfer.
     pub pending_cert: Option<ClientCert>,
+    /// Async transfers started and not yet ended.
+    pub async_in_flight: usize,
 }
 
 static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
@@ -147,6 +162,7 @@ fn new_worker() -> Result<Worker, String> {
         gate: config.gate.clone(),
         pending_headers: Vec::new(),
         pending_cert: None,
+        async_in_flight: 0,
     })
 }
 

@@ -1,15 +1,18 @@
 //! The script functions, in safe Rust: argument checks, the per-process pending state, the
 //! transfer, and the writing of the output variables with the C module's rules.
 
-use log::{debug, error};
+use std::ffi::c_void;
+use std::time::Duration;
+
+use log::{debug, error, warn};
 
 use crate::engine::{
-    ClientCert, KeyMaterial, Method, Outcome, Request, ResultCode, escape, trim_http_whitespace,
-    unescape,
+    AsyncTransfer, ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResultCode,
+    Started, escape, redact_url, trim_http_whitespace, unescape,
 };
 
 use super::abi::ScriptVar;
-use super::module::{config, with_worker};
+use super::module::{Worker, config, with_worker};
 
 /// Longest header line `rest_append_hf` accepts (as the C module).
 const MAX_HEADER_LEN: usize = 1023;
@@ -68,6 +71,77 @@ fn function_name(method: Method) -> &'static str {
     }
 }
 
+/// Builds the request of a transfer function, with the pending headers and certificate of
+/// the worker (they belong to this transfer, whatever its outcome).
+fn prepare(
+    worker: &mut Worker,
+    method: Method,
+    url: Option<&[u8]>,
+    body: Option<&[u8]>,
+    content_type: Option<&[u8]>,
+    outputs: &Outputs,
+) -> Result<Request, ResultCode> {
+    let headers = std::mem::take(&mut worker.pending_headers);
+    let cert = worker.pending_cert.take();
+    let mut request = build_request(
+        method,
+        url,
+        body,
+        content_type,
+        outputs.content_type.is_some(),
+    )?;
+    request.headers = headers;
+    request.client_cert = cert;
+    Ok(request)
+}
+
+/// `no_concurrent_connects`: takes the request's host, or fails with -4.
+fn enter_gate(worker: &mut Worker, request: &Request) -> Result<Option<GateTicket>, ResultCode> {
+    let Some(gate) = worker.gate.as_mut() else {
+        return Ok(None);
+    };
+    match gate.enter(&request.url) {
+        Some(ticket) => Ok(Some(ticket)),
+        None => {
+            debug!(
+                "{}: another process is connecting to {}",
+                function_name(request.method),
+                redact_url(&request.url)
+            );
+            Err(ResultCode::AlreadyConnecting)
+        }
+    }
+}
+
+fn leave_gate(worker: &mut Worker, ticket: Option<GateTicket>, succeeded: bool) {
+    if let (Some(gate), Some(ticket)) = (worker.gate.as_mut(), ticket) {
+        gate.leave(ticket, succeeded);
+    }
+}
+
+fn run_blocking(worker: &mut Worker, request: &Request) -> Result<Outcome, ResultCode> {
+    let ticket = enter_gate(worker, request)?;
+    let outcome = worker.client.perform(request);
+    leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
+    Ok(outcome)
+}
+
+/// The script result of a finished call: outputs written, or the code of what stopped it.
+fn conclude(
+    method: Method,
+    result: Result<Result<Outcome, ResultCode>, String>,
+    outputs: &Outputs,
+) -> i32 {
+    match result {
+        Ok(Ok(outcome)) => write_outputs(&outcome, outputs),
+        Ok(Err(code)) => code.code(),
+        Err(e) => {
+            error!("{}: {e}", function_name(method));
+            ResultCode::InternalError.code()
+        }
+    }
+}
+
 /// `rest_get` / `rest_post` / `rest_put`, blocking.
 pub fn blocking_transfer(
     method: Method,
@@ -77,48 +151,158 @@ pub fn blocking_transfer(
     outputs: &Outputs,
 ) -> i32 {
     let result = with_worker(|worker| {
-        // The pending headers and certificate belong to this transfer, whatever its outcome.
-        let headers = std::mem::take(&mut worker.pending_headers);
-        let cert = worker.pending_cert.take();
-        let mut request = build_request(
-            method,
-            url,
-            body,
-            content_type,
-            outputs.content_type.is_some(),
-        )?;
-        request.headers = headers;
-        request.client_cert = cert;
-        let ticket = match worker.gate.as_mut() {
-            Some(gate) => Some(gate.enter(&request.url).ok_or_else(|| {
-                debug!(
-                    "{}: another process is connecting to {}",
-                    function_name(method),
-                    crate::engine::redact_url(&request.url)
-                );
-                ResultCode::AlreadyConnecting
-            })?),
-            None => None,
+        let request = prepare(worker, method, url, body, content_type, outputs)?;
+        run_blocking(worker, &request)
+    });
+    conclude(method, result, outputs)
+}
+
+/// A running async call: the transfer, where its results go, and the gate it may hold.
+pub struct AsyncCall {
+    pub transfer: AsyncTransfer,
+    outputs: Outputs,
+    ticket: Option<GateTicket>,
+    method: Method,
+}
+
+/// How starting an async call went.
+pub enum AsyncStart {
+    /// Nothing was started (bad arguments, -4, -5): the code, no variable written.
+    NotStarted(i32),
+    /// Over already (finished at once, or ran blocking): outputs written, the code.
+    Finished(i32),
+    /// Running: hand the call to the reactor with this limit in whole seconds (0 = none).
+    Running(Box<AsyncCall>, u32),
+}
+
+enum Begun {
+    Done(Outcome),
+    Running(AsyncTransfer, Option<GateTicket>, Duration),
+}
+
+/// The async `rest_get` / `rest_post` / `rest_put`: starts the transfer without waiting.
+/// `script_timeout_s` is the `async(..., seconds)` limit (0 = none); the call's limit is the
+/// lower of it and `curl_timeout`.
+pub fn start_async(
+    method: Method,
+    url: Option<&[u8]>,
+    body: Option<&[u8]>,
+    content_type: Option<&[u8]>,
+    outputs: Outputs,
+    script_timeout_s: u32,
+) -> AsyncStart {
+    let Some(config) = config() else {
+        error!("{}: the module is not initialised", function_name(method));
+        return AsyncStart::NotStarted(ResultCode::InternalError.code());
+    };
+    let result = with_worker(|worker| {
+        let mut request = prepare(worker, method, url, body, content_type, &outputs)?;
+        let curl_timeout = config.settings.transfer_timeout;
+        let limit = match script_timeout_s {
+            0 => curl_timeout,
+            s => Duration::from_secs(s.into()).min(curl_timeout),
         };
-        let outcome = worker.client.perform(&request);
-        if let (Some(gate), Some(ticket)) = (worker.gate.as_mut(), ticket) {
-            gate.leave(ticket, outcome.result == ResultCode::Ok);
+        request.timeout = Some(limit);
+        if worker.async_in_flight >= config.max_async_transfers {
+            if config.no_async_fallback {
+                warn!(
+                    "max async transfers ({}) in flight, failing",
+                    config.max_async_transfers
+                );
+                return Err(ResultCode::AsyncLimitReached);
+            }
+            warn!(
+                "max async transfers ({}) in flight, running blocking",
+                config.max_async_transfers
+            );
+            return run_blocking(worker, &request).map(Begun::Done);
         }
-        Ok::<_, ResultCode>(outcome)
+        let ticket = enter_gate(worker, &request)?;
+        Ok(match worker.client.start(&request) {
+            Started::Finished(outcome) => {
+                leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
+                Begun::Done(outcome)
+            }
+            Started::Running(transfer) => {
+                worker.async_in_flight += 1;
+                Begun::Running(transfer, ticket, limit)
+            }
+        })
     });
     match result {
-        Ok(Ok(outcome)) => write_blocking_outputs(&outcome, outputs),
-        Ok(Err(code)) => code.code(),
+        Ok(Ok(Begun::Running(transfer, ticket, limit))) => {
+            let limit_s = u32::try_from(limit.as_millis().div_ceil(1000)).unwrap_or(u32::MAX);
+            AsyncStart::Running(
+                Box::new(AsyncCall {
+                    transfer,
+                    outputs,
+                    ticket,
+                    method,
+                }),
+                limit_s,
+            )
+        }
+        Ok(Ok(Begun::Done(outcome))) => {
+            AsyncStart::Finished(conclude(method, Ok(Ok(outcome)), &outputs))
+        }
+        Ok(Err(code)) => AsyncStart::NotStarted(code.code()),
         Err(e) => {
             error!("{}: {e}", function_name(method));
-            ResultCode::InternalError.code()
+            AsyncStart::NotStarted(ResultCode::InternalError.code())
         }
     }
 }
 
-/// The C module's blocking output rules: the code variable always; body and Content-Type
-/// (trimmed) only on success or a transfer timeout.
-fn write_blocking_outputs(outcome: &Outcome, outputs: &Outputs) -> i32 {
+/// The reactor saw the call's descriptor readable (or a host loops on it): drives the
+/// transfer; the script result once it is over, `None` while it runs.
+pub fn resume_async(call: &mut AsyncCall, msg: *mut c_void) -> Option<i32> {
+    let wait = config().map_or(Duration::from_millis(20), |c| c.connect_poll_interval);
+    call.transfer.wait(wait);
+    let outcome = call.transfer.progress();
+    if call.ticket.is_some() && (outcome.is_some() || call.transfer.request_sent()) {
+        // The connect phase is over: let other processes connect to this host.
+        let connected = call.transfer.request_sent()
+            || outcome.as_ref().is_some_and(|o| o.result == ResultCode::Ok);
+        let ticket = call.ticket.take();
+        let _ = with_worker(|w| leave_gate(w, ticket, connected));
+    }
+    outcome.map(|outcome| end_async(call, outcome, msg))
+}
+
+/// The reactor's time limit for the call passed: ends it with -2 or -3.
+pub fn time_out_async(call: &mut AsyncCall, msg: *mut c_void) -> i32 {
+    error!(
+        "async {} timed out, URL: {}",
+        call.method.name(),
+        redact_url(call.transfer.url())
+    );
+    let outcome = call.transfer.time_out();
+    end_async(call, outcome, msg)
+}
+
+fn end_async(call: &mut AsyncCall, outcome: Outcome, msg: *mut c_void) -> i32 {
+    let ticket = call.ticket.take();
+    let _ = with_worker(|w| {
+        w.async_in_flight = w.async_in_flight.saturating_sub(1);
+        leave_gate(w, ticket, false);
+    });
+    let outputs = &mut call.outputs;
+    for var in [
+        &mut outputs.body,
+        &mut outputs.content_type,
+        &mut outputs.code,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        var.set_msg(msg);
+    }
+    conclude(call.method, Ok(Ok(outcome)), &call.outputs)
+}
+
+/// The C module's blocking output rules (used for async calls too): the code variable
+/// always; body and Content-Type (trimmed) only on success or a transfer timeout.
+fn write_outputs(outcome: &Outcome, outputs: &Outputs) -> i32 {
     let status = i32::try_from(outcome.status).unwrap_or(0);
     if let Some(code) = &outputs.code
         && !code.set_int(status)

@@ -1,7 +1,7 @@
-//! A libcurl share handle holding one process's connection cache, DNS cache and TLS sessions,
-//! so that every transfer of the process (blocking or async) reuses the same kept-alive
-//! connections. This file is the engine's only unsafe code: the `curl_share_*` calls that the
-//! `curl` crate does not wrap.
+//! The libcurl calls the `curl` crate does not wrap: a share handle holding one process's
+//! connection cache, DNS cache and TLS sessions (so that every transfer of the process,
+//! blocking or async, reuses the same kept-alive connections), and `curl_easy_getinfo` on a
+//! handle that sits in a multi handle.
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
@@ -62,3 +62,17 @@ impl Drop for CurlShare {
         unsafe { curl_sys::curl_share_cleanup(self.raw.as_ptr()) };
     }
 }
+
+/// Whether the transfer of `easy` got as far as sending its request (connected, TLS included,
+/// on a new or a reused connection): CURLINFO_PRETRANSFER_TIME_T > 0.
+pub fn request_sent(easy: *mut curl_sys::CURL) -> bool {
+    let mut micros: curl_sys::curl_off_t = 0;
+    // SAFETY: `easy` is a live easy handle (the caller holds it); the info takes a curl_off_t*.
+    let rc = unsafe {
+        curl_sys::curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &mut micros as *mut _)
+    };
+    rc == curl_sys::CURLE_OK && micros > 0
+}
+
+/// CURLINFO_OFF_T (0x600000) + 53 (libcurl 7.61+), not exported by curl-sys.
+const CURLINFO_PRETRANSFER_TIME_T: curl_sys::CURLINFO = 0x600000 + 53;

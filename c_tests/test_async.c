@@ -1,0 +1,307 @@
+/*
+ * Async rest_get / rest_post / rest_put through a tm-like reactor: result codes and outputs
+ * like the blocking functions, timeouts that always fire, max_async_transfers with blocking
+ * fallback (or -5 with no_async_fallback), keep-alive shared with blocking calls, a kept-alive
+ * connection dropped by the server (OpenSIPS issue #3544), sync mode and several processes.
+ * Every started call must resume exactly once.
+ * usage: test_async module.so cfg fallback|failfast
+ *   (cfg: async.cfg: curl_timeout 2, connection_timeout 1, max_async_transfers 10;
+ *         async_failfast.cfg: the same with no_async_fallback 1)
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define MAX_ASYNC 10
+
+static int port;
+
+/* One async call and what its resume route saw. A call may legitimately end during its start
+ * (e.g. a loopback server answering on a kept-alive connection): the route then runs at once
+ * (ASYNC_SYNC), so most checks look at what the route saw, not at how the call went. */
+struct call {
+	hvar body, ctype, code;
+	int rc;
+	int done;
+	long long started_us, done_us;
+};
+
+static void resume_route(int rc, void *arg)
+{
+	struct call *c = arg;
+	c->rc = rc;
+	c->done++;
+	c->done_us = h_now_us();
+}
+
+static const char *url(const char *path)
+{
+	static char buf[16][256];
+	static int next;
+	char *u = buf[next++ % 16];
+	snprintf(u, sizeof buf[0], "http://127.0.0.1:%d%s", port, path);
+	return u;
+}
+
+static void reset(struct call *c)
+{
+	hvar_reset(&c->body);
+	hvar_reset(&c->ctype);
+	hvar_reset(&c->code);
+	c->rc = 0;
+	c->done = 0;
+	c->started_us = h_now_us();
+}
+
+static int async_get(struct call *c, const char *u, int timeout_s)
+{
+	reset(c);
+	return H_ASYNC("rest_get", timeout_s, resume_route, c, A_STR(u), A_VAR(&c->body),
+		       A_VAR(&c->ctype), A_VAR(&c->code));
+}
+
+static int elapsed_ms(const struct call *c)
+{
+	return (int)((c->done_us - c->started_us) / 1000);
+}
+
+static int echoed_int(const char *json, const char *field)
+{
+	char needle[64];
+	snprintf(needle, sizeof needle, "\"%s\": ", field);
+	const char *p = json ? strstr(json, needle) : NULL;
+	return p ? atoi(p + strlen(needle)) : -1;
+}
+
+static void test_outputs_like_blocking(void)
+{
+	struct call c = { 0 };
+	async_get(&c, url("/body?size=10&pad=1&ctype=text/plain;%20x=1"), 0);
+	CHECK_INT(h_reactor_run(3000), 0);
+	CHECK_INT(c.done, 1);
+	CHECK_INT(c.rc, 1);
+	CHECK_INT(c.code.ri, 200);
+	CHECK_STR(&c.body, "0123456789");
+	CHECK_STR(&c.ctype, "text/plain; x=1");
+
+	async_get(&c, url("/status/404"), 0);
+	h_reactor_run(3000);
+	CHECK_INT(c.rc, 1);
+	CHECK_INT(c.code.ri, 404);
+
+	/* POST and PUT send their bodies and types. */
+	reset(&c);
+	H_ASYNC("rest_post", 0, resume_route, &c, A_STR(url("/echo")), A_STR("{\"k\":2}"),
+		A_STR("application/json"), A_VAR(&c.body), A_NONE, A_VAR(&c.code));
+	h_reactor_run(3000);
+	CHECK_INT(c.rc, 1);
+	CHECK(c.body.is_set && strstr(c.body.s, "\"method\": \"POST\"") &&
+	      strstr(c.body.s, "[\"Content-Type\", \"application/json\"]") &&
+	      strstr(c.body.s, "\"body\": \"{\\\"k\\\":2}\""));
+	reset(&c);
+	H_ASYNC("rest_put", 0, resume_route, &c, A_STR(url("/echo")), A_STR("abc"), A_NONE, A_VAR(&c.body));
+	h_reactor_run(3000);
+	CHECK_INT(c.rc, 1);
+	CHECK(c.body.is_set && strstr(c.body.s, "\"method\": \"PUT\"") && strstr(c.body.s, "\"body_len\": 3"));
+
+	/* Appended headers go with the next transfer, async included. */
+	CHECK_INT(H_CALL("rest_append_hf", A_STR("X-Async: yes")), 1);
+	async_get(&c, url("/echo"), 0);
+	h_reactor_run(3000);
+	CHECK(c.body.is_set && strstr(c.body.s, "[\"X-Async\", \"yes\"]"));
+}
+
+static void test_failures(void)
+{
+	struct call c = { 0 };
+	char u[128];
+
+	/* Refused at once: the route runs right away, nothing waits in the reactor. */
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/", h_closed_port());
+	int started = async_get(&c, u, 0);
+	h_reactor_run(3000);
+	CHECK_INT(c.done, 1);
+	CHECK_INT(c.rc, -1);
+	CHECK(!c.body.is_set);
+	(void)started;
+
+	/* Bad arguments: the route runs at once with -10. */
+	CHECK_INT(async_get(&c, "", 0), 1);
+	CHECK_INT(c.rc, -10);
+
+	/* Connect timeout (connection_timeout 1 s), without blocking the worker. */
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/", h_full_backlog_port());
+	long long t0 = h_now_us();
+	CHECK_INT(async_get(&c, u, 0), 0);
+	CHECK(h_now_us() - t0 < 50000);
+	h_reactor_run(4000);
+	CHECK_INT(c.rc, -2);
+	CHECK(elapsed_ms(&c) >= 900 && elapsed_ms(&c) < 2200);
+
+	/* A silent server: -3 after curl_timeout (2 s); with async(..., 1) after about 1 s. */
+	async_get(&c, url("/stall-headers"), 0);
+	h_reactor_run(5000);
+	CHECK_INT(c.done, 1);
+	CHECK_INT(c.rc, -3);
+	CHECK(elapsed_ms(&c) >= 1900 && elapsed_ms(&c) < 3100);
+	async_get(&c, url("/stall-headers"), 1);
+	h_reactor_run(5000);
+	CHECK_INT(c.rc, -3);
+	CHECK(elapsed_ms(&c) >= 700 && elapsed_ms(&c) < 2100);
+
+	/* Stalls mid-body: -3 with the code and the partial body. */
+	async_get(&c, url("/stall-body?sent=100"), 0);
+	h_reactor_run(5000);
+	CHECK_INT(c.rc, -3);
+	CHECK_INT(c.code.ri, 200);
+	CHECK_INT(c.body.len, 100);
+
+	/* Closes mid-body: -10, body not set. */
+	async_get(&c, url("/close-mid-body?sent=100"), 0);
+	h_reactor_run(5000);
+	CHECK_INT(c.rc, -10);
+	CHECK(!c.body.is_set);
+}
+
+static void test_many_in_flight(int failfast)
+{
+	enum { N = 3 * MAX_ASYNC };
+	static struct call calls[N];
+	int immediate = 0;
+	long long t0 = h_now_us();
+	for (int i = 0; i < N; i++)
+		immediate += async_get(&calls[i], url("/delay?ms=50"), 0);
+	long long start_ms = (h_now_us() - t0) / 1000;
+	CHECK_INT(h_reactor_run(5000), 0);
+	int ok = 0, refused = 0;
+	for (int i = 0; i < N; i++) {
+		CHECK_INT(calls[i].done, 1);
+		ok += calls[i].rc == 1;
+		refused += calls[i].rc == -5;
+	}
+	/* MAX_ASYNC go async; the others run blocking (fallback) or fail with -5 (fail fast). */
+	CHECK_INT(immediate, N - MAX_ASYNC);
+	if (failfast) {
+		CHECK_INT(ok, MAX_ASYNC);
+		CHECK_INT(refused, N - MAX_ASYNC);
+		CHECK(start_ms < 200);
+	} else {
+		CHECK_INT(ok, N);
+		CHECK(start_ms >= 50 * (N - MAX_ASYNC) - 100);
+	}
+	/* The slots are free again. */
+	struct call c = { 0 };
+	async_get(&c, url("/echo"), 0);
+	h_reactor_run(3000);
+	CHECK_INT(c.rc, 1);
+}
+
+static void test_keep_alive_and_mixing(void)
+{
+	/* Async and blocking calls of one process share kept-alive connections. */
+	struct call c = { 0 };
+	async_get(&c, url("/echo"), 0);
+	h_reactor_run(3000);
+	int conn = echoed_int(c.body.s, "connection_id");
+	hvar body = { 0 };
+	CHECK_INT(H_CALL("rest_get", A_STR(url("/echo")), A_VAR(&body)), 1);
+	CHECK_INT(echoed_int(body.s, "connection_id"), conn);
+	async_get(&c, url("/echo"), 0);
+	h_reactor_run(3000);
+	CHECK_INT(echoed_int(c.body.s, "connection_id"), conn);
+
+	/* Blocking calls while async ones are in flight. */
+	struct call slow[5];
+	memset(slow, 0, sizeof slow);
+	for (int i = 0; i < 5; i++)
+		CHECK_INT(async_get(&slow[i], url("/delay?ms=400"), 0), 0); /* cannot end at start */
+	hvar_reset(&body);
+	CHECK_INT(H_CALL("rest_get", A_STR(url("/body?size=4")), A_VAR(&body)), 1);
+	CHECK_STR(&body, "0123");
+	CHECK_INT(h_reactor_run(3000), 0);
+	for (int i = 0; i < 5; i++)
+		CHECK_INT(slow[i].rc, 1);
+	hvar_reset(&body);
+
+	/* #3544: the server drops the kept-alive connection as the next request arrives. libcurl
+	 * retries on a new connection (another socket); the call still ends in time. A server of
+	 * its own, so that the dropped connection is the only one cached for it. */
+	port = h_start_server(NULL);
+	async_get(&c, url("/drop-next-request"), 0);
+	h_reactor_run(3000);
+	CHECK_INT(c.rc, 1);
+	async_get(&c, url("/echo"), 0);
+	h_reactor_run(3000);
+	CHECK_INT(c.rc, 1);
+	CHECK_INT(echoed_int(c.body.s, "request_on_connection"), 1);
+	CHECK(elapsed_ms(&c) < 1000);
+	/* The same for a blocking call. */
+	async_get(&c, url("/drop-next-request"), 0);
+	h_reactor_run(3000);
+	CHECK_INT(H_CALL("rest_get", A_STR(url("/echo")), A_VAR(&body)), 1);
+	CHECK_INT(echoed_int(body.s, "request_on_connection"), 1);
+	hvar_reset(&body);
+}
+
+static void test_sync_mode(void)
+{
+	/* Where async is not allowed tm loops on the resume function: still correct. */
+	struct call c = { 0 };
+	reset(&c);
+	CHECK_INT(h_async_call("rest_get", 0, 1, resume_route, &c, 2,
+			       (h_arg[]){ A_STR(url("/delay?ms=200")), A_VAR(&c.body) }), 1);
+	CHECK_INT(c.done, 1);
+	CHECK_INT(c.rc, 1);
+	CHECK_STR(&c.body, "delayed");
+}
+
+static int worker(int rank, void *arg)
+{
+	enum { N = 8 };
+	struct call calls[N];
+	(void)arg;
+	memset(calls, 0, sizeof calls);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++)
+			async_get(&calls[i], url(i % 2 ? "/echo" : "/delay?ms=50"), 0);
+		CHECK_INT(h_reactor_run(3000), 0);
+		for (int i = 0; i < N; i++) {
+			CHECK_INT(calls[i].done, 1);
+			CHECK_INT(calls[i].rc, 1);
+		}
+	}
+	CHECK_INT(h_resumed_twice(), 0);
+	(void)rank;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 4)
+		return 2;
+	int failfast = strcmp(argv[3], "failfast") == 0;
+	h_load(argv[1]);
+	CHECK_INT(h_load_cfg(argv[2]), 0);
+	CHECK_INT(h_mod_init(), 0);
+	port = h_start_server(NULL);
+
+	if (!failfast) {
+		for (int rank = 2; rank <= 4; rank++)
+			h_fork_worker(rank, worker, NULL);
+	}
+	CHECK_INT(h_child_init(1), 0);
+	test_many_in_flight(failfast);
+	if (!failfast) {
+		test_outputs_like_blocking();
+		test_failures();
+		test_keep_alive_and_mixing();
+		test_sync_mode();
+		CHECK_INT(h_wait_workers(), 0);
+	}
+	CHECK_INT(h_resumed_twice(), 0);
+	return h_finish();
+}

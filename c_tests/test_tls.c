@@ -36,13 +36,26 @@ static char *slurp(const char *file)
 	return b;
 }
 
+static const char *url_of(int port, const char *p)
+{
+	static char u[256];
+	snprintf(u, sizeof u, "https://127.0.0.1:%d%s", port, p);
+	return u;
+}
+
 static int get(int port, const char *p)
 {
-	char u[256];
-	snprintf(u, sizeof u, "https://127.0.0.1:%d%s", port, p);
 	hvar_reset(&body);
 	hvar_reset(&code);
-	return H_CALL("rest_get", A_STR(u), A_VAR(&body), A_NONE, A_VAR(&code));
+	return H_CALL("rest_get", A_STR(url_of(port, p)), A_VAR(&body), A_NONE, A_VAR(&code));
+}
+
+static int async_rc;
+
+static void async_done(int rc, void *arg)
+{
+	(void)arg;
+	async_rc = rc;
 }
 
 int main(int argc, char **argv)
@@ -87,6 +100,14 @@ int main(int argc, char **argv)
 
 		CHECK_INT(H_CALL("rest_init_client_tls", A_STR("no-such-domain")), -1);
 		CHECK_INT(H_CALL("rest_init_client_tls", A_STR("")), -1);
+
+		/* Async HTTPS: handshake and client certificate through the reactor. */
+		hvar_reset(&body);
+		CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
+		H_ASYNC("rest_get", 0, async_done, NULL, A_STR(url_of(mtls, "/echo")), A_VAR(&body));
+		CHECK_INT(h_reactor_run(5000), 0);
+		CHECK_INT(async_rc, 1);
+		CHECK(body.is_set && strstr(body.s, "\"client_cert_subject\": \"client-one\""));
 
 		/* A certificate no CA in ssl_capath vouches for. */
 		CHECK_INT(get(rogue, "/echo"), -10);

@@ -22,8 +22,8 @@ fn run(name: &str, cfg: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Ou
     output
 }
 
-fn assert_passes(name: &str, cfg: &str, args: &[&str]) {
-    let output = run(name, Some(cfg), args, &[]);
+fn assert_passes(name: &str, cfg: Option<&str>, args: &[&str]) {
+    let output = run(name, cfg, args, &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -37,37 +37,37 @@ fn assert_passes(name: &str, cfg: &str, args: &[&str]) {
 
 #[test]
 fn blocking_functions() {
-    assert_passes("test_blocking", "blocking.cfg", &[]);
+    assert_passes("test_blocking", Some("blocking.cfg"), &[]);
 }
 
 #[test]
 fn each_worker_process_reuses_its_own_connection() {
-    assert_passes("test_processes", "blocking.cfg", &["reuse"]);
+    assert_passes("test_processes", Some("blocking.cfg"), &["reuse"]);
 }
 
 #[test]
 fn no_concurrent_connects_refuses_a_second_process() {
-    assert_passes("test_processes", "gate.cfg", &["gate"]);
+    assert_passes("test_processes", Some("gate.cfg"), &["gate"]);
 }
 
 #[test]
 fn conn_lifetime_skips_the_gate_after_a_recent_success() {
-    assert_passes("test_processes", "gate_lifetime.cfg", &["lifetime"]);
+    assert_passes("test_processes", Some("gate_lifetime.cfg"), &["lifetime"]);
 }
 
 #[test]
 fn https_with_ca_path_and_tls_mgm_client_certificates() {
-    assert_passes("test_tls", "tls.cfg", &["verify"]);
+    assert_passes("test_tls", Some("tls.cfg"), &["verify"]);
 }
 
 #[test]
 fn https_without_verification() {
-    assert_passes("test_tls", "tls_noverify.cfg", &["noverify"]);
+    assert_passes("test_tls", Some("tls_noverify.cfg"), &["noverify"]);
 }
 
 #[test]
 fn transformations() {
-    assert_passes("test_transforms", "blocking.cfg", &[]);
+    assert_passes("test_transforms", Some("blocking.cfg"), &[]);
 }
 
 /// Runs test_startup with `cfg`; returns (stdout, stderr, exit code).
@@ -140,16 +140,21 @@ fn a_core_of_another_build_refuses_the_module() {
 
 #[test]
 fn expect_100_and_http_version_options() {
-    assert_passes("test_options", "expect_http11.cfg", &["1.1"]);
-    assert_passes("test_options", "expect_http10.cfg", &["1.0"]);
+    assert_passes("test_options", Some("expect_http11.cfg"), &["1.1"]);
+    assert_passes("test_options", Some("expect_http10.cfg"), &["1.0"]);
 }
 
 #[test]
 fn async_calls_through_a_reactor() {
-    assert_passes("test_async", "async.cfg", &["fallback"]);
+    assert_passes("test_async", Some("async.cfg"), &["fallback"]);
 }
 
 #[test]
 fn async_fail_fast_past_max_async_transfers() {
-    assert_passes("test_async", "async_failfast.cfg", &["failfast"]);
+    assert_passes("test_async", Some("async_failfast.cfg"), &["failfast"]);
+}
+
+#[test]
+fn host_neutral_c_api() {
+    assert_passes("test_capi", None, &[]);
 }

@@ -27,7 +27,7 @@ fn assert_passes(name: &str, cfg: Option<&str>, args: &[&str]) {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "{name} with {cfg} failed: {stdout}"
+        "{name} with {cfg:?} failed: {stdout}"
     );
     assert!(
         stdout.contains(" passed, 0 failed"),

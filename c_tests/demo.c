@@ -8,7 +8,6 @@
 
 #include "harness.h"
 
-static char url[256];
 static hvar body = { .name = "$var(body)" }, ctype = { .name = "$var(ct)" }, code = { .name = "$var(code)" };
 
 static const char *show(const hvar *v)
@@ -35,8 +34,7 @@ static void report(const char *call, int rc)
 
 static const char *at(int port, const char *path)
 {
-	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-	return url;
+	return h_url("http", port, path);
 }
 
 int main(int argc, char **argv)

@@ -805,6 +805,23 @@ int h_closed_port(void)
 	return ntohs(addr.sin_port);
 }
 
+const char *h_url(const char *scheme, int port, const char *path)
+{
+	static char buf[16][512];
+	static int next;
+	char *u = buf[next++ % 16];
+	snprintf(u, sizeof buf[0], "%s://127.0.0.1:%d%s", scheme, port, path);
+	return u;
+}
+
+int h_json_int(const char *json, const char *field)
+{
+	char needle[64];
+	snprintf(needle, sizeof needle, "\"%s\": ", field);
+	const char *p = json ? strstr(json, needle) : NULL;
+	return p ? atoi(p + strlen(needle)) : -1;
+}
+
 char *h_http_get(int port, const char *path)
 {
 	struct sockaddr_in addr;

@@ -101,6 +101,10 @@ int h_start_server(const char *const *extra_args);
 int h_full_backlog_port(void);
 /* A loopback port with nothing listening. */
 int h_closed_port(void);
+/* "scheme://127.0.0.1:port/path", in one of 16 rotating buffers. */
+const char *h_url(const char *scheme, int port, const char *path);
+/* An integer field of the test server's JSON answers (/echo, /stats), or -1. */
+int h_json_int(const char *json, const char *field);
 /* Performs a GET with the harness's own plain socket code, returns the body (malloc'd). */
 char *h_http_get(int port, const char *path);
 

@@ -40,11 +40,7 @@ static void resume_route(int rc, void *arg)
 
 static const char *url(const char *path)
 {
-	static char buf[16][256];
-	static int next;
-	char *u = buf[next++ % 16];
-	snprintf(u, sizeof buf[0], "http://127.0.0.1:%d%s", port, path);
-	return u;
+	return h_url("http", port, path);
 }
 
 static void reset(struct call *c)
@@ -67,14 +63,6 @@ static int async_get(struct call *c, const char *u, int timeout_s)
 static int elapsed_ms(const struct call *c)
 {
 	return (int)((c->done_us - c->started_us) / 1000);
-}
-
-static int echoed_int(const char *json, const char *field)
-{
-	char needle[64];
-	snprintf(needle, sizeof needle, "\"%s\": ", field);
-	const char *p = json ? strstr(json, needle) : NULL;
-	return p ? atoi(p + strlen(needle)) : -1;
 }
 
 static void test_outputs_like_blocking(void)
@@ -206,13 +194,13 @@ static void test_keep_alive_and_mixing(void)
 	struct call c = { 0 };
 	async_get(&c, url("/echo"), 0);
 	h_reactor_run(3000);
-	int conn = echoed_int(c.body.s, "connection_id");
+	int conn = h_json_int(c.body.s, "connection_id");
 	hvar body = { 0 };
 	CHECK_INT(H_CALL("rest_get", A_STR(url("/echo")), A_VAR(&body)), 1);
-	CHECK_INT(echoed_int(body.s, "connection_id"), conn);
+	CHECK_INT(h_json_int(body.s, "connection_id"), conn);
 	async_get(&c, url("/echo"), 0);
 	h_reactor_run(3000);
-	CHECK_INT(echoed_int(c.body.s, "connection_id"), conn);
+	CHECK_INT(h_json_int(c.body.s, "connection_id"), conn);
 
 	/* Blocking calls while async ones are in flight. */
 	struct call slow[5];
@@ -237,13 +225,13 @@ static void test_keep_alive_and_mixing(void)
 	async_get(&c, url("/echo"), 0);
 	h_reactor_run(3000);
 	CHECK_INT(c.rc, 1);
-	CHECK_INT(echoed_int(c.body.s, "request_on_connection"), 1);
+	CHECK_INT(h_json_int(c.body.s, "request_on_connection"), 1);
 	CHECK(elapsed_ms(&c) < 1000);
 	/* The same for a blocking call. */
 	async_get(&c, url("/drop-next-request"), 0);
 	h_reactor_run(3000);
 	CHECK_INT(H_CALL("rest_get", A_STR(url("/echo")), A_VAR(&body)), 1);
-	CHECK_INT(echoed_int(body.s, "request_on_connection"), 1);
+	CHECK_INT(h_json_int(body.s, "request_on_connection"), 1);
 	hvar_reset(&body);
 }
 

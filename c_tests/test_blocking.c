@@ -14,13 +14,9 @@
 static int port;
 static hvar body = { .name = "body" }, ctype = { .name = "ctype" }, code = { .name = "code" };
 
-static char *url(const char *path)
+static const char *url(const char *path)
 {
-	static char buf[8][512];
-	static int next;
-	char *u = buf[next++ % 8];
-	snprintf(u, sizeof buf[0], "http://127.0.0.1:%d%s", port, path);
-	return u;
+	return h_url("http", port, path);
 }
 
 static void reset_vars(void)
@@ -58,15 +54,6 @@ static const char *echoed_header(const char *json, const char *name, char *out, 
 	const char *end = strchr(p, '"');
 	snprintf(out, size, "%.*s", (int)(end - p), p);
 	return out;
-}
-
-/* An integer field of /echo's JSON output, or -1. */
-static int echoed_int(const char *json, const char *field)
-{
-	char needle[64];
-	snprintf(needle, sizeof needle, "\"%s\": ", field);
-	const char *p = json ? strstr(json, needle) : NULL;
-	return p ? atoi(p + strlen(needle)) : -1;
 }
 
 static void test_status_and_content_type(void)
@@ -226,17 +213,17 @@ static void test_requests(void)
 static void test_keep_alive(void)
 {
 	CHECK_INT(get(url("/echo")), 1);
-	int conn1 = echoed_int(body.s, "connection_id");
+	int conn1 = h_json_int(body.s, "connection_id");
 	CHECK_INT(get(url("/echo")), 1);
-	CHECK_INT(echoed_int(body.s, "connection_id"), conn1);
-	CHECK(echoed_int(body.s, "request_on_connection") > 1);
+	CHECK_INT(h_json_int(body.s, "connection_id"), conn1);
+	CHECK(h_json_int(body.s, "request_on_connection") > 1);
 
 	/* After a Connection: close the next request opens a new connection and works. */
 	CHECK_INT(get(url("/close")), 1);
 	CHECK_STR(&body, "closing");
 	CHECK_INT(get(url("/echo")), 1);
-	CHECK_INT(echoed_int(body.s, "request_on_connection"), 1);
-	CHECK(echoed_int(body.s, "connection_id") != conn1);
+	CHECK_INT(h_json_int(body.s, "request_on_connection"), 1);
+	CHECK(h_json_int(body.s, "connection_id") != conn1);
 }
 
 static void test_parse_time_checks(void)

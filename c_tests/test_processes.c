@@ -18,20 +18,15 @@ static int port, with_lifetime;
 
 static int get(const char *path, hvar *body, hvar *code)
 {
-	char u[256];
-	snprintf(u, sizeof u, "http://127.0.0.1:%d%s", port, path);
 	hvar_reset(body);
 	hvar_reset(code);
-	return H_CALL("rest_get", A_STR(u), A_VAR(body), A_NONE, A_VAR(code));
+	return H_CALL("rest_get", A_STR(h_url("http", port, path)), A_VAR(body), A_NONE, A_VAR(code));
 }
 
 static int stats_field(const char *field)
 {
 	char *json = h_http_get(port, "/stats");
-	char needle[64];
-	snprintf(needle, sizeof needle, "\"%s\": ", field);
-	char *p = strstr(json, needle);
-	int value = p ? atoi(p + strlen(needle)) : -1;
+	int value = h_json_int(json, field);
 	free(json);
 	return value;
 }

@@ -36,18 +36,11 @@ static char *slurp(const char *file)
 	return b;
 }
 
-static const char *url_of(int port, const char *p)
-{
-	static char u[256];
-	snprintf(u, sizeof u, "https://127.0.0.1:%d%s", port, p);
-	return u;
-}
-
 static int get(int port, const char *p)
 {
 	hvar_reset(&body);
 	hvar_reset(&code);
-	return H_CALL("rest_get", A_STR(url_of(port, p)), A_VAR(&body), A_NONE, A_VAR(&code));
+	return H_CALL("rest_get", A_STR(h_url("https", port, p)), A_VAR(&body), A_NONE, A_VAR(&code));
 }
 
 static int async_rc;
@@ -104,7 +97,7 @@ int main(int argc, char **argv)
 		/* Async HTTPS: handshake and client certificate through the reactor. */
 		hvar_reset(&body);
 		CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
-		H_ASYNC("rest_get", 0, async_done, NULL, A_STR(url_of(mtls, "/echo")), A_VAR(&body));
+		H_ASYNC("rest_get", 0, async_done, NULL, A_STR(h_url("https", mtls, "/echo")), A_VAR(&body));
 		CHECK_INT(h_reactor_run(5000), 0);
 		CHECK_INT(async_rc, 1);
 		CHECK(body.is_set && strstr(body.s, "\"client_cert_subject\": \"client-one\""));

@@ -203,6 +203,15 @@ pub struct ModuleDependency {
     pub dep_type: c_uint,
 }
 
+impl ModuleDependency {
+    /// The list terminator (`mod_type` 0).
+    pub const END: Self = Self {
+        mod_type: 0,
+        mod_name: std::ptr::null(),
+        dep_type: 0,
+    };
+}
+
 /// `modparam_dependency_t`.
 #[repr(C)]
 pub struct ModparamDependency {

@@ -137,114 +137,132 @@ static PARAMS: StaticTable<[ParamExport; 14]> = StaticTable([
 // ---------------------------------------------------------------------------------------------
 // Script functions.
 
-/// SAFETY (all cmd entry points): the core calls them with the sip_msg and, for each declared
-/// parameter, a `str *` (STR), a `pv_spec_t *` (VAR) or NULL (omitted optional one), valid for
-/// the duration of the call (§3). Undeclared slots are never read.
-unsafe extern "C" fn w_rest_get(
-    msg: *mut c_void,
-    url: *mut c_void,
-    body_var: *mut c_void,
-    ctype_var: *mut c_void,
-    code_var: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-) -> c_int {
-    guarded("rest_get", INTERNAL_ERROR, || {
-        let outputs = Outputs {
-            body: ScriptVar::from_arg(msg, body_var),
-            content_type: ScriptVar::from_arg(msg, ctype_var),
-            code: ScriptVar::from_arg(msg, code_var),
-        };
-        // SAFETY: see above.
-        let url = unsafe { str_arg(url) };
-        script::blocking_transfer(Method::Get, url, None, None, &outputs)
-    })
-}
-
-/// `rest_post` / `rest_put`: url, body, [ctype], body var, [ctype var], [code var].
+/// Defines a cmd entry point `int f(struct sip_msg *msg, void *p1, ..., void *p8)` whose body
+/// sees the message as `$msg` and the eight parameter slots as `$p`, under the panic guard.
 ///
-/// SAFETY: as for [`w_rest_get`].
-unsafe fn send_with_body(method: Method, msg: *mut c_void, args: [*mut c_void; 6]) -> c_int {
-    let [url, body, ctype, body_var, ctype_var, code_var] = args;
-    let outputs = Outputs {
-        body: ScriptVar::from_arg(msg, body_var),
-        content_type: ScriptVar::from_arg(msg, ctype_var),
-        code: ScriptVar::from_arg(msg, code_var),
+/// SAFETY (of every entry defined this way): the core calls it with the sip_msg and, for each
+/// declared parameter, a `str *` (STR), a `pv_spec_t *` (VAR) or NULL (an omitted optional
+/// one), valid for the duration of the call (§3). Undeclared slots hold garbage: bodies only
+/// read the slots their function declares.
+macro_rules! cmd_entry {
+    ($name:ident, $what:literal, $on_panic:expr, |$msg:ident, $p:ident| $body:expr) => {
+        unsafe extern "C" fn $name(
+            msg: *mut c_void,
+            p1: *mut c_void,
+            p2: *mut c_void,
+            p3: *mut c_void,
+            p4: *mut c_void,
+            p5: *mut c_void,
+            p6: *mut c_void,
+            p7: *mut c_void,
+            p8: *mut c_void,
+        ) -> c_int {
+            let ($msg, $p) = (msg, [p1, p2, p3, p4, p5, p6, p7, p8]);
+            guarded($what, $on_panic, || $body)
+        }
     };
-    // SAFETY: STR parameters per the caller's contract.
-    let (url, body, ctype) = unsafe { (str_arg(url), str_arg(body), str_arg(ctype)) };
-    script::blocking_transfer(method, url, body, ctype, &outputs)
 }
 
-unsafe extern "C" fn w_rest_post(
+/// As `cmd_entry`, for an acmd `int f(struct sip_msg *, async_ctx *ctx, void *p1, ..., p8)`;
+/// `ctx` is live for the call.
+macro_rules! acmd_entry {
+    ($name:ident, $what:literal, |$msg:ident, $ctx:ident, $p:ident| $body:expr) => {
+        unsafe extern "C" fn $name(
+            msg: *mut c_void,
+            ctx: *mut AsyncCtx,
+            p1: *mut c_void,
+            p2: *mut c_void,
+            p3: *mut c_void,
+            p4: *mut c_void,
+            p5: *mut c_void,
+            p6: *mut c_void,
+            p7: *mut c_void,
+            p8: *mut c_void,
+        ) -> c_int {
+            let ($msg, $ctx, $p) = (msg, ctx, [p1, p2, p3, p4, p5, p6, p7, p8]);
+            guarded($what, INTERNAL_ERROR, || $body)
+        }
+    };
+}
+
+/// The output variables of a transfer function's VAR parameters.
+fn outputs(msg: *mut c_void, body: *mut c_void, ctype: *mut c_void, code: *mut c_void) -> Outputs {
+    Outputs {
+        body: ScriptVar::from_arg(msg, body),
+        content_type: ScriptVar::from_arg(msg, ctype),
+        code: ScriptVar::from_arg(msg, code),
+    }
+}
+
+/// The arguments of a transfer function.
+struct TransferArgs<'a> {
+    url: Option<&'a [u8]>,
+    body: Option<&'a [u8]>,
+    ctype: Option<&'a [u8]>,
+    outputs: Outputs,
+}
+
+/// Reads the slots of `rest_get` (url, $body, [$ctype], [$code]) or `rest_post`/`rest_put`
+/// (url, body, [ctype], $body, [$ctype], [$code]).
+///
+/// SAFETY: `p` are the slots of a call of `method`'s function (see `cmd_entry`).
+unsafe fn transfer_args<'a>(
+    method: Method,
     msg: *mut c_void,
-    a1: *mut c_void,
-    a2: *mut c_void,
-    a3: *mut c_void,
-    a4: *mut c_void,
-    a5: *mut c_void,
-    a6: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-) -> c_int {
-    // SAFETY: see `w_rest_get`.
-    guarded("rest_post", INTERNAL_ERROR, || unsafe {
-        send_with_body(Method::Post, msg, [a1, a2, a3, a4, a5, a6])
-    })
+    p: [*mut c_void; 8],
+) -> TransferArgs<'a> {
+    // SAFETY: the STR slots of the declared parameters, per the contract.
+    unsafe {
+        if method.has_body() {
+            TransferArgs {
+                url: str_arg(p[0]),
+                body: str_arg(p[1]),
+                ctype: str_arg(p[2]),
+                outputs: outputs(msg, p[3], p[4], p[5]),
+            }
+        } else {
+            TransferArgs {
+                url: str_arg(p[0]),
+                body: None,
+                ctype: None,
+                outputs: outputs(msg, p[1], p[2], p[3]),
+            }
+        }
+    }
 }
 
-unsafe extern "C" fn w_rest_put(
-    msg: *mut c_void,
-    a1: *mut c_void,
-    a2: *mut c_void,
-    a3: *mut c_void,
-    a4: *mut c_void,
-    a5: *mut c_void,
-    a6: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-) -> c_int {
-    // SAFETY: see `w_rest_get`.
-    guarded("rest_put", INTERNAL_ERROR, || unsafe {
-        send_with_body(Method::Put, msg, [a1, a2, a3, a4, a5, a6])
-    })
+fn blocking(method: Method, msg: *mut c_void, p: [*mut c_void; 8]) -> c_int {
+    // SAFETY: called from the entries below with their slots (see `cmd_entry`).
+    let a = unsafe { transfer_args(method, msg, p) };
+    script::blocking_transfer(method, a.url, a.body, a.ctype, &a.outputs)
 }
 
-unsafe extern "C" fn w_rest_append_hf(
-    _msg: *mut c_void,
-    header: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-) -> c_int {
-    // SAFETY: see `w_rest_get`.
-    guarded("rest_append_hf", -1, || {
-        script::append_header(unsafe { str_arg(header) })
-    })
-}
-
-unsafe extern "C" fn w_rest_init_client_tls(
-    _msg: *mut c_void,
-    domain: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-) -> c_int {
-    // SAFETY: see `w_rest_get`.
-    guarded("rest_init_client_tls", -1, || {
-        script::init_client_tls(unsafe { str_arg(domain) })
-    })
-}
+cmd_entry!(w_rest_get, "rest_get", INTERNAL_ERROR, |msg, p| blocking(
+    Method::Get,
+    msg,
+    p
+));
+cmd_entry!(w_rest_post, "rest_post", INTERNAL_ERROR, |msg, p| blocking(
+    Method::Post,
+    msg,
+    p
+));
+cmd_entry!(w_rest_put, "rest_put", INTERNAL_ERROR, |msg, p| blocking(
+    Method::Put,
+    msg,
+    p
+));
+// SAFETY: one declared STR parameter (see `cmd_entry`).
+cmd_entry!(w_rest_append_hf, "rest_append_hf", -1, |_msg, p| {
+    script::append_header(unsafe { str_arg(p[0]) })
+});
+// SAFETY: one declared STR parameter (see `cmd_entry`).
+cmd_entry!(
+    w_rest_init_client_tls,
+    "rest_init_client_tls",
+    -1,
+    |_msg, p| { script::init_client_tls(unsafe { str_arg(p[0]) }) }
+);
 
 const STR: CmdParam = CmdParam::new(CMD_PARAM_STR);
 const STR_OPT: CmdParam = CmdParam::new(CMD_PARAM_STR | CMD_PARAM_OPT);
@@ -275,7 +293,7 @@ static CMDS: StaticTable<[CmdExport; 6]> = StaticTable([
     CmdExport {
         name: std::ptr::null(),
         function: None,
-        params: [END, END, END, END, END, END, END, END, END],
+        params: [END; 9],
         flags: 0,
     },
 ]);
@@ -362,84 +380,30 @@ unsafe extern "C" fn time_out_async_call(
     })
 }
 
-/// SAFETY: as for [`w_rest_get`], plus a live `async_ctx`.
-unsafe extern "C" fn a_rest_get(
-    msg: *mut c_void,
-    ctx: *mut AsyncCtx,
-    url: *mut c_void,
-    body_var: *mut c_void,
-    ctype_var: *mut c_void,
-    code_var: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-) -> c_int {
-    guarded("async rest_get", INTERNAL_ERROR, || {
-        let outputs = Outputs {
-            body: ScriptVar::from_arg(msg, body_var),
-            content_type: ScriptVar::from_arg(msg, ctype_var),
-            code: ScriptVar::from_arg(msg, code_var),
-        };
-        // SAFETY: see above.
-        let url = unsafe { str_arg(url) };
-        start_async_call(Method::Get, ctx, url, None, None, outputs)
-    })
+fn start_async(method: Method, msg: *mut c_void, ctx: *mut AsyncCtx, p: [*mut c_void; 8]) -> c_int {
+    // SAFETY: called from the entries below with their slots (see `acmd_entry`).
+    let a = unsafe { transfer_args(method, msg, p) };
+    start_async_call(method, ctx, a.url, a.body, a.ctype, a.outputs)
 }
 
-/// SAFETY: as for [`a_rest_get`].
-unsafe fn start_async_with_body(
-    method: Method,
-    msg: *mut c_void,
-    ctx: *mut AsyncCtx,
-    args: [*mut c_void; 6],
-) -> c_int {
-    let [url, body, ctype, body_var, ctype_var, code_var] = args;
-    let outputs = Outputs {
-        body: ScriptVar::from_arg(msg, body_var),
-        content_type: ScriptVar::from_arg(msg, ctype_var),
-        code: ScriptVar::from_arg(msg, code_var),
-    };
-    // SAFETY: STR parameters per the caller's contract.
-    let (url, body, ctype) = unsafe { (str_arg(url), str_arg(body), str_arg(ctype)) };
-    start_async_call(method, ctx, url, body, ctype, outputs)
-}
-
-unsafe extern "C" fn a_rest_post(
-    msg: *mut c_void,
-    ctx: *mut AsyncCtx,
-    a1: *mut c_void,
-    a2: *mut c_void,
-    a3: *mut c_void,
-    a4: *mut c_void,
-    a5: *mut c_void,
-    a6: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-) -> c_int {
-    // SAFETY: see `a_rest_get`.
-    guarded("async rest_post", INTERNAL_ERROR, || unsafe {
-        start_async_with_body(Method::Post, msg, ctx, [a1, a2, a3, a4, a5, a6])
-    })
-}
-
-unsafe extern "C" fn a_rest_put(
-    msg: *mut c_void,
-    ctx: *mut AsyncCtx,
-    a1: *mut c_void,
-    a2: *mut c_void,
-    a3: *mut c_void,
-    a4: *mut c_void,
-    a5: *mut c_void,
-    a6: *mut c_void,
-    _: *mut c_void,
-    _: *mut c_void,
-) -> c_int {
-    // SAFETY: see `a_rest_get`.
-    guarded("async rest_put", INTERNAL_ERROR, || unsafe {
-        start_async_with_body(Method::Put, msg, ctx, [a1, a2, a3, a4, a5, a6])
-    })
-}
+acmd_entry!(a_rest_get, "async rest_get", |msg, ctx, p| start_async(
+    Method::Get,
+    msg,
+    ctx,
+    p
+));
+acmd_entry!(a_rest_post, "async rest_post", |msg, ctx, p| start_async(
+    Method::Post,
+    msg,
+    ctx,
+    p
+));
+acmd_entry!(a_rest_put, "async rest_put", |msg, ctx, p| start_async(
+    Method::Put,
+    msg,
+    ctx,
+    p
+));
 
 const fn acmd(name: &'static std::ffi::CStr, f: AcmdFunction, params: [CmdParam; 9]) -> AcmdExport {
     AcmdExport {
@@ -456,7 +420,7 @@ static ACMDS: StaticTable<[AcmdExport; 4]> = StaticTable([
     AcmdExport {
         name: std::ptr::null(),
         function: None,
-        params: [END, END, END, END, END, END, END, END, END],
+        params: [END; 9],
     },
 ]);
 
@@ -610,59 +574,17 @@ unsafe extern "C" fn reload_ack() -> c_int {
     })
 }
 
+/// Soft dependency on the tracer module (DEP_SILENT), as the C module declares it.
 static DEPS: StaticTable<DepExport> = StaticTable(DepExport {
-    md: [
-        ModuleDependency {
+    md: {
+        let mut md = [ModuleDependency::END; 10];
+        md[0] = ModuleDependency {
             mod_type: MOD_TYPE_DEFAULT,
             mod_name: c"tracer".as_ptr(),
             dep_type: DEP_SILENT,
-        },
-        ModuleDependency {
-            mod_type: 0,
-            mod_name: std::ptr::null(),
-            dep_type: 0,
-        },
-        ModuleDependency {
-            mod_type: 0,
-            mod_name: std::ptr::null(),
-            dep_type: 0,
-        },
-        ModuleDependency {
-            mod_type: 0,
-            mod_name: std::ptr::null(),
-            dep_type: 0,
-        },
-        ModuleDependency {
-            mod_type: 0,
-            mod_name: std::ptr::null(),
-            dep_type: 0,
-        },
-        ModuleDependency {
-            mod_type: 0,
-            mod_name: std::ptr::null(),
-            dep_type: 0,
-        },
-        ModuleDependency {
-            mod_type: 0,
-            mod_name: std::ptr::null(),
-            dep_type: 0,
-        },
-        ModuleDependency {
-            mod_type: 0,
-            mod_name: std::ptr::null(),
-            dep_type: 0,
-        },
-        ModuleDependency {
-            mod_type: 0,
-            mod_name: std::ptr::null(),
-            dep_type: 0,
-        },
-        ModuleDependency {
-            mod_type: 0,
-            mod_name: std::ptr::null(),
-            dep_type: 0,
-        },
-    ],
+        };
+        md
+    },
     mpd: [ModparamDependency {
         script_param: std::ptr::null(),
         get_deps_f: None,

@@ -103,6 +103,10 @@ impl AsyncTransfer {
         })
     }
 
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
     /// The transfer's URL (for log lines: pass it through `redact_url`).
     pub fn url(&self) -> &str {
         &self.url

@@ -52,10 +52,6 @@ impl Client {
         })
     }
 
-    pub fn settings(&self) -> &ClientSettings {
-        &self.settings
-    }
-
     /// Starts `request` without waiting for anything: see [`AsyncTransfer`].
     pub fn start(&mut self, request: &Request) -> Started {
         AsyncTransfer::start(&self.share, &self.settings, request)
@@ -121,7 +117,7 @@ pub(super) fn configure(
     for line in &request.headers {
         headers.append(line)?;
     }
-    if request.method.has_body() {
+    if request.sends_body() {
         match &request.content_type {
             Some(ctype) if !ctype.is_empty() => {
                 headers.append(&format!("Content-Type: {ctype}"))?
@@ -138,14 +134,12 @@ pub(super) fn configure(
     easy.http_headers(headers)?;
     match request.method {
         Method::Get => {}
-        Method::Post => {
-            easy.post(true)?;
-            easy.post_fields_copy(&request.body)?;
-        }
-        Method::Put => {
-            easy.custom_request("PUT")?;
-            easy.post_fields_copy(&request.body)?;
-        }
+        Method::Head => easy.nobody(true)?,
+        Method::Post => easy.post(true)?,
+        other => easy.custom_request(other.name())?,
+    }
+    if request.sends_body() {
+        easy.post_fields_copy(&request.body)?;
     }
     Ok(())
 }

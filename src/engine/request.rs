@@ -2,26 +2,64 @@
 
 use std::time::Duration;
 
-/// The request method.
+/// Longest method name accepted for a custom method.
+const MAX_METHOD_LEN: usize = 24;
+
+/// The request method: the common ones, or any other RFC 9110 token (kept inline so that the
+/// type stays `Copy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     Get,
+    Head,
     Post,
     Put,
+    Patch,
+    Delete,
+    Options,
+    Other { name: [u8; MAX_METHOD_LEN], len: u8 },
 }
 
 impl Method {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Post => "POST",
-            Self::Put => "PUT",
+    /// A method from its name (case-sensitive, as HTTP methods are); `None` unless it is a
+    /// token of 1 to 24 characters.
+    pub fn parse(name: &[u8]) -> Option<Self> {
+        let is_tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+        if name.is_empty() || name.len() > MAX_METHOD_LEN || !name.iter().all(is_tchar) {
+            return None;
         }
+        Some(match name {
+            b"GET" => Self::Get,
+            b"HEAD" => Self::Head,
+            b"POST" => Self::Post,
+            b"PUT" => Self::Put,
+            b"PATCH" => Self::Patch,
+            b"DELETE" => Self::Delete,
+            b"OPTIONS" => Self::Options,
+            _ => {
+                let mut bytes = [0; MAX_METHOD_LEN];
+                bytes[..name.len()].copy_from_slice(name);
+                Self::Other {
+                    name: bytes,
+                    len: name.len() as u8,
+                }
+            }
+        })
     }
 
-    /// Whether the method sends a body (and so a Content-Type and an `Expect:` header).
-    pub fn has_body(self) -> bool {
-        !matches!(self, Self::Get)
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Options => "OPTIONS",
+            // Only tokens (ASCII) are stored.
+            Self::Other { name, len } => {
+                std::str::from_utf8(&name[..usize::from(*len)]).unwrap_or("?")
+            }
+        }
     }
 }
 
@@ -57,7 +95,8 @@ pub struct ClientCert {
 pub struct Request {
     pub method: Method,
     pub url: String,
-    /// Request body (POST/PUT).
+    /// Request body: always sent for POST, PUT and PATCH, for other methods when not empty
+    /// (never for GET and HEAD).
     pub body: Vec<u8>,
     /// Content-Type of the body; `None` sends none.
     pub content_type: Option<String>,
@@ -84,11 +123,54 @@ impl Request {
         }
     }
 
+    /// Whether the request carries a body (and so a Content-Type and an `Expect:` header).
+    pub fn sends_body(&self) -> bool {
+        match self.method {
+            Method::Get | Method::Head => false,
+            Method::Post | Method::Put | Method::Patch => true,
+            _ => !self.body.is_empty(),
+        }
+    }
+
     /// Whether an extra header of this name (case-insensitive) is present.
     pub fn has_header(&self, name: &str) -> bool {
         self.headers.iter().any(|line| {
             line.split_once(':')
                 .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_and_custom_methods() {
+        assert_eq!(Method::parse(b"PATCH"), Some(Method::Patch));
+        assert_eq!(
+            Method::parse(b"PURGE").map(|m| m.name().to_string()),
+            Some("PURGE".into())
+        );
+        assert_eq!(
+            Method::parse(b"get").map(|m| m.name().to_string()),
+            Some("get".into())
+        );
+        assert_eq!(Method::parse(b""), None);
+        assert_eq!(Method::parse(b"GET /x"), None);
+        assert_eq!(Method::parse(&[b'A'; 25]), None);
+    }
+
+    #[test]
+    fn body_rules_per_method() {
+        let mut r = Request::new(Method::Delete, "http://h/".into());
+        assert!(!r.sends_body());
+        r.body = b"x".to_vec();
+        assert!(r.sends_body());
+        r.method = Method::Head;
+        assert!(!r.sends_body());
+        r.method = Method::Patch;
+        r.body.clear();
+        assert!(r.sends_body());
     }
 }

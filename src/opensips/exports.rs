@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use super::abi::*;
 use super::module::{self, ModuleParams};
-use super::script::{self, AsyncCall, AsyncStart, Outputs, Transform};
+use super::script::{self, AsyncCall, AsyncStart, CallArgs, MethodArg, Outputs, Transform};
 use super::{log_bridge, target};
 use crate::engine::{Method, ResultCode};
 
@@ -194,64 +194,79 @@ fn outputs(msg: *mut c_void, body: *mut c_void, ctype: *mut c_void, code: *mut c
     }
 }
 
-/// The arguments of a transfer function.
-struct TransferArgs<'a> {
-    url: Option<&'a [u8]>,
-    body: Option<&'a [u8]>,
-    ctype: Option<&'a [u8]>,
-    outputs: Outputs,
+/// The parameter layout of a transfer function.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `rest_get(url, $body, [$ctype], [$code])`.
+    Get,
+    /// `rest_post/put/patch/delete(url, body, [ctype], $body, [$ctype], [$code])`.
+    Send(Method),
+    /// `rest_request(method, url, [body], [ctype], $body, [$ctype], [$code])`.
+    Request,
 }
 
-/// Reads the slots of `rest_get` (url, $body, [$ctype], [$code]) or `rest_post`/`rest_put`
-/// (url, body, [ctype], $body, [$ctype], [$code]).
+/// Reads the slots of a transfer function of the given shape.
 ///
-/// SAFETY: `p` are the slots of a call of `method`'s function (see `cmd_entry`).
-unsafe fn transfer_args<'a>(
-    method: Method,
-    msg: *mut c_void,
-    p: [*mut c_void; 8],
-) -> TransferArgs<'a> {
+/// SAFETY: `p` are the slots of a call of a function with that shape (see `cmd_entry`).
+unsafe fn call_args<'a>(shape: Shape, msg: *mut c_void, p: [*mut c_void; 8]) -> CallArgs<'a> {
     // SAFETY: the STR slots of the declared parameters, per the contract.
     unsafe {
-        if method.has_body() {
-            TransferArgs {
-                url: str_arg(p[0]),
-                body: str_arg(p[1]),
-                ctype: str_arg(p[2]),
-                outputs: outputs(msg, p[3], p[4], p[5]),
-            }
-        } else {
-            TransferArgs {
+        match shape {
+            Shape::Get => CallArgs {
+                method: MethodArg::Fixed(Method::Get),
                 url: str_arg(p[0]),
                 body: None,
-                ctype: None,
+                content_type: None,
                 outputs: outputs(msg, p[1], p[2], p[3]),
-            }
+            },
+            Shape::Send(method) => CallArgs {
+                method: MethodArg::Fixed(method),
+                url: str_arg(p[0]),
+                body: str_arg(p[1]),
+                content_type: str_arg(p[2]),
+                outputs: outputs(msg, p[3], p[4], p[5]),
+            },
+            Shape::Request => CallArgs {
+                method: MethodArg::Named(str_arg(p[0])),
+                url: str_arg(p[1]),
+                body: str_arg(p[2]),
+                content_type: str_arg(p[3]),
+                outputs: outputs(msg, p[4], p[5], p[6]),
+            },
         }
     }
 }
 
-fn blocking(method: Method, msg: *mut c_void, p: [*mut c_void; 8]) -> c_int {
+fn blocking(shape: Shape, msg: *mut c_void, p: [*mut c_void; 8]) -> c_int {
     // SAFETY: called from the entries below with their slots (see `cmd_entry`).
-    let a = unsafe { transfer_args(method, msg, p) };
-    script::blocking_transfer(method, a.url, a.body, a.ctype, &a.outputs)
+    script::blocking_transfer(&unsafe { call_args(shape, msg, p) })
 }
 
-cmd_entry!(w_rest_get, "rest_get", INTERNAL_ERROR, |msg, p| blocking(
-    Method::Get,
-    msg,
+const POST: Shape = Shape::Send(Method::Post);
+const PUT: Shape = Shape::Send(Method::Put);
+const PATCH: Shape = Shape::Send(Method::Patch);
+const DELETE: Shape = Shape::Send(Method::Delete);
+
+cmd_entry!(w_rest_get, "rest_get", INTERNAL_ERROR, |m, p| blocking(
+    Shape::Get,
+    m,
     p
 ));
-cmd_entry!(w_rest_post, "rest_post", INTERNAL_ERROR, |msg, p| blocking(
-    Method::Post,
-    msg,
-    p
+cmd_entry!(w_rest_post, "rest_post", INTERNAL_ERROR, |m, p| blocking(
+    POST, m, p
 ));
-cmd_entry!(w_rest_put, "rest_put", INTERNAL_ERROR, |msg, p| blocking(
-    Method::Put,
-    msg,
-    p
+cmd_entry!(w_rest_put, "rest_put", INTERNAL_ERROR, |m, p| blocking(
+    PUT, m, p
 ));
+cmd_entry!(w_rest_patch, "rest_patch", INTERNAL_ERROR, |m, p| blocking(
+    PATCH, m, p
+));
+cmd_entry!(w_rest_delete, "rest_delete", INTERNAL_ERROR, |m, p| {
+    blocking(DELETE, m, p)
+});
+cmd_entry!(w_rest_request, "rest_request", INTERNAL_ERROR, |m, p| {
+    blocking(Shape::Request, m, p)
+});
 // SAFETY: one declared STR parameter (see `cmd_entry`).
 cmd_entry!(w_rest_append_hf, "rest_append_hf", -1, |_msg, p| {
     script::append_header(unsafe { str_arg(p[0]) })
@@ -273,6 +288,8 @@ const END: CmdParam = CmdParam::END;
 /// Parameter lists shared by the blocking functions and their async twins.
 const GET_PARAMS: [CmdParam; 9] = [STR, VAR, VAR_OPT, VAR_OPT, END, END, END, END, END];
 const SEND_PARAMS: [CmdParam; 9] = [STR, STR, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END, END];
+const DELETE_PARAMS: [CmdParam; 9] = [STR, STR_OPT, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END, END];
+const REQUEST_PARAMS: [CmdParam; 9] = [STR, STR, STR_OPT, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END];
 const ONE_STR: [CmdParam; 9] = [STR, END, END, END, END, END, END, END, END];
 
 const fn cmd(name: &'static std::ffi::CStr, f: CmdFunction, params: [CmdParam; 9]) -> CmdExport {
@@ -284,10 +301,13 @@ const fn cmd(name: &'static std::ffi::CStr, f: CmdFunction, params: [CmdParam; 9
     }
 }
 
-static CMDS: StaticTable<[CmdExport; 6]> = StaticTable([
+static CMDS: StaticTable<[CmdExport; 9]> = StaticTable([
     cmd(c"rest_get", w_rest_get, GET_PARAMS),
     cmd(c"rest_post", w_rest_post, SEND_PARAMS),
     cmd(c"rest_put", w_rest_put, SEND_PARAMS),
+    cmd(c"rest_patch", w_rest_patch, SEND_PARAMS),
+    cmd(c"rest_delete", w_rest_delete, DELETE_PARAMS),
+    cmd(c"rest_request", w_rest_request, REQUEST_PARAMS),
     cmd(c"rest_append_hf", w_rest_append_hf, ONE_STR),
     cmd(c"rest_init_client_tls", w_rest_init_client_tls, ONE_STR),
     CmdExport {
@@ -303,18 +323,18 @@ static CMDS: StaticTable<[CmdExport; 6]> = StaticTable([
 
 /// Starts an async call and reports it to the core through `async_status` (docs §5.3).
 fn start_async_call(
-    method: Method,
+    shape: Shape,
+    msg: *mut c_void,
     ctx: *mut AsyncCtx,
-    url: Option<&[u8]>,
-    body: Option<&[u8]>,
-    ctype: Option<&[u8]>,
-    outputs: Outputs,
+    p: [*mut c_void; 8],
 ) -> c_int {
     let Some(mut ctx) = AsyncCtxRef::new(ctx) else {
-        error!("async {}: no async context", method.name());
+        error!("async transfer without an async context");
         return INTERNAL_ERROR;
     };
-    match script::start_async(method, url, body, ctype, outputs, ctx.script_timeout()) {
+    // SAFETY: called from the entries below with their slots (see `acmd_entry`).
+    let args = unsafe { call_args(shape, msg, p) };
+    match script::start_async(args, ctx.script_timeout()) {
         AsyncStart::NotStarted(code) => code,
         AsyncStart::Finished(code) => {
             set_async_status(ASYNC_SYNC);
@@ -380,30 +400,29 @@ unsafe extern "C" fn time_out_async_call(
     })
 }
 
-fn start_async(method: Method, msg: *mut c_void, ctx: *mut AsyncCtx, p: [*mut c_void; 8]) -> c_int {
-    // SAFETY: called from the entries below with their slots (see `acmd_entry`).
-    let a = unsafe { transfer_args(method, msg, p) };
-    start_async_call(method, ctx, a.url, a.body, a.ctype, a.outputs)
-}
-
-acmd_entry!(a_rest_get, "async rest_get", |msg, ctx, p| start_async(
-    Method::Get,
-    msg,
-    ctx,
+acmd_entry!(a_rest_get, "async rest_get", |m, c, p| start_async_call(
+    Shape::Get,
+    m,
+    c,
     p
 ));
-acmd_entry!(a_rest_post, "async rest_post", |msg, ctx, p| start_async(
-    Method::Post,
-    msg,
-    ctx,
-    p
+acmd_entry!(a_rest_post, "async rest_post", |m, c, p| start_async_call(
+    POST, m, c, p
 ));
-acmd_entry!(a_rest_put, "async rest_put", |msg, ctx, p| start_async(
-    Method::Put,
-    msg,
-    ctx,
-    p
+acmd_entry!(a_rest_put, "async rest_put", |m, c, p| start_async_call(
+    PUT, m, c, p
 ));
+acmd_entry!(
+    a_rest_patch,
+    "async rest_patch",
+    |m, c, p| start_async_call(PATCH, m, c, p)
+);
+acmd_entry!(a_rest_delete, "async rest_delete", |m, c, p| {
+    start_async_call(DELETE, m, c, p)
+});
+acmd_entry!(a_rest_request, "async rest_request", |m, c, p| {
+    start_async_call(Shape::Request, m, c, p)
+});
 
 const fn acmd(name: &'static std::ffi::CStr, f: AcmdFunction, params: [CmdParam; 9]) -> AcmdExport {
     AcmdExport {
@@ -413,10 +432,13 @@ const fn acmd(name: &'static std::ffi::CStr, f: AcmdFunction, params: [CmdParam;
     }
 }
 
-static ACMDS: StaticTable<[AcmdExport; 4]> = StaticTable([
+static ACMDS: StaticTable<[AcmdExport; 7]> = StaticTable([
     acmd(c"rest_get", a_rest_get, GET_PARAMS),
     acmd(c"rest_post", a_rest_post, SEND_PARAMS),
     acmd(c"rest_put", a_rest_put, SEND_PARAMS),
+    acmd(c"rest_patch", a_rest_patch, SEND_PARAMS),
+    acmd(c"rest_delete", a_rest_delete, DELETE_PARAMS),
+    acmd(c"rest_request", a_rest_request, REQUEST_PARAMS),
     AcmdExport {
         name: std::ptr::null(),
         function: None,

@@ -24,72 +24,64 @@ pub struct Outputs {
     pub code: Option<ScriptVar>,
 }
 
-fn text_arg(function: &str, what: &str, arg: Option<&[u8]>) -> Result<String, ResultCode> {
-    let bytes = arg.ok_or_else(|| {
-        error!("{function}: missing or invalid {what}");
-        ResultCode::InternalError
-    })?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| {
-        error!("{function}: {what} is not valid UTF-8");
-        ResultCode::InternalError
-    })
+/// Which method a transfer function uses: its own, or the one the script names
+/// (`rest_request`).
+#[derive(Clone, Copy)]
+pub enum MethodArg<'a> {
+    Fixed(Method),
+    Named(Option<&'a [u8]>),
 }
 
-fn build_request(
-    method: Method,
-    url: Option<&[u8]>,
-    body: Option<&[u8]>,
-    content_type: Option<&[u8]>,
-    want_content_type: bool,
-) -> Result<Request, ResultCode> {
-    let function = function_name(method);
-    let url = text_arg(function, "URL", url)?;
-    if url.is_empty() || url.contains('\0') {
-        error!("{function}: empty URL, or one with a NUL byte");
-        return Err(ResultCode::InternalError);
-    }
+/// The arguments of a transfer function, as the core passed them.
+pub struct CallArgs<'a> {
+    pub method: MethodArg<'a>,
+    pub url: Option<&'a [u8]>,
+    pub body: Option<&'a [u8]>,
+    pub content_type: Option<&'a [u8]>,
+    pub outputs: Outputs,
+}
+
+fn invalid(what: &str) -> ResultCode {
+    error!("{what}");
+    ResultCode::InternalError
+}
+
+fn build_request(args: &CallArgs) -> Result<Request, ResultCode> {
+    let method = match args.method {
+        MethodArg::Fixed(method) => method,
+        MethodArg::Named(name) => name
+            .and_then(Method::parse)
+            .ok_or_else(|| invalid("rest_request: missing or invalid method name"))?,
+    };
+    let url = args
+        .url
+        .and_then(|u| String::from_utf8(u.to_vec()).ok())
+        .filter(|u| !u.is_empty() && !u.contains('\0'))
+        .ok_or_else(|| invalid(&format!("{}: missing, empty or invalid URL", method.name())))?;
     let mut request = Request::new(method, url);
-    if method.has_body() {
-        request.body = body
-            .ok_or_else(|| {
-                error!("{function}: missing or invalid body");
-                ResultCode::InternalError
-            })?
-            .to_vec();
-        request.content_type =
-            content_type.map(|c| String::from_utf8_lossy(trim_http_whitespace(c)).into_owned());
-    }
-    request.want_content_type = want_content_type;
+    request.body = match (args.body, method) {
+        (Some(body), _) => body.to_vec(),
+        (None, Method::Post | Method::Put | Method::Patch) => {
+            return Err(invalid(&format!(
+                "{}: missing or invalid body",
+                method.name()
+            )));
+        }
+        (None, _) => Vec::new(),
+    };
+    request.content_type = args
+        .content_type
+        .map(|c| String::from_utf8_lossy(trim_http_whitespace(c)).into_owned());
+    request.want_content_type = args.outputs.content_type.is_some();
     Ok(request)
-}
-
-fn function_name(method: Method) -> &'static str {
-    match method {
-        Method::Get => "rest_get",
-        Method::Post => "rest_post",
-        Method::Put => "rest_put",
-    }
 }
 
 /// Builds the request of a transfer function, with the pending headers and certificate of
 /// the worker (they belong to this transfer, whatever its outcome).
-fn prepare(
-    worker: &mut Worker,
-    method: Method,
-    url: Option<&[u8]>,
-    body: Option<&[u8]>,
-    content_type: Option<&[u8]>,
-    outputs: &Outputs,
-) -> Result<Request, ResultCode> {
+fn prepare(worker: &mut Worker, args: &CallArgs) -> Result<Request, ResultCode> {
     let headers = std::mem::take(&mut worker.pending_headers);
     let cert = worker.pending_cert.take();
-    let mut request = build_request(
-        method,
-        url,
-        body,
-        content_type,
-        outputs.content_type.is_some(),
-    )?;
+    let mut request = build_request(args)?;
     request.headers = headers;
     request.client_cert = cert;
     Ok(request)
@@ -105,7 +97,7 @@ fn enter_gate(worker: &mut Worker, request: &Request) -> Result<Option<GateTicke
         None => {
             debug!(
                 "{}: another process is connecting to {}",
-                function_name(request.method),
+                request.method.name(),
                 redact_url(&request.url)
             );
             Err(ResultCode::AlreadyConnecting)
@@ -127,34 +119,24 @@ fn run_blocking(worker: &mut Worker, request: &Request) -> Result<Outcome, Resul
 }
 
 /// The script result of a finished call: outputs written, or the code of what stopped it.
-fn conclude(
-    method: Method,
-    result: Result<Result<Outcome, ResultCode>, String>,
-    outputs: &Outputs,
-) -> i32 {
+fn conclude(result: Result<Result<Outcome, ResultCode>, String>, outputs: &Outputs) -> i32 {
     match result {
         Ok(Ok(outcome)) => write_outputs(&outcome, outputs),
         Ok(Err(code)) => code.code(),
         Err(e) => {
-            error!("{}: {e}", function_name(method));
+            error!("{e}");
             ResultCode::InternalError.code()
         }
     }
 }
 
-/// `rest_get` / `rest_post` / `rest_put`, blocking.
-pub fn blocking_transfer(
-    method: Method,
-    url: Option<&[u8]>,
-    body: Option<&[u8]>,
-    content_type: Option<&[u8]>,
-    outputs: &Outputs,
-) -> i32 {
+/// A transfer function (`rest_get`, `rest_post`, ..., `rest_request`), blocking.
+pub fn blocking_transfer(args: &CallArgs) -> i32 {
     let result = with_worker(|worker| {
-        let request = prepare(worker, method, url, body, content_type, outputs)?;
+        let request = prepare(worker, args)?;
         run_blocking(worker, &request)
     });
-    conclude(method, result, outputs)
+    conclude(result, &args.outputs)
 }
 
 /// A running async call: the transfer, where its results go, and the gate it may hold.
@@ -162,7 +144,6 @@ pub struct AsyncCall {
     pub transfer: AsyncTransfer,
     outputs: Outputs,
     ticket: Option<GateTicket>,
-    method: Method,
 }
 
 /// How starting an async call went.
@@ -183,20 +164,13 @@ enum Begun {
 /// The async `rest_get` / `rest_post` / `rest_put`: starts the transfer without waiting.
 /// `script_timeout_s` is the `async(..., seconds)` limit (0 = none); the call's limit is the
 /// lower of it and `curl_timeout`.
-pub fn start_async(
-    method: Method,
-    url: Option<&[u8]>,
-    body: Option<&[u8]>,
-    content_type: Option<&[u8]>,
-    outputs: Outputs,
-    script_timeout_s: u32,
-) -> AsyncStart {
+pub fn start_async(args: CallArgs, script_timeout_s: u32) -> AsyncStart {
     let Some(config) = config() else {
-        error!("{}: the module is not initialised", function_name(method));
+        error!("async transfer: the module is not initialised");
         return AsyncStart::NotStarted(ResultCode::InternalError.code());
     };
     let result = with_worker(|worker| {
-        let mut request = prepare(worker, method, url, body, content_type, &outputs)?;
+        let mut request = prepare(worker, &args)?;
         let curl_timeout = config.settings.transfer_timeout;
         let limit = match script_timeout_s {
             0 => curl_timeout,
@@ -235,19 +209,18 @@ pub fn start_async(
             AsyncStart::Running(
                 Box::new(AsyncCall {
                     transfer,
-                    outputs,
+                    outputs: args.outputs,
                     ticket,
-                    method,
                 }),
                 limit_s,
             )
         }
         Ok(Ok(Begun::Done(outcome))) => {
-            AsyncStart::Finished(conclude(method, Ok(Ok(outcome)), &outputs))
+            AsyncStart::Finished(conclude(Ok(Ok(outcome)), &args.outputs))
         }
         Ok(Err(code)) => AsyncStart::NotStarted(code.code()),
         Err(e) => {
-            error!("{}: {e}", function_name(method));
+            error!("async transfer: {e}");
             AsyncStart::NotStarted(ResultCode::InternalError.code())
         }
     }
@@ -273,7 +246,7 @@ pub fn resume_async(call: &mut AsyncCall, msg: *mut c_void) -> Option<i32> {
 pub fn time_out_async(call: &mut AsyncCall, msg: *mut c_void) -> i32 {
     error!(
         "async {} timed out, URL: {}",
-        call.method.name(),
+        call.transfer.method().name(),
         redact_url(call.transfer.url())
     );
     let outcome = call.transfer.time_out();
@@ -297,7 +270,7 @@ fn end_async(call: &mut AsyncCall, outcome: Outcome, msg: *mut c_void) -> i32 {
     {
         var.set_msg(msg);
     }
-    conclude(call.method, Ok(Ok(outcome)), &call.outputs)
+    conclude(Ok(Ok(outcome)), &call.outputs)
 }
 
 /// The C module's blocking output rules (used for async calls too): the code variable

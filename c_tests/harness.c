@@ -82,6 +82,7 @@ _Static_assert(sizeof(trans_export_t) == 32, "trans_export_t");
 _Static_assert(sizeof(trans_t) == 48, "trans_t");
 _Static_assert(sizeof(pv_value_t) == 24, "pv_value_t");
 
+#define CMD_PARAM_INT 1
 #define CMD_PARAM_STR 2
 #define CMD_PARAM_VAR 4
 #define CMD_PARAM_OPT 16
@@ -335,6 +336,7 @@ static int passed, failed;
 struct call_args {
 	void *p[8];
 	str strs[8];
+	int ints[8];
 	char *copies[8];
 };
 
@@ -384,6 +386,9 @@ static int build_args(const char *name, const struct cmd_param *params, int argc
 			out->p[i] = &out->strs[i];
 		} else if (a.kind == H_VAR && (flags & CMD_PARAM_VAR)) {
 			out->p[i] = a.var;
+		} else if (a.kind == H_INT && (flags & CMD_PARAM_INT)) {
+			out->ints[i] = a.len;
+			out->p[i] = &out->ints[i];
 		} else {
 			fprintf(stderr, "ERROR: parameter %d of %s has the wrong type\n", i + 1, name);
 			free_args(out);

@@ -34,11 +34,12 @@ typedef struct hvar {
 } hvar;
 
 /* ---- arguments of a script function call ---- */
-enum h_arg_kind { H_NONE, H_STR, H_VAR };
+enum h_arg_kind { H_NONE, H_STR, H_VAR, H_INT };
 typedef struct { enum h_arg_kind kind; const char *s; int len; hvar *var; } h_arg;
 #define A_STR(x) ((h_arg){H_STR, (x), -1, NULL})
 #define A_STRN(x, n) ((h_arg){H_STR, (x), (n), NULL})
 #define A_VAR(v) ((h_arg){H_VAR, NULL, 0, (v)})
+#define A_INT(i) ((h_arg){H_INT, NULL, (i), NULL})
 #define A_NONE ((h_arg){H_NONE, NULL, 0, NULL})
 
 /* Returned by h_call when the core would have refused the call at parse time. */

@@ -88,7 +88,7 @@ fn startup_accepts_good_parameters_and_clamps_like_the_c_module() {
     let (out, err2, _) = startup("startup_clamped_timeout.cfg", &[]);
     assert!(out.contains("mod_init=0"), "{out}");
     assert!(
-        err2.contains("WARNING:rest_client") && err2.contains("using 5s"),
+        err2.contains("WARNING:rest_client") && err2.contains("using 5000 ms"),
         "{err2}"
     );
     assert!(!err.contains("WARNING"), "{err}");
@@ -157,4 +157,9 @@ fn async_fail_fast_past_max_async_transfers() {
 #[test]
 fn host_neutral_c_api() {
     assert_passes("test_capi", None, &[]);
+}
+
+#[test]
+fn every_method_response_headers_and_millisecond_limits() {
+    assert_passes("test_extensions", Some("extensions.cfg"), &[]);
 }

@@ -9,6 +9,7 @@ use super::collector::Collector;
 use super::curl_raw::{CurlShare, request_sent};
 use super::redact_url;
 use super::request::{KeyMaterial, Method, Request};
+use super::response_head::ResponseHead;
 use super::result_code::ResultCode;
 use super::settings::ClientSettings;
 
@@ -21,6 +22,8 @@ pub struct Outcome {
     pub body: Vec<u8>,
     /// Value of the final response's Content-Type header, if any (and if asked for).
     pub content_type: Option<Vec<u8>>,
+    /// The final response's status line and headers.
+    pub head: ResponseHead,
 }
 
 impl Outcome {
@@ -31,6 +34,7 @@ impl Outcome {
             status: 0,
             body: Vec::new(),
             content_type: None,
+            head: ResponseHead::default(),
         }
     }
 }
@@ -86,10 +90,13 @@ pub(super) fn configure(
     share.attach(easy)?;
     easy.signal(false)?;
     easy.url(&request.url)?;
-    let transfer_timeout = request.timeout.map_or(settings.transfer_timeout, |t| {
-        t.min(settings.transfer_timeout)
-    });
-    easy.connect_timeout(settings.connect_timeout.min(transfer_timeout))?;
+    let transfer_timeout = request.timeout.unwrap_or(settings.transfer_timeout);
+    let connect_timeout = request.connect_timeout.unwrap_or(settings.connect_timeout);
+    easy.connect_timeout(if transfer_timeout.is_zero() {
+        connect_timeout
+    } else {
+        connect_timeout.min(transfer_timeout)
+    })?;
     easy.timeout(transfer_timeout)?;
     if let Some(version) = settings.http_version.to_curl() {
         easy.http_version(version)?;
@@ -168,11 +175,12 @@ pub(super) fn finish(
             _ => error!("{method} {url} failed: {e}"),
         }
     }
-    let (body, content_type) = easy.get_mut().take();
+    let (body, content_type, head) = easy.get_mut().take();
     Outcome {
         result: code,
         status,
         body,
         content_type,
+        head,
     }
 }

@@ -1,6 +1,9 @@
-//! The per-transfer libcurl handler: collects the body (bounded) and the response's Content-Type.
+//! The per-transfer libcurl handler: collects the body (bounded), the response's Content-Type,
+//! and the final response's status line and header lines (bounded) for later look-ups.
 
 use curl::easy::{Handler, WriteError};
+
+use super::response_head::{MAX_HEAD_BYTES, ResponseHead};
 
 /// Receives what libcurl reads for one transfer.
 #[derive(Debug, Default)]
@@ -10,6 +13,7 @@ pub struct Collector {
     body_overflowed: bool,
     capture_content_type: bool,
     content_type: Option<Vec<u8>>,
+    head: ResponseHead,
 }
 
 impl Collector {
@@ -20,6 +24,7 @@ impl Collector {
         self.body_overflowed = false;
         self.capture_content_type = capture_content_type;
         self.content_type = None;
+        self.head.clear();
     }
 
     /// Whether the transfer was aborted because the body grew past the limit.
@@ -27,9 +32,13 @@ impl Collector {
         self.body_overflowed
     }
 
-    /// Hands out the body and Content-Type, leaving the collector empty.
-    pub fn take(&mut self) -> (Vec<u8>, Option<Vec<u8>>) {
-        (std::mem::take(&mut self.body), self.content_type.take())
+    /// Hands out the body, Content-Type and response head, leaving the collector empty.
+    pub fn take(&mut self) -> (Vec<u8>, Option<Vec<u8>>, ResponseHead) {
+        (
+            std::mem::take(&mut self.body),
+            self.content_type.take(),
+            std::mem::take(&mut self.head),
+        )
     }
 }
 
@@ -46,14 +55,18 @@ impl Handler for Collector {
     }
 
     fn header(&mut self, line: &[u8]) -> bool {
-        if !self.capture_content_type {
-            return true;
-        }
         if line.starts_with(b"HTTP/") {
             // A new response (interim 1xx, or after a redirect): only the final one counts.
             self.content_type = None;
-        } else if let Some(value) = header_value(line, b"content-type") {
-            self.content_type = Some(value.to_vec());
+            self.head.clear();
+            self.head.set_status_line(line);
+        } else {
+            if self.capture_content_type
+                && let Some(value) = header_value(line, b"content-type")
+            {
+                self.content_type = Some(value.to_vec());
+            }
+            self.head.add_line(line, MAX_HEAD_BYTES);
         }
         true
     }
@@ -61,7 +74,7 @@ impl Handler for Collector {
 
 /// The value of a raw header line if its name is `name` (ASCII case-insensitive), without the
 /// leading blanks and the line end.
-fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+pub(super) fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let colon = line.iter().position(|&b| b == b':')?;
     if !line[..colon].trim_ascii_end().eq_ignore_ascii_case(name) {
         return None;
@@ -114,9 +127,15 @@ mod tests {
         c.header(b"HTTP/1.1 301 Moved\r\n");
         c.header(b"Content-Type: text/html\r\n");
         c.header(b"HTTP/1.1 200 OK\r\n");
-        assert_eq!(c.take().1, None);
+        assert_eq!(c.content_type, None);
         c.header(b"Content-Type: application/json\r\n");
-        assert_eq!(c.take().1.as_deref(), Some(&b"application/json"[..]));
+        let (_, ctype, head) = c.take();
+        assert_eq!(ctype.as_deref(), Some(&b"application/json"[..]));
+        assert_eq!(head.reason(), b"OK");
+        assert_eq!(
+            head.header("content-TYPE"),
+            Some(b"application/json".to_vec())
+        );
     }
 
     #[test]

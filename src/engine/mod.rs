@@ -11,6 +11,7 @@ mod connect_gate;
 mod curl_raw;
 mod escape;
 mod request;
+mod response_head;
 mod result_code;
 mod settings;
 mod shared_table;
@@ -21,6 +22,7 @@ pub use client::{Client, Outcome};
 pub use connect_gate::{ConnectGate, GateTicket};
 pub use escape::{escape, unescape};
 pub use request::{ClientCert, KeyMaterial, Method, Request};
+pub use response_head::ResponseHead;
 pub use result_code::ResultCode;
 pub use settings::{ClientSettings, HttpVersion};
 

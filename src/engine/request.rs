@@ -105,8 +105,11 @@ pub struct Request {
     pub client_cert: Option<ClientCert>,
     /// Capture the response's Content-Type.
     pub want_content_type: bool,
-    /// Limit for this transfer, when lower than the client's (the connect limit follows it).
+    /// Limit for this whole transfer, instead of the client's.
     pub timeout: Option<Duration>,
+    /// Limit for this transfer's connect phase, instead of the client's (never above the
+    /// transfer limit).
+    pub connect_timeout: Option<Duration>,
 }
 
 impl Request {
@@ -120,6 +123,7 @@ impl Request {
             client_cert: None,
             want_content_type: true,
             timeout: None,
+            connect_timeout: None,
         }
     }
 

@@ -50,6 +50,7 @@ pub struct CmdParam {
     pub free_fixup: Option<FixupFn>,
 }
 
+pub const CMD_PARAM_INT: c_int = 1;
 pub const CMD_PARAM_STR: c_int = 2;
 pub const CMD_PARAM_VAR: c_int = 4;
 pub const CMD_PARAM_OPT: c_int = 16;
@@ -541,6 +542,14 @@ pub unsafe fn str_arg<'a>(arg: *mut c_void) -> Option<&'a [u8]> {
             _ => None,
         }
     }
+}
+
+/// The value of an INT argument (`int *`), or `None` when it is NULL (an omitted optional one).
+///
+/// SAFETY: `arg` is NULL or the `int *` the core passed for the running call.
+pub unsafe fn int_arg(arg: *mut c_void) -> Option<c_int> {
+    // SAFETY: per the contract.
+    unsafe { arg.cast::<c_int>().as_ref() }.copied()
 }
 
 /// `is_script_func_used(name, -1)`: does any route call `name` (non-async)?

@@ -42,6 +42,8 @@ static ENABLE_EXPECT_100: ParamCell<c_int> = ParamCell::new(0);
 static NO_CONCURRENT_CONNECTS: ParamCell<c_int> = ParamCell::new(0);
 static CURL_CONN_LIFETIME: ParamCell<c_int> = ParamCell::new(0);
 static NO_ASYNC_FALLBACK: ParamCell<c_int> = ParamCell::new(0);
+static CURL_TIMEOUT_MS: ParamCell<c_int> = ParamCell::new(0);
+static CONNECTION_TIMEOUT_MS: ParamCell<c_int> = ParamCell::new(0);
 
 fn read_params() -> ModuleParams {
     ModuleParams {
@@ -58,6 +60,8 @@ fn read_params() -> ModuleParams {
         no_concurrent_connects: NO_CONCURRENT_CONNECTS.get(),
         curl_conn_lifetime: CURL_CONN_LIFETIME.get(),
         no_async_fallback: NO_ASYNC_FALLBACK.get(),
+        curl_timeout_ms: CURL_TIMEOUT_MS.get(),
+        connection_timeout_ms: CONNECTION_TIMEOUT_MS.get(),
     }
 }
 
@@ -69,7 +73,7 @@ const fn param(name: &'static std::ffi::CStr, param_type: u32, cell: *mut c_void
     }
 }
 
-static PARAMS: StaticTable<[ParamExport; 14]> = StaticTable([
+static PARAMS: StaticTable<[ParamExport; 16]> = StaticTable([
     param(
         c"connection_timeout",
         INT_PARAM,
@@ -126,6 +130,16 @@ static PARAMS: StaticTable<[ParamExport; 14]> = StaticTable([
         c"no_async_fallback",
         INT_PARAM,
         NO_ASYNC_FALLBACK.as_param_pointer(),
+    ),
+    param(
+        c"curl_timeout_ms",
+        INT_PARAM,
+        CURL_TIMEOUT_MS.as_param_pointer(),
+    ),
+    param(
+        c"connection_timeout_ms",
+        INT_PARAM,
+        CONNECTION_TIMEOUT_MS.as_param_pointer(),
     ),
     ParamExport {
         name: std::ptr::null(),
@@ -279,6 +293,26 @@ cmd_entry!(
     |_msg, p| { script::init_client_tls(unsafe { str_arg(p[0]) }) }
 );
 
+// SAFETY: one declared INT parameter and an optional one (see `cmd_entry`).
+cmd_entry!(w_rest_timeout, "rest_timeout", -1, |_msg, p| unsafe {
+    script::set_timeouts(int_arg(p[0]), int_arg(p[1]))
+});
+// SAFETY: a STR and a VAR parameter (see `cmd_entry`).
+cmd_entry!(
+    w_rest_response_header,
+    "rest_response_header",
+    -1,
+    |m, p| { script::response_header(unsafe { str_arg(p[0]) }, ScriptVar::from_arg(m, p[1])) }
+);
+cmd_entry!(
+    w_rest_response_reason,
+    "rest_response_reason",
+    -1,
+    |m, p| { script::response_reason(ScriptVar::from_arg(m, p[0])) }
+);
+
+const INT: CmdParam = CmdParam::new(CMD_PARAM_INT);
+const INT_OPT: CmdParam = CmdParam::new(CMD_PARAM_INT | CMD_PARAM_OPT);
 const STR: CmdParam = CmdParam::new(CMD_PARAM_STR);
 const STR_OPT: CmdParam = CmdParam::new(CMD_PARAM_STR | CMD_PARAM_OPT);
 const VAR: CmdParam = CmdParam::new(CMD_PARAM_VAR);
@@ -291,6 +325,9 @@ const SEND_PARAMS: [CmdParam; 9] = [STR, STR, STR_OPT, VAR, VAR_OPT, VAR_OPT, EN
 const DELETE_PARAMS: [CmdParam; 9] = [STR, STR_OPT, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END, END];
 const REQUEST_PARAMS: [CmdParam; 9] = [STR, STR, STR_OPT, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END];
 const ONE_STR: [CmdParam; 9] = [STR, END, END, END, END, END, END, END, END];
+const ONE_VAR: [CmdParam; 9] = [VAR, END, END, END, END, END, END, END, END];
+const STR_VAR: [CmdParam; 9] = [STR, VAR, END, END, END, END, END, END, END];
+const INT_INT_OPT: [CmdParam; 9] = [INT, INT_OPT, END, END, END, END, END, END, END];
 
 const fn cmd(name: &'static std::ffi::CStr, f: CmdFunction, params: [CmdParam; 9]) -> CmdExport {
     CmdExport {
@@ -301,7 +338,7 @@ const fn cmd(name: &'static std::ffi::CStr, f: CmdFunction, params: [CmdParam; 9
     }
 }
 
-static CMDS: StaticTable<[CmdExport; 9]> = StaticTable([
+static CMDS: StaticTable<[CmdExport; 12]> = StaticTable([
     cmd(c"rest_get", w_rest_get, GET_PARAMS),
     cmd(c"rest_post", w_rest_post, SEND_PARAMS),
     cmd(c"rest_put", w_rest_put, SEND_PARAMS),
@@ -310,6 +347,9 @@ static CMDS: StaticTable<[CmdExport; 9]> = StaticTable([
     cmd(c"rest_request", w_rest_request, REQUEST_PARAMS),
     cmd(c"rest_append_hf", w_rest_append_hf, ONE_STR),
     cmd(c"rest_init_client_tls", w_rest_init_client_tls, ONE_STR),
+    cmd(c"rest_timeout", w_rest_timeout, INT_INT_OPT),
+    cmd(c"rest_response_header", w_rest_response_header, STR_VAR),
+    cmd(c"rest_response_reason", w_rest_response_reason, ONE_VAR),
     CmdExport {
         name: std::ptr::null(),
         function: None,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use log::{error, warn};
 use parking_lot::Mutex;
 
-use crate::engine::{Client, ClientCert, ClientSettings, ConnectGate, HttpVersion};
+use crate::engine::{Client, ClientCert, ClientSettings, ConnectGate, HttpVersion, ResponseHead};
 
 use super::abi::TlsMgm;
 
@@ -28,6 +28,9 @@ pub struct ModuleParams {
     pub curl_conn_lifetime: i32,
     /// 1: an async call past `max_async_transfers` fails with -5 instead of running blocking.
     pub no_async_fallback: i32,
+    /// Millisecond versions of `curl_timeout` / `connection_timeout` (0 = use the seconds).
+    pub curl_timeout_ms: i32,
+    pub connection_timeout_ms: i32,
 }
 
 impl Default for ModuleParams {
@@ -46,6 +49,8 @@ impl Default for ModuleParams {
             no_concurrent_connects: 0,
             curl_conn_lifetime: 0,
             no_async_fallback: 0,
+            curl_timeout_ms: 0,
+            connection_timeout_ms: 0,
         }
     }
 }
@@ -72,12 +77,28 @@ impl ModuleParams {
     /// Validates like the C module: warnings and clamps where it clamps, an error where it
     /// refuses to start (and where a negative value would silently become huge in C).
     pub fn to_settings(&self) -> Result<ClientSettings, String> {
-        let curl_timeout = non_negative("curl_timeout", self.curl_timeout)?;
-        let mut connection_timeout = non_negative("connection_timeout", self.connection_timeout)?;
+        let millis = |ms_name: &str, ms: i32, secs_name: &str, secs: i32| -> Result<u64, String> {
+            match non_negative(ms_name, ms)? {
+                0 => Ok(non_negative(secs_name, secs)? * 1000),
+                ms => Ok(ms),
+            }
+        };
+        let curl_timeout = millis(
+            "curl_timeout_ms",
+            self.curl_timeout_ms,
+            "curl_timeout",
+            self.curl_timeout,
+        )?;
+        let mut connection_timeout = millis(
+            "connection_timeout_ms",
+            self.connection_timeout_ms,
+            "connection_timeout",
+            self.connection_timeout,
+        )?;
         if connection_timeout > curl_timeout {
             warn!(
-                "connection_timeout ({connection_timeout}s) is greater than curl_timeout \
-                 ({curl_timeout}s), using {curl_timeout}s"
+                "connection_timeout ({connection_timeout} ms) is greater than curl_timeout \
+                 ({curl_timeout} ms), using {curl_timeout} ms"
             );
             connection_timeout = curl_timeout;
         }
@@ -95,8 +116,8 @@ impl ModuleParams {
             )
         })?;
         Ok(ClientSettings {
-            connect_timeout: Duration::from_secs(connection_timeout),
-            transfer_timeout: Duration::from_secs(curl_timeout),
+            connect_timeout: Duration::from_millis(connection_timeout),
+            transfer_timeout: Duration::from_millis(curl_timeout),
             max_body_bytes: (max_kb != 0).then(|| (max_kb * 1024) as usize),
             verify_peer: self.ssl_verifypeer != 0,
             verify_host: self.ssl_verifyhost != 0,
@@ -148,8 +169,12 @@ pub struct Worker {
     pub pending_headers: Vec<String>,
     /// Client certificate set by `rest_init_client_tls`, for the next transfer.
     pub pending_cert: Option<ClientCert>,
+    /// Limits set by `rest_timeout` for the next transfer: (transfer, connect).
+    pub pending_timeouts: Option<(Duration, Option<Duration>)>,
     /// Async transfers started and not yet ended.
     pub async_in_flight: usize,
+    /// Status line and headers of the last transfer that ended in this process.
+    pub last_head: Option<ResponseHead>,
 }
 
 static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
@@ -162,7 +187,9 @@ fn new_worker() -> Result<Worker, String> {
         gate: config.gate.clone(),
         pending_headers: Vec::new(),
         pending_cert: None,
+        pending_timeouts: None,
         async_in_flight: 0,
+        last_head: None,
     })
 }
 
@@ -201,6 +228,14 @@ mod tests {
             p.to_settings().unwrap().connect_timeout,
             Duration::from_secs(5)
         );
+        let p = ModuleParams {
+            connection_timeout_ms: 250,
+            curl_timeout_ms: 1500,
+            ..Default::default()
+        };
+        let s = p.to_settings().unwrap();
+        assert_eq!(s.connect_timeout, Duration::from_millis(250));
+        assert_eq!(s.transfer_timeout, Duration::from_millis(1500));
         let p = ModuleParams {
             curl_http_version: 30,
             ..Default::default()

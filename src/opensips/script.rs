@@ -7,8 +7,8 @@ use std::time::Duration;
 use log::{debug, error, warn};
 
 use crate::engine::{
-    AsyncTransfer, ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResultCode,
-    Started, escape, redact_url, trim_http_whitespace, unescape,
+    AsyncTransfer, ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResponseHead,
+    ResultCode, Started, escape, redact_url, trim_http_whitespace, unescape,
 };
 
 use super::abi::ScriptVar;
@@ -59,16 +59,8 @@ fn build_request(args: &CallArgs) -> Result<Request, ResultCode> {
         .filter(|u| !u.is_empty() && !u.contains('\0'))
         .ok_or_else(|| invalid(&format!("{}: missing, empty or invalid URL", method.name())))?;
     let mut request = Request::new(method, url);
-    request.body = match (args.body, method) {
-        (Some(body), _) => body.to_vec(),
-        (None, Method::Post | Method::Put | Method::Patch) => {
-            return Err(invalid(&format!(
-                "{}: missing or invalid body",
-                method.name()
-            )));
-        }
-        (None, _) => Vec::new(),
-    };
+    // An omitted body (rest_delete, rest_request) is an empty one.
+    request.body = args.body.unwrap_or_default().to_vec();
     request.content_type = args
         .content_type
         .map(|c| String::from_utf8_lossy(trim_http_whitespace(c)).into_owned());
@@ -81,9 +73,14 @@ fn build_request(args: &CallArgs) -> Result<Request, ResultCode> {
 fn prepare(worker: &mut Worker, args: &CallArgs) -> Result<Request, ResultCode> {
     let headers = std::mem::take(&mut worker.pending_headers);
     let cert = worker.pending_cert.take();
+    let timeouts = worker.pending_timeouts.take();
     let mut request = build_request(args)?;
     request.headers = headers;
     request.client_cert = cert;
+    if let Some((transfer, connect)) = timeouts {
+        request.timeout = Some(transfer);
+        request.connect_timeout = connect;
+    }
     Ok(request)
 }
 
@@ -113,8 +110,9 @@ fn leave_gate(worker: &mut Worker, ticket: Option<GateTicket>, succeeded: bool) 
 
 fn run_blocking(worker: &mut Worker, request: &Request) -> Result<Outcome, ResultCode> {
     let ticket = enter_gate(worker, request)?;
-    let outcome = worker.client.perform(request);
+    let mut outcome = worker.client.perform(request);
     leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
+    worker.last_head = Some(std::mem::take(&mut outcome.head));
     Ok(outcome)
 }
 
@@ -171,10 +169,10 @@ pub fn start_async(args: CallArgs, script_timeout_s: u32) -> AsyncStart {
     };
     let result = with_worker(|worker| {
         let mut request = prepare(worker, &args)?;
-        let curl_timeout = config.settings.transfer_timeout;
+        let transfer_timeout = request.timeout.unwrap_or(config.settings.transfer_timeout);
         let limit = match script_timeout_s {
-            0 => curl_timeout,
-            s => Duration::from_secs(s.into()).min(curl_timeout),
+            0 => transfer_timeout,
+            s => Duration::from_secs(s.into()).min(transfer_timeout),
         };
         request.timeout = Some(limit);
         if worker.async_in_flight >= config.max_async_transfers {
@@ -253,11 +251,13 @@ pub fn time_out_async(call: &mut AsyncCall, msg: *mut c_void) -> i32 {
     end_async(call, outcome, msg)
 }
 
-fn end_async(call: &mut AsyncCall, outcome: Outcome, msg: *mut c_void) -> i32 {
+fn end_async(call: &mut AsyncCall, mut outcome: Outcome, msg: *mut c_void) -> i32 {
     let ticket = call.ticket.take();
+    let head = std::mem::take(&mut outcome.head);
     let _ = with_worker(|w| {
         w.async_in_flight = w.async_in_flight.saturating_sub(1);
         leave_gate(w, ticket, false);
+        w.last_head = Some(head);
     });
     let outputs = &mut call.outputs;
     for var in [
@@ -332,6 +332,78 @@ pub fn append_header(header: Option<&[u8]>) -> i32 {
             -1
         }
     }
+}
+
+/// `rest_timeout(transfer_ms [, connect_ms])`: limits for the next transfer of this process.
+pub fn set_timeouts(transfer_ms: Option<i32>, connect_ms: Option<i32>) -> i32 {
+    let positive = |ms: i32| {
+        u64::try_from(ms)
+            .ok()
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis)
+    };
+    let Some(transfer) = transfer_ms.and_then(positive) else {
+        error!("rest_timeout: the transfer limit must be a positive number of milliseconds");
+        return -1;
+    };
+    let connect = match connect_ms.map(positive) {
+        None => None,
+        Some(Some(connect)) => Some(connect),
+        Some(None) => {
+            error!("rest_timeout: the connect limit must be a positive number of milliseconds");
+            return -1;
+        }
+    };
+    match with_worker(|w| w.pending_timeouts = Some((transfer, connect))) {
+        Ok(()) => 1,
+        Err(e) => {
+            error!("rest_timeout: {e}");
+            -1
+        }
+    }
+}
+
+/// Reads the last response's head of this process with `read`, into `var`; -1 when there
+/// is no such response or value.
+fn from_last_head(
+    what: &str,
+    var: Option<ScriptVar>,
+    read: impl FnOnce(&ResponseHead) -> Option<Vec<u8>>,
+) -> i32 {
+    let Some(var) = var else {
+        error!("{what}: missing output variable");
+        return -1;
+    };
+    let value = with_worker(|w| w.last_head.as_ref().and_then(read))
+        .ok()
+        .flatten();
+    match value {
+        Some(value) if var.set_str(&value) => 1,
+        Some(_) => {
+            error!("{what}: cannot set the output variable");
+            -1
+        }
+        None => -1,
+    }
+}
+
+/// `rest_response_header(name, $var)`: a header of the last response (case-insensitive).
+pub fn response_header(name: Option<&[u8]>, var: Option<ScriptVar>) -> i32 {
+    let Some(name) = name
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .filter(|n| !n.is_empty())
+    else {
+        error!("rest_response_header: missing or invalid header name");
+        return -1;
+    };
+    from_last_head("rest_response_header", var, |head| head.header(name.trim()))
+}
+
+/// `rest_response_reason($var)`: the reason phrase of the last response.
+pub fn response_reason(var: Option<ScriptVar>) -> i32 {
+    from_last_head("rest_response_reason", var, |head| {
+        head.received().then(|| head.reason().to_vec())
+    })
 }
 
 /// `rest_init_client_tls(domain)`: the next transfer presents this tls_mgm client domain's

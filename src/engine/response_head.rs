@@ -1,0 +1,99 @@
+//! The final response's status line and header lines, kept (bounded) so that a script can read
+//! any header and the reason phrase after the transfer.
+
+use super::collector::header_value;
+
+/// Most bytes of header lines kept per response; lines past it are dropped.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Status line and raw header lines of one response.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResponseHead {
+    status_line: Vec<u8>,
+    /// Header lines, each ending with its line end, as received.
+    lines: Vec<u8>,
+}
+
+impl ResponseHead {
+    pub(super) fn clear(&mut self) {
+        self.status_line.clear();
+        self.lines.clear();
+    }
+
+    pub(super) fn set_status_line(&mut self, line: &[u8]) {
+        self.status_line.clear();
+        self.status_line
+            .extend_from_slice(&line[..line.len().min(MAX_HEAD_BYTES)]);
+    }
+
+    pub(super) fn add_line(&mut self, line: &[u8], max_bytes: usize) {
+        if line.contains(&b':') && self.lines.len() + line.len() <= max_bytes {
+            self.lines.extend_from_slice(line);
+            if !line.ends_with(b"\n") {
+                self.lines.push(b'\n');
+            }
+        }
+    }
+
+    /// Whether a response (a status line) was received.
+    pub fn received(&self) -> bool {
+        !self.status_line.is_empty()
+    }
+
+    /// The reason phrase of the status line (`OK` in `HTTP/1.1 200 OK`; empty for HTTP/2).
+    pub fn reason(&self) -> &[u8] {
+        let line = self.status_line.trim_ascii();
+        let mut parts = line.splitn(3, |&b| b == b' ');
+        let (_version, _code) = (parts.next(), parts.next());
+        parts.next().unwrap_or_default().trim_ascii()
+    }
+
+    /// The value of header `name` (ASCII case-insensitive); several occurrences are joined
+    /// with `, `. `None` if the response had no such header.
+    pub fn header(&self, name: &str) -> Option<Vec<u8>> {
+        let mut found: Option<Vec<u8>> = None;
+        for line in self.lines.split_inclusive(|&b| b == b'\n') {
+            if let Some(value) = header_value(line, name.as_bytes()) {
+                let value = value.trim_ascii_end();
+                match &mut found {
+                    Some(joined) => {
+                        joined.extend_from_slice(b", ");
+                        joined.extend_from_slice(value);
+                    }
+                    None => found = Some(value.to_vec()),
+                }
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_headers_case_insensitively_and_joins_repeats() {
+        let mut head = ResponseHead::default();
+        head.set_status_line(b"HTTP/1.1 201 Created Here\r\n");
+        head.add_line(b"Location: /v2/devices/7\r\n", MAX_HEAD_BYTES);
+        head.add_line(b"Link: <a>\r\n", MAX_HEAD_BYTES);
+        head.add_line(b"link: <b>\r\n", MAX_HEAD_BYTES);
+        head.add_line(b"\r\n", MAX_HEAD_BYTES);
+        assert_eq!(head.reason(), b"Created Here");
+        assert_eq!(head.header("location"), Some(b"/v2/devices/7".to_vec()));
+        assert_eq!(head.header("LINK"), Some(b"<a>, <b>".to_vec()));
+        assert_eq!(head.header("Retry-After"), None);
+    }
+
+    #[test]
+    fn keeps_at_most_the_bound() {
+        let mut head = ResponseHead::default();
+        let line = format!("X-Big: {}\r\n", "v".repeat(100));
+        for _ in 0..100 {
+            head.add_line(line.as_bytes(), 1000);
+        }
+        assert!(head.lines.len() <= 1000);
+        assert_eq!(ResponseHead::default().reason(), b"");
+    }
+}

@@ -163,3 +163,15 @@ fn host_neutral_c_api() {
 fn every_method_response_headers_and_millisecond_limits() {
     assert_passes("test_extensions", Some("extensions.cfg"), &[]);
 }
+
+#[test]
+fn named_services_with_credentials_and_a_response_cache() {
+    let output = run("test_services", Some("services.cfg"), &[], &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(stderr.contains("unknown service 'nosuch'"), "{stderr}");
+    for secret in ["sekret", "p4ss", "dXNlcjpwNHNz"] {
+        assert!(!stderr.contains(secret), "a credential reached the log: {stderr}");
+    }
+}

@@ -11,6 +11,7 @@ use super::redact_url;
 use super::request::{KeyMaterial, Method, Request};
 use super::response_head::ResponseHead;
 use super::result_code::ResultCode;
+use super::service::Auth;
 use super::settings::ClientSettings;
 
 /// What a transfer produced.
@@ -123,6 +124,17 @@ pub(super) fn configure(
     let mut headers = List::new();
     for line in &request.headers {
         headers.append(line)?;
+    }
+    match &request.auth {
+        Some(Auth::Basic { user, password }) => {
+            easy.username(user)?;
+            easy.password(password)?;
+            easy.http_auth(curl::easy::Auth::new().basic(true))?;
+        }
+        Some(Auth::Bearer(token)) if !request.has_header("Authorization") => {
+            headers.append(&format!("Authorization: Bearer {token}"))?;
+        }
+        _ => {}
     }
     if request.sends_body() {
         match &request.content_type {

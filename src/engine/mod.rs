@@ -5,6 +5,7 @@
 //! arguments into [`Request`]s and [`Outcome`]s back into script variables.
 
 mod async_transfer;
+mod cache;
 mod client;
 mod collector;
 mod connect_gate;
@@ -13,17 +14,20 @@ mod escape;
 mod request;
 mod response_head;
 mod result_code;
+mod service;
 mod settings;
 mod shared_table;
 mod watcher;
 
 pub use async_transfer::{AsyncTransfer, Started};
+pub use cache::ResponseCache;
 pub use client::{Client, Outcome};
 pub use connect_gate::{ConnectGate, GateTicket};
 pub use escape::{escape, unescape};
 pub use request::{ClientCert, KeyMaterial, Method, Request};
 pub use response_head::ResponseHead;
 pub use result_code::ResultCode;
+pub use service::{Auth, CacheLimits, Service, service_reference};
 pub use settings::{ClientSettings, HttpVersion};
 
 /// Bytes trimmed from both ends of a body or Content-Type by the blocking functions.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::service::Auth;
+
 /// Longest method name accepted for a custom method.
 const MAX_METHOD_LEN: usize = 24;
 
@@ -90,8 +92,8 @@ pub struct ClientCert {
     pub private_key: KeyMaterial,
 }
 
-/// One HTTP transfer.
-#[derive(Clone, Debug)]
+/// One HTTP transfer. (No `Debug`: it may carry credentials.)
+#[derive(Clone)]
 pub struct Request {
     pub method: Method,
     pub url: String,
@@ -103,6 +105,8 @@ pub struct Request {
     /// Extra header lines (`Name: value`), without CRLF.
     pub headers: Vec<String>,
     pub client_cert: Option<ClientCert>,
+    /// Credentials (from a service).
+    pub auth: Option<Auth>,
     /// Capture the response's Content-Type.
     pub want_content_type: bool,
     /// Limit for this whole transfer, instead of the client's.
@@ -121,6 +125,7 @@ impl Request {
             content_type: None,
             headers: Vec::new(),
             client_cert: None,
+            auth: None,
             want_content_type: true,
             timeout: None,
             connect_timeout: None,

@@ -195,6 +195,7 @@ pub struct ParamExport {
 
 pub const STR_PARAM: c_uint = 1;
 pub const INT_PARAM: c_uint = 2;
+pub const USE_FUNC_PARAM: c_uint = 0x8000_0000;
 
 /// `module_dependency_t`.
 #[repr(C)]

@@ -3,7 +3,7 @@
 //! relying on the calling conventions of docs §3) and runs the safe body under a panic guard.
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 
@@ -65,6 +65,28 @@ fn read_params() -> ModuleParams {
     }
 }
 
+/// The `service` parameter: one named service per modparam line.
+///
+/// SAFETY: called by the core's modparam with the script value's type and, for a string, a
+/// NUL-terminated text it never frees (§1.4).
+unsafe extern "C" fn set_service(value_type: c_uint, value: *mut c_void) -> c_int {
+    guarded("modparam service", -1, || {
+        if value_type != STR_PARAM || value.is_null() {
+            error!("modparam service: expects a string");
+            return -1;
+        }
+        // SAFETY: see above.
+        let text = unsafe { std::ffi::CStr::from_ptr(value.cast()) }.to_string_lossy();
+        match module::add_service(&text) {
+            Ok(()) => 0,
+            Err(e) => {
+                error!("modparam service: {e}");
+                -1
+            }
+        }
+    })
+}
+
 const fn param(name: &'static std::ffi::CStr, param_type: u32, cell: *mut c_void) -> ParamExport {
     ParamExport {
         name: name.as_ptr(),
@@ -73,7 +95,7 @@ const fn param(name: &'static std::ffi::CStr, param_type: u32, cell: *mut c_void
     }
 }
 
-static PARAMS: StaticTable<[ParamExport; 16]> = StaticTable([
+static PARAMS: StaticTable<[ParamExport; 17]> = StaticTable([
     param(
         c"connection_timeout",
         INT_PARAM,
@@ -130,6 +152,11 @@ static PARAMS: StaticTable<[ParamExport; 16]> = StaticTable([
         c"no_async_fallback",
         INT_PARAM,
         NO_ASYNC_FALLBACK.as_param_pointer(),
+    ),
+    param(
+        c"service",
+        STR_PARAM | USE_FUNC_PARAM,
+        set_service as *mut c_void,
     ),
     param(
         c"curl_timeout_ms",

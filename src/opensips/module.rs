@@ -1,13 +1,17 @@
 //! Module-wide configuration (validated module parameters, set once in mod_init) and the
 //! per-process worker state (client, connection cache, pending headers), created in child_init.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use log::{error, warn};
 use parking_lot::Mutex;
 
-use crate::engine::{Client, ClientCert, ClientSettings, ConnectGate, HttpVersion, ResponseHead};
+use crate::engine::{
+    Client, ClientCert, ClientSettings, ConnectGate, HttpVersion, ResponseCache, ResponseHead,
+    Service,
+};
 
 use super::abi::TlsMgm;
 
@@ -67,6 +71,25 @@ pub struct ModuleConfig {
     pub no_async_fallback: bool,
     /// Longest single wait of a resume call that the host makes without a readiness event.
     pub connect_poll_interval: Duration,
+    /// Named services (`service` module parameter).
+    pub services: Vec<Service>,
+}
+
+/// Services defined by `modparam("rest_client", "service", "...")` lines, until mod_init.
+static SERVICES: Mutex<Vec<Service>> = Mutex::new(Vec::new());
+
+/// One `service` modparam line.
+pub fn add_service(spec: &str) -> Result<(), String> {
+    let service = Service::parse(spec)?;
+    let mut services = SERVICES.lock();
+    if services
+        .iter()
+        .any(|s| s.name.eq_ignore_ascii_case(&service.name))
+    {
+        return Err(format!("service {} is defined twice", service.name));
+    }
+    services.push(service);
+    Ok(())
 }
 
 fn non_negative(name: &str, value: i32) -> Result<u64, String> {
@@ -152,6 +175,7 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
             max_async_transfers: params.max_async_transfers as usize,
             no_async_fallback: params.no_async_fallback != 0,
             connect_poll_interval: Duration::from_millis(connect_poll_interval),
+            services: std::mem::take(&mut *SERVICES.lock()),
         })
         .map_err(|_| "mod_init called twice".to_string())
 }
@@ -175,6 +199,8 @@ pub struct Worker {
     pub async_in_flight: usize,
     /// Status line and headers of the last transfer that ended in this process.
     pub last_head: Option<ResponseHead>,
+    /// Response caches of the services that have one, by service name.
+    pub caches: HashMap<String, ResponseCache>,
 }
 
 static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
@@ -190,6 +216,7 @@ fn new_worker() -> Result<Worker, String> {
         pending_timeouts: None,
         async_in_flight: 0,
         last_head: None,
+        caches: HashMap::new(),
     })
 }
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 use log::{debug, error, warn};
 
 use crate::engine::{
-    AsyncTransfer, ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResponseHead,
-    ResultCode, Started, escape, redact_url, trim_http_whitespace, unescape,
+    AsyncTransfer, ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResponseCache,
+    ResponseHead, ResultCode, Service, Started, escape, redact_url, service_reference,
+    trim_http_whitespace, unescape,
 };
 
 use super::abi::ScriptVar;
@@ -46,18 +47,42 @@ fn invalid(what: &str) -> ResultCode {
     ResultCode::InternalError
 }
 
-fn build_request(args: &CallArgs) -> Result<Request, ResultCode> {
-    let method = match args.method {
-        MethodArg::Fixed(method) => method,
-        MethodArg::Named(name) => name
-            .and_then(Method::parse)
-            .ok_or_else(|| invalid("rest_request: missing or invalid method name"))?,
-    };
+/// Where a cacheable answer of a service goes.
+pub struct CacheSlot {
+    service: &'static Service,
+    key: String,
+}
+
+/// The request of a transfer function, resolved against its service (`name://path`), if any.
+fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>), ResultCode> {
     let url = args
         .url
         .and_then(|u| String::from_utf8(u.to_vec()).ok())
         .filter(|u| !u.is_empty() && !u.contains('\0'))
-        .ok_or_else(|| invalid(&format!("{}: missing, empty or invalid URL", method.name())))?;
+        .ok_or_else(|| invalid("missing, empty or invalid URL"))?;
+    let service = match service_reference(&url) {
+        Some((name, _)) => Some(
+            config()
+                .and_then(|c| {
+                    c.services
+                        .iter()
+                        .find(|s| s.name.eq_ignore_ascii_case(name))
+                })
+                .ok_or_else(|| invalid(&format!("unknown service '{name}' in URL")))?,
+        ),
+        None => None,
+    };
+    let method = match args.method {
+        MethodArg::Fixed(method) => method,
+        MethodArg::Named(Some(b"")) => service.and_then(|s| s.method).unwrap_or(Method::Get),
+        MethodArg::Named(name) => name
+            .and_then(Method::parse)
+            .ok_or_else(|| invalid("rest_request: invalid method name"))?,
+    };
+    let url = match (service, service_reference(&url)) {
+        (Some(service), Some((_, path))) => service.url(path),
+        _ => url,
+    };
     let mut request = Request::new(method, url);
     // An omitted body (rest_delete, rest_request) is an empty one.
     request.body = args.body.unwrap_or_default().to_vec();
@@ -65,23 +90,71 @@ fn build_request(args: &CallArgs) -> Result<Request, ResultCode> {
         .content_type
         .map(|c| String::from_utf8_lossy(trim_http_whitespace(c)).into_owned());
     request.want_content_type = args.outputs.content_type.is_some();
-    Ok(request)
+    if let Some(service) = service {
+        request.auth = service.auth.clone();
+        request.timeout = service.timeout;
+        request.connect_timeout = service.connect_timeout;
+    }
+    Ok((request, service))
 }
 
-/// Builds the request of a transfer function, with the pending headers and certificate of
-/// the worker (they belong to this transfer, whatever its outcome).
-fn prepare(worker: &mut Worker, args: &CallArgs) -> Result<Request, ResultCode> {
-    let headers = std::mem::take(&mut worker.pending_headers);
+/// Builds the request of a transfer function, with the pending headers, certificate and
+/// limits of the worker (they belong to this transfer, whatever its outcome), and where its
+/// answer may be cached. The script's headers and limits win over the service's.
+fn prepare(
+    worker: &mut Worker,
+    args: &CallArgs,
+) -> Result<(Request, Option<CacheSlot>), ResultCode> {
+    let appended = std::mem::take(&mut worker.pending_headers);
     let cert = worker.pending_cert.take();
     let timeouts = worker.pending_timeouts.take();
-    let mut request = build_request(args)?;
-    request.headers = headers;
+    let (mut request, service) = build_request(args)?;
+    request.headers = appended;
+    if let Some(service) = service {
+        let defaults: Vec<String> = service
+            .headers
+            .iter()
+            .filter(|line| !request.has_header(line.split(':').next().unwrap_or_default().trim()))
+            .cloned()
+            .collect();
+        request.headers.splice(0..0, defaults);
+    }
     request.client_cert = cert;
     if let Some((transfer, connect)) = timeouts {
         request.timeout = Some(transfer);
         request.connect_timeout = connect;
     }
-    Ok(request)
+    let slot = service.filter(|s| s.cache.is_some()).and_then(|service| {
+        Some(CacheSlot {
+            service,
+            key: ResponseCache::key(&request)?,
+        })
+    });
+    Ok((request, slot))
+}
+
+/// A fresh cached answer for `slot`, if any.
+fn cached(worker: &mut Worker, slot: Option<&CacheSlot>) -> Option<Outcome> {
+    let slot = slot?;
+    let mut outcome = worker.caches.get_mut(&slot.service.name)?.get(&slot.key)?;
+    worker.last_head = Some(std::mem::take(&mut outcome.head));
+    Some(outcome)
+}
+
+/// Records a finished transfer: its answer in the service's cache (when cacheable), its head
+/// as the process's last one.
+fn settle(worker: &mut Worker, slot: Option<&CacheSlot>, mut outcome: Outcome) -> Outcome {
+    if let Some(slot) = slot
+        && let Some(limits) = slot.service.cache
+    {
+        let cache = worker
+            .caches
+            .entry(slot.service.name.clone())
+            .or_insert_with(|| ResponseCache::new(limits));
+        cache.put(slot.key.clone(), &outcome);
+    }
+    worker.last_head = Some(std::mem::take(&mut outcome.head));
+    outcome
 }
 
 /// `no_concurrent_connects`: takes the request's host, or fails with -4.
@@ -108,12 +181,19 @@ fn leave_gate(worker: &mut Worker, ticket: Option<GateTicket>, succeeded: bool) 
     }
 }
 
-fn run_blocking(worker: &mut Worker, request: &Request) -> Result<Outcome, ResultCode> {
+/// A blocking transfer, or the service's cached answer.
+fn run_blocking(
+    worker: &mut Worker,
+    request: &Request,
+    slot: Option<&CacheSlot>,
+) -> Result<Outcome, ResultCode> {
+    if let Some(outcome) = cached(worker, slot) {
+        return Ok(outcome);
+    }
     let ticket = enter_gate(worker, request)?;
-    let mut outcome = worker.client.perform(request);
+    let outcome = worker.client.perform(request);
     leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
-    worker.last_head = Some(std::mem::take(&mut outcome.head));
-    Ok(outcome)
+    Ok(settle(worker, slot, outcome))
 }
 
 /// The script result of a finished call: outputs written, or the code of what stopped it.
@@ -131,17 +211,19 @@ fn conclude(result: Result<Result<Outcome, ResultCode>, String>, outputs: &Outpu
 /// A transfer function (`rest_get`, `rest_post`, ..., `rest_request`), blocking.
 pub fn blocking_transfer(args: &CallArgs) -> i32 {
     let result = with_worker(|worker| {
-        let request = prepare(worker, args)?;
-        run_blocking(worker, &request)
+        let (request, slot) = prepare(worker, args)?;
+        run_blocking(worker, &request, slot.as_ref())
     });
     conclude(result, &args.outputs)
 }
 
-/// A running async call: the transfer, where its results go, and the gate it may hold.
+/// A running async call: the transfer, where its results go, the gate it may hold and the
+/// cache its answer may go to.
 pub struct AsyncCall {
     pub transfer: AsyncTransfer,
     outputs: Outputs,
     ticket: Option<GateTicket>,
+    slot: Option<CacheSlot>,
 }
 
 /// How starting an async call went.
@@ -156,7 +238,12 @@ pub enum AsyncStart {
 
 enum Begun {
     Done(Outcome),
-    Running(AsyncTransfer, Option<GateTicket>, Duration),
+    Running(
+        AsyncTransfer,
+        Option<GateTicket>,
+        Option<CacheSlot>,
+        Duration,
+    ),
 }
 
 /// The async `rest_get` / `rest_post` / `rest_put`: starts the transfer without waiting.
@@ -168,7 +255,10 @@ pub fn start_async(args: CallArgs, script_timeout_s: u32) -> AsyncStart {
         return AsyncStart::NotStarted(ResultCode::InternalError.code());
     };
     let result = with_worker(|worker| {
-        let mut request = prepare(worker, &args)?;
+        let (mut request, slot) = prepare(worker, &args)?;
+        if let Some(outcome) = cached(worker, slot.as_ref()) {
+            return Ok(Begun::Done(outcome));
+        }
         let transfer_timeout = request.timeout.unwrap_or(config.settings.transfer_timeout);
         let limit = match script_timeout_s {
             0 => transfer_timeout,
@@ -187,28 +277,29 @@ pub fn start_async(args: CallArgs, script_timeout_s: u32) -> AsyncStart {
                 "max async transfers ({}) in flight, running blocking",
                 config.max_async_transfers
             );
-            return run_blocking(worker, &request).map(Begun::Done);
+            return run_blocking(worker, &request, slot.as_ref()).map(Begun::Done);
         }
         let ticket = enter_gate(worker, &request)?;
         Ok(match worker.client.start(&request) {
             Started::Finished(outcome) => {
                 leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
-                Begun::Done(outcome)
+                Begun::Done(settle(worker, slot.as_ref(), outcome))
             }
             Started::Running(transfer) => {
                 worker.async_in_flight += 1;
-                Begun::Running(transfer, ticket, limit)
+                Begun::Running(transfer, ticket, slot, limit)
             }
         })
     });
     match result {
-        Ok(Ok(Begun::Running(transfer, ticket, limit))) => {
+        Ok(Ok(Begun::Running(transfer, ticket, slot, limit))) => {
             let limit_s = u32::try_from(limit.as_millis().div_ceil(1000)).unwrap_or(u32::MAX);
             AsyncStart::Running(
                 Box::new(AsyncCall {
                     transfer,
                     outputs: args.outputs,
                     ticket,
+                    slot,
                 }),
                 limit_s,
             )
@@ -251,14 +342,17 @@ pub fn time_out_async(call: &mut AsyncCall, msg: *mut c_void) -> i32 {
     end_async(call, outcome, msg)
 }
 
-fn end_async(call: &mut AsyncCall, mut outcome: Outcome, msg: *mut c_void) -> i32 {
+fn end_async(call: &mut AsyncCall, outcome: Outcome, msg: *mut c_void) -> i32 {
     let ticket = call.ticket.take();
-    let head = std::mem::take(&mut outcome.head);
-    let _ = with_worker(|w| {
+    let slot = call.slot.take();
+    let outcome = with_worker(|w| {
         w.async_in_flight = w.async_in_flight.saturating_sub(1);
         leave_gate(w, ticket, false);
-        w.last_head = Some(head);
+        settle(w, slot.as_ref(), outcome)
     });
+    let Ok(outcome) = outcome else {
+        return ResultCode::InternalError.code();
+    };
     let outputs = &mut call.outputs;
     for var in [
         &mut outputs.body,

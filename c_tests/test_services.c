@@ -1,0 +1,180 @@
+/*
+ * Named services (name://path): base URL, default headers, bearer and basic credentials,
+ * millisecond limits, default method, unknown names; and a service's response cache (the
+ * server counts requests to tell a hit from a miss), blocking and async.
+ * usage: test_services module.so services.cfg
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static int port;
+static hvar body, code;
+static int async_rc, async_done;
+
+static void resumed(int rc, void *arg)
+{
+	(void)arg;
+	async_rc = rc;
+	async_done++;
+}
+
+static int get(const char *u)
+{
+	hvar_reset(&body);
+	hvar_reset(&code);
+	return H_CALL("rest_get", A_STR(u), A_VAR(&body), A_NONE, A_VAR(&code));
+}
+
+static int served(void)
+{
+	char *json = h_http_get(port, "/stats");
+	int n = h_json_int(json, "requests");
+	free(json);
+	return n;
+}
+
+static int has_header(const char *name, const char *value)
+{
+	char needle[256];
+	snprintf(needle, sizeof needle, "[\"%s\", \"%s\"]", name, value);
+	return body.is_set && strstr(body.s, needle) != NULL;
+}
+
+static void define_services(void)
+{
+	char spec[512];
+	snprintf(spec, sizeof spec, "name=api; url=http://127.0.0.1:%d/; header=X-Auth-Token: tok123; "
+		 "header=X-Team: 7; auth=bearer:sekret-token; timeout_ms=500; method=PATCH", port);
+	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	snprintf(spec, sizeof spec, "name=basic; url=http://127.0.0.1:%d; auth=basic:user:p4ss", port);
+	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	snprintf(spec, sizeof spec, "name=cached; url=http://127.0.0.1:%d/; cache_ttl=1; cache_entries=10", port);
+	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	/* Refused at startup: a duplicate name and a bad definition. */
+	CHECK_INT(h_modparam("service", 1, spec, 0), -1);
+	CHECK_INT(h_modparam("service", 1, "name=bad; url=http://h/; auth=token:sekret-token", 0), -1);
+}
+
+static void test_services(void)
+{
+	CHECK_INT(get("api://echo?q=1"), 1);
+	CHECK(body.is_set && strstr(body.s, "\"path\": \"/echo?q=1\""));
+	CHECK(has_header("X-Auth-Token", "tok123") && has_header("X-Team", "7"));
+	CHECK(has_header("Authorization", "Bearer sekret-token"));
+
+	/* The script's header wins over the service's of the same name. */
+	CHECK_INT(H_CALL("rest_append_hf", A_STR("x-auth-token: mine")), 1);
+	CHECK_INT(get("api://echo"), 1);
+	CHECK(has_header("x-auth-token", "mine") && !has_header("X-Auth-Token", "tok123"));
+	CHECK(has_header("X-Team", "7"));
+
+	/* rest_request without a method: the service's default method. */
+	hvar_reset(&body);
+	CHECK_INT(H_CALL("rest_request", A_STR(""), A_STR("api://echo"), A_STR("{}"), A_STR("application/json"),
+			 A_VAR(&body)), 1);
+	CHECK(body.is_set && strstr(body.s, "\"method\": \"PATCH\""));
+
+	CHECK_INT(get("basic://echo"), 1);
+	CHECK(has_header("Authorization", "Basic dXNlcjpwNHNz"));
+
+	/* The service's limit (500 ms), then a per-call one (200 ms) that wins. */
+	long long t0 = h_now_us();
+	CHECK_INT(get("api://stall-headers"), -3);
+	long long ms = (h_now_us() - t0) / 1000;
+	CHECK(ms >= 450 && ms < 1000);
+	CHECK_INT(H_CALL("rest_timeout", A_INT(200)), 1);
+	t0 = h_now_us();
+	CHECK_INT(get("api://stall-headers"), -3);
+	ms = (h_now_us() - t0) / 1000;
+	CHECK(ms >= 150 && ms < 450);
+
+	/* Async through a service. */
+	hvar_reset(&body);
+	async_done = 0;
+	H_ASYNC("rest_get", 0, resumed, NULL, A_STR("api://echo"), A_VAR(&body));
+	h_reactor_run(3000);
+	CHECK_INT(async_done, 1);
+	CHECK_INT(async_rc, 1);
+	CHECK(has_header("Authorization", "Bearer sekret-token"));
+
+	CHECK_INT(get("nosuch://echo"), -10);
+	CHECK(!body.is_set);
+	/* Credentials stay out of the logs, even when the transfer fails. */
+	CHECK_INT(get("other://x"), -1);
+}
+
+static void test_cache(void)
+{
+	free(h_http_get(port, "/stats/reset"));
+	CHECK_INT(get("cached://echo?x=1"), 1);
+	char first[4096];
+	snprintf(first, sizeof first, "%s", body.s);
+	CHECK_INT(get("cached://echo?x=1"), 1);
+	CHECK_INT(served(), 1);
+	CHECK_STR(&body, first);
+	CHECK_INT(code.ri, 200);
+	/* The cached answer also fills the response headers. */
+	hvar out = { 0 };
+	CHECK_INT(H_CALL("rest_response_header", A_STR("content-type"), A_VAR(&out)), 1);
+	CHECK_STR(&out, "application/json");
+	hvar_reset(&out);
+
+	/* Async: a hit runs the resume route at once, never waiting. */
+	hvar_reset(&body);
+	async_done = 0;
+	CHECK_INT(H_ASYNC("rest_get", 0, resumed, NULL, A_STR("cached://echo?x=1"), A_VAR(&body)), 1);
+	CHECK_INT(async_done, 1);
+	CHECK_INT(async_rc, 1);
+	CHECK_STR(&body, first);
+	CHECK_INT(served(), 1);
+
+	/* Other URL, other appended headers, non-2xx answers and other methods: not hits. */
+	CHECK_INT(get("cached://echo?x=2"), 1);
+	CHECK_INT(served(), 2);
+	CHECK_INT(H_CALL("rest_append_hf", A_STR("X-Variant: b")), 1);
+	CHECK_INT(get("cached://echo?x=1"), 1);
+	CHECK_INT(served(), 3);
+	CHECK_INT(get("cached://status/404"), 1);
+	CHECK_INT(get("cached://status/404"), 1);
+	CHECK_INT(served(), 5);
+	hvar_reset(&body);
+	CHECK_INT(H_CALL("rest_post", A_STR("cached://echo?x=1"), A_STR("a"), A_NONE, A_VAR(&body)), 1);
+	CHECK_INT(served(), 6);
+	/* An async miss is stored when it completes. */
+	async_done = 0;
+	H_ASYNC("rest_get", 0, resumed, NULL, A_STR("cached://echo?x=3"), A_VAR(&body));
+	h_reactor_run(3000);
+	CHECK_INT(get("cached://echo?x=3"), 1);
+	CHECK_INT(served(), 7);
+
+	/* Expired after cache_ttl (1 s). */
+	usleep(1100 * 1000);
+	CHECK_INT(get("cached://echo?x=1"), 1);
+	CHECK_INT(served(), 8);
+
+	/* A service without a cache always asks. */
+	CHECK_INT(get("api://echo"), 1);
+	CHECK_INT(get("api://echo"), 1);
+	CHECK_INT(served(), 10);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3)
+		return 2;
+	h_load(argv[1]);
+	CHECK_INT(h_load_cfg(argv[2]), 0);
+	port = h_start_server(NULL);
+	define_services();
+	CHECK_INT(h_mod_init(), 0);
+	CHECK_INT(h_child_init(1), 0);
+	test_services();
+	test_cache();
+	CHECK_INT(h_resumed_twice(), 0);
+	return h_finish();
+}

@@ -1,0 +1,251 @@
+//! Named services: a base URL with default headers, credentials, limits, a default method and
+//! an optional response cache, addressed from scripts as `name://path`.
+//!
+//! Defined by a text of `key=value` items separated by `;` (write `\;` for a `;` inside a
+//! value): `name=crossbar; url=http://10.0.0.5:8000/v2/; header=Accept: application/json;
+//! auth=bearer:TOKEN; connect_timeout_ms=500; timeout_ms=2000; method=GET; cache_ttl=30`.
+
+use std::time::Duration;
+
+use super::request::Method;
+
+/// Credentials a service sends. Never printed: there is no `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    Basic { user: String, password: String },
+    Bearer(String),
+}
+
+/// Bounds of a service's per-process response cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheLimits {
+    pub ttl: Duration,
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+/// One service.
+#[derive(Clone)]
+pub struct Service {
+    pub name: String,
+    pub base_url: String,
+    /// Header lines sent with every request, unless the script appends one of the same name.
+    pub headers: Vec<String>,
+    pub auth: Option<Auth>,
+    pub connect_timeout: Option<Duration>,
+    pub timeout: Option<Duration>,
+    /// Method of `rest_request` calls that name none.
+    pub method: Option<Method>,
+    pub cache: Option<CacheLimits>,
+}
+
+/// Splits `name://path` when `name` is not `http` or `https`.
+pub fn service_reference(url: &str) -> Option<(&str, &str)> {
+    let (scheme, path) = url.split_once("://")?;
+    let plain = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    (!plain).then_some((scheme, path))
+}
+
+fn millis(key: &str, value: &str) -> Result<Duration, String> {
+    match value.parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        _ => Err(format!("{key} must be a positive number of milliseconds")),
+    }
+}
+
+fn count(key: &str, value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .map_err(|_| format!("{key} must be a number"))
+}
+
+/// The `;`-separated items of a definition, with `\;` unescaped.
+fn items(spec: &str) -> Vec<String> {
+    let mut items = vec![String::new()];
+    let mut chars = spec.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&';') => {
+                items.last_mut().expect("never empty").push(';');
+                chars.next();
+            }
+            ';' => items.push(String::new()),
+            c => items.last_mut().expect("never empty").push(c),
+        }
+    }
+    items
+}
+
+impl Service {
+    /// Parses a definition; the error says which item is wrong (credentials are not quoted).
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut service = Service {
+            name: String::new(),
+            base_url: String::new(),
+            headers: Vec::new(),
+            auth: None,
+            connect_timeout: None,
+            timeout: None,
+            method: None,
+            cache: None,
+        };
+        let mut cache_ttl = None;
+        let mut limits = CacheLimits {
+            ttl: Duration::ZERO,
+            max_entries: 1000,
+            max_bytes: 1 << 20,
+        };
+        for item in items(spec) {
+            let item = item.trim();
+            if item.is_empty() {
+                continue;
+            }
+            let (key, value) = item
+                .split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(|| {
+                    format!(
+                        "'{}' is not key=value",
+                        item.split(':').next().unwrap_or("")
+                    )
+                })?;
+            match key {
+                "name" => service.name = value.to_string(),
+                "url" => service.base_url = value.to_string(),
+                "header" => {
+                    if !value.contains(':') || value.contains(['\r', '\n']) {
+                        return Err("header must be one 'Name: value' line".into());
+                    }
+                    service.headers.push(value.to_string());
+                }
+                "auth" => {
+                    service.auth = Some(match value.split_once(':') {
+                        Some(("bearer", token)) if !token.is_empty() => Auth::Bearer(token.into()),
+                        Some(("basic", credentials)) => {
+                            let (user, password) = credentials
+                                .split_once(':')
+                                .ok_or("auth=basic needs basic:user:password")?;
+                            Auth::Basic {
+                                user: user.into(),
+                                password: password.into(),
+                            }
+                        }
+                        _ => return Err("auth must be bearer:TOKEN or basic:user:password".into()),
+                    })
+                }
+                "connect_timeout_ms" => service.connect_timeout = Some(millis(key, value)?),
+                "timeout_ms" => service.timeout = Some(millis(key, value)?),
+                "method" => {
+                    service.method = Some(
+                        Method::parse(value.as_bytes())
+                            .ok_or(format!("invalid method '{value}'"))?,
+                    )
+                }
+                "cache_ttl" => cache_ttl = Some(count(key, value)?),
+                "cache_entries" => limits.max_entries = count(key, value)?,
+                "cache_bytes" => limits.max_bytes = count(key, value)?,
+                other => return Err(format!("unknown item '{other}'")),
+            }
+        }
+        let valid_name = !service.name.is_empty()
+            && service
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && service_reference(&format!("{}://", service.name)).is_some();
+        if !valid_name {
+            return Err(format!(
+                "name '{}' must be letters, digits, '+', '-' or '.', other than http/https",
+                service.name
+            ));
+        }
+        if !(service.base_url.starts_with("http://") || service.base_url.starts_with("https://")) {
+            return Err(format!(
+                "service {}: url must start with http:// or https://",
+                service.name
+            ));
+        }
+        if let Some(ttl) = cache_ttl.filter(|&ttl| ttl > 0) {
+            limits.ttl = Duration::from_secs(ttl as u64);
+            service.cache = Some(limits);
+        }
+        Ok(service)
+    }
+
+    /// The URL of `path` (the part after `name://`) on this service.
+    pub fn url(&self, path: &str) -> String {
+        match (self.base_url.ends_with('/'), path.starts_with('/')) {
+            (true, true) => format!("{}{}", self.base_url, &path[1..]),
+            (false, false) if !path.is_empty() => format!("{}/{path}", self.base_url),
+            _ => format!("{}{path}", self.base_url),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_definition() {
+        let s = Service::parse(
+            "name=crossbar; url=http://127.0.0.1:8000/v2/; header=Accept: a/b\\; q=1; \
+             header=X-Team: 7; auth=basic:u:p:w; connect_timeout_ms=250; timeout_ms=1500; \
+             method=PATCH; cache_ttl=30; cache_entries=5; cache_bytes=100",
+        )
+        .unwrap();
+        assert_eq!(s.name, "crossbar");
+        assert_eq!(s.headers, ["Accept: a/b; q=1", "X-Team: 7"]);
+        assert!(
+            s.auth
+                == Some(Auth::Basic {
+                    user: "u".into(),
+                    password: "p:w".into()
+                })
+        );
+        assert_eq!(s.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(s.method, Some(Method::Patch));
+        assert_eq!(
+            s.cache,
+            Some(CacheLimits {
+                ttl: Duration::from_secs(30),
+                max_entries: 5,
+                max_bytes: 100
+            })
+        );
+        assert_eq!(s.url("accounts/1"), "http://127.0.0.1:8000/v2/accounts/1");
+        assert_eq!(s.url("/accounts/1"), "http://127.0.0.1:8000/v2/accounts/1");
+    }
+
+    #[test]
+    fn refuses_bad_definitions_without_quoting_secrets() {
+        for (spec, error) in [
+            ("url=http://h/", "name ''"),
+            ("name=http; url=http://h/", "name 'http'"),
+            ("name=a; url=ftp://h/", "url must start"),
+            ("name=a; url=http://h/; auth=token:secret", "auth must be"),
+            ("name=a; url=http://h/; timeout_ms=0", "timeout_ms"),
+            (
+                "name=a; url=http://h/; colour=blue",
+                "unknown item 'colour'",
+            ),
+            (
+                "name=a; url=http://h/; bearer:secret",
+                "'bearer' is not key=value",
+            ),
+        ] {
+            let e = Service::parse(spec).err().unwrap();
+            assert!(e.contains(error) && !e.contains("secret"), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn service_references() {
+        assert_eq!(
+            service_reference("crossbar://v2/x"),
+            Some(("crossbar", "v2/x"))
+        );
+        assert_eq!(service_reference("HTTPS://h/"), None);
+        assert_eq!(service_reference("no-scheme"), None);
+    }
+}

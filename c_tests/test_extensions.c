@@ -87,8 +87,20 @@ static void test_methods(void)
 	CHECK_STR(&out, "100");
 
 	CHECK_INT(request("GET /x", "/echo", NULL), -10);
-	CHECK_INT(request("", "/echo", NULL), -10);
 	CHECK(!body.is_set);
+	/* No method: GET (or the service's default method). */
+	CHECK_INT(request("", "/echo", NULL), 1);
+	CHECK(body.is_set && strstr(body.s, "\"method\": \"GET\""));
+
+	/* A content type cannot smuggle header lines, and it replaces an appended one. */
+	reset();
+	CHECK_INT(H_CALL("rest_post", A_STR(url("/echo")), A_STR("x"), A_STR("text/plain\r\nX-Injected: 1"),
+			 A_VAR(&body)), -10);
+	CHECK(!body.is_set);
+	CHECK_INT(H_CALL("rest_append_hf", A_STR("Content-Type: text/csv")), 1);
+	CHECK_INT(H_CALL("rest_post", A_STR(url("/echo")), A_STR("x"), A_STR("text/plain"), A_VAR(&body)), 1);
+	CHECK(body.is_set && strstr(body.s, "[\"Content-Type\", \"text/plain\"]") &&
+	      !strstr(body.s, "text/csv"));
 
 	long long ms;
 	CHECK_INT(async_request("PATCH", "/echo", &ms), 1);

@@ -169,9 +169,15 @@ fn named_services_with_credentials_and_a_response_cache() {
     let output = run("test_services", Some("services.cfg"), &[], &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success() && stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(
+        output.status.success() && stdout.contains(" passed, 0 failed"),
+        "{stdout}"
+    );
     assert!(stderr.contains("unknown service 'nosuch'"), "{stderr}");
     for secret in ["sekret", "p4ss", "dXNlcjpwNHNz"] {
-        assert!(!stderr.contains(secret), "a credential reached the log: {stderr}");
+        assert!(
+            !stderr.contains(secret),
+            "a credential reached the log: {stderr}"
+        );
     }
 }

@@ -8,7 +8,7 @@ use super::async_transfer::{AsyncTransfer, Started};
 use super::collector::Collector;
 use super::curl_raw::{CurlShare, request_sent};
 use super::redact_url;
-use super::request::{KeyMaterial, Method, Request};
+use super::request::{KeyMaterial, Method, Request, header_name_is};
 use super::response_head::ResponseHead;
 use super::result_code::ResultCode;
 use super::service::Auth;
@@ -121,9 +121,14 @@ pub(super) fn configure(
             KeyMaterial::Pem(pem) => easy.ssl_key_blob(pem)?,
         }
     }
+    let own_type =
+        request.sends_body() && request.content_type.as_ref().is_some_and(|c| !c.is_empty());
     let mut headers = List::new();
     for line in &request.headers {
-        headers.append(line)?;
+        // The request's own Content-Type replaces one appended by the script.
+        if !(own_type && header_name_is(line, "Content-Type")) {
+            headers.append(line)?;
+        }
     }
     match &request.auth {
         Some(Auth::Basic { user, password }) => {

@@ -92,6 +92,12 @@ pub struct ClientCert {
     pub private_key: KeyMaterial,
 }
 
+/// Whether the header line `line` has the name `name` (ASCII case-insensitive).
+pub fn header_name_is(line: &str, name: &str) -> bool {
+    line.split_once(':')
+        .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+}
+
 /// One HTTP transfer. (No `Debug`: it may carry credentials.)
 #[derive(Clone)]
 pub struct Request {
@@ -143,10 +149,7 @@ impl Request {
 
     /// Whether an extra header of this name (case-insensitive) is present.
     pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|line| {
-            line.split_once(':')
-                .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        })
+        self.headers.iter().any(|line| header_name_is(line, name))
     }
 }
 

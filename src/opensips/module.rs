@@ -118,7 +118,7 @@ impl ModuleParams {
             "connection_timeout",
             self.connection_timeout,
         )?;
-        if connection_timeout > curl_timeout {
+        if curl_timeout > 0 && connection_timeout > curl_timeout {
             warn!(
                 "connection_timeout ({connection_timeout} ms) is greater than curl_timeout \
                  ({curl_timeout} ms), using {curl_timeout} ms"

@@ -86,9 +86,14 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>),
     let mut request = Request::new(method, url);
     // An omitted body (rest_delete, rest_request) is an empty one.
     request.body = args.body.unwrap_or_default().to_vec();
-    request.content_type = args
-        .content_type
-        .map(|c| String::from_utf8_lossy(trim_http_whitespace(c)).into_owned());
+    request.content_type = match args.content_type.map(trim_http_whitespace) {
+        Some(ctype) if ctype.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) => {
+            return Err(invalid(
+                "the content type must not contain CR, LF or NUL bytes",
+            ));
+        }
+        ctype => ctype.map(|c| String::from_utf8_lossy(c).into_owned()),
+    };
     request.want_content_type = args.outputs.content_type.is_some();
     if let Some(service) = service {
         request.auth = service.auth.clone();
@@ -114,7 +119,7 @@ fn prepare(
         let defaults: Vec<String> = service
             .headers
             .iter()
-            .filter(|line| !request.has_header(line.split(':').next().unwrap_or_default().trim()))
+            .filter(|line| !request.has_header(line.split(':').next().unwrap_or_default()))
             .cloned()
             .collect();
         request.headers.splice(0..0, defaults);

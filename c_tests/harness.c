@@ -325,6 +325,14 @@ int h_mod_init(void) { return mod->init_f ? mod->init_f() : 0; }
 
 int h_child_init(int rank) { return mod->init_child_f ? mod->init_child_f(rank) : 0; }
 
+void h_start_as_worker(const char *so_path, const char *cfg_path)
+{
+	h_load(so_path);
+	CHECK_INT(h_load_cfg(cfg_path), 0);
+	CHECK_INT(h_mod_init(), 0);
+	CHECK_INT(h_child_init(1), 0);
+}
+
 /* ------------------------------------------------------------------------------------------
  * Calls. */
 

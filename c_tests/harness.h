@@ -55,6 +55,9 @@ int h_load_cfg(const char *cfg_path);
 int h_modparam(const char *name, int is_str, const char *value, int ivalue);
 int h_mod_init(void);
 int h_child_init(int rank);
+/* The usual start of a test: load, cfg, mod_init and child_init(1) in this process (a failed
+ * step is a failed check). */
+void h_start_as_worker(const char *so_path, const char *cfg_path);
 
 /* Calls a script function by name with the core's conventions. */
 int h_call(const char *name, int argc, const h_arg *args);

@@ -191,10 +191,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 3)
 		return 2;
-	h_load(argv[1]);
-	CHECK_INT(h_load_cfg(argv[2]), 0);
-	CHECK_INT(h_mod_init(), 0);
-	CHECK_INT(h_child_init(1), 0);
+	h_start_as_worker(argv[1], argv[2]);
 	port = h_start_server(NULL);
 	test_methods();
 	test_response_headers();

@@ -14,10 +14,7 @@ int main(int argc, char **argv)
 	if (argc < 4)
 		return 2;
 	int http10 = strcmp(argv[3], "1.0") == 0;
-	h_load(argv[1]);
-	CHECK_INT(h_load_cfg(argv[2]), 0);
-	CHECK_INT(h_mod_init(), 0);
-	CHECK_INT(h_child_init(1), 0);
+	h_start_as_worker(argv[1], argv[2]);
 	int port = h_start_server(NULL);
 
 	/* libcurl 7.88 asks for 100-continue above 1 MiB. */

@@ -24,10 +24,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 3)
 		return 2;
-	h_load(argv[1]);
-	CHECK_INT(h_load_cfg(argv[2]), 0);
-	CHECK_INT(h_mod_init(), 0);
-	CHECK_INT(h_child_init(1), 0);
+	h_start_as_worker(argv[1], argv[2]);
 
 	check_eval("escape", "a b/&=\xc3\xbc~._-", 0, "a%20b%2F%26%3D%C3%BC~._-");
 	check_eval("unescape", "a%20b%2F%26%3D%C3%BC~._-", 0, "a b/&=\xc3\xbc~._-");

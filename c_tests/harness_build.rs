@@ -38,8 +38,9 @@ pub fn module_path() -> PathBuf {
     .clone()
 }
 
-/// Compiles `c_tests/<name>.c` with the harness, once per test run (tests run in parallel).
-pub fn build(name: &str) -> PathBuf {
+/// Compiles `c_tests/<name>.c` with the harness (and `libs`, e.g. `-lcurl`), once per run
+/// (tests run in parallel).
+pub fn build(name: &str, libs: &[&str]) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let out_dir = module_path().parent().unwrap().join("c_tests");
@@ -70,6 +71,7 @@ pub fn build(name: &str) -> PathBuf {
         .arg("-o")
         .arg(&exe)
         .args(["-ldl", "-lpthread"])
+        .args(libs)
         .status()
         .expect("run cc");
     assert!(status.success(), "compiling {name}.c failed");

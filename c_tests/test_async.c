@@ -187,6 +187,16 @@ static void test_many_in_flight(int failfast)
 	async_get(&c, url("/echo"), 0);
 	h_reactor_run(3000);
 	CHECK_INT(c.rc, 1);
+
+	/* MAX_ASYNC concurrent transfers leave MAX_ASYNC kept-alive connections, and the next
+	 * round reuses every one of them (libcurl's default cache keeps only 4). */
+	free(h_http_get(port, "/stats/reset"));
+	for (int i = 0; i < MAX_ASYNC; i++)
+		async_get(&calls[i], url("/delay?ms=100"), 0);
+	CHECK_INT(h_reactor_run(3000), 0);
+	char *stats = h_http_get(port, "/stats");
+	CHECK_INT(h_json_int(stats, "connections"), 1); /* only the /stats connection is new */
+	free(stats);
 }
 
 static void test_keep_alive_and_mixing(void)

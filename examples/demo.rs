@@ -6,7 +6,7 @@
 mod harness_build;
 
 fn main() {
-    let demo = harness_build::build("demo");
+    let demo = harness_build::build("demo", &[]);
     let status = std::process::Command::new(demo)
         .current_dir(harness_build::root())
         .arg(harness_build::module_path())

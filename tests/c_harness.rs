@@ -9,7 +9,7 @@ use harness_build::{build, module_path, root};
 
 /// Runs a C test with its cfg (or none), extra arguments and extra environment.
 fn run(name: &str, cfg: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let exe = build(name);
+    let exe = build(name, &[]);
     let mut cmd = Command::new(&exe);
     cmd.current_dir(root()).arg(module_path());
     if let Some(cfg) = cfg {

@@ -75,6 +75,11 @@ impl AsyncTransfer {
         configure(&mut easy, share, settings, request).map_err(|e| e.to_string())?;
         let requests = Arc::new(Mutex::new(Requests::default()));
         let mut multi = Multi::new();
+        // The cache is the process's (in the share): the limit of idle connections it keeps
+        // is checked against the multi handle that returns a connection.
+        multi
+            .set_max_connects(settings.max_idle_connections as usize)
+            .map_err(|e| e.to_string())?;
         let from_sockets = Arc::clone(&requests);
         multi
             .socket_function(move |socket, events, _| {

@@ -90,6 +90,7 @@ pub(super) fn configure(
         .start(settings.max_body_bytes, request.want_content_type);
     share.attach(easy)?;
     easy.signal(false)?;
+    easy.max_connects(settings.max_idle_connections)?;
     easy.url(&request.url)?;
     let transfer_timeout = request.timeout.unwrap_or(settings.transfer_timeout);
     let connect_timeout = request.connect_timeout.unwrap_or(settings.connect_timeout);

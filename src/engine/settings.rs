@@ -58,6 +58,9 @@ pub struct ClientSettings {
     pub http_version: HttpVersion,
     /// Let libcurl send `Expect: 100-continue` for large bodies.
     pub expect_100: bool,
+    /// Idle kept-alive connections the process's cache keeps (libcurl's default of 4 per
+    /// handle would close most connections of concurrent async transfers).
+    pub max_idle_connections: u32,
 }
 
 impl Default for ClientSettings {
@@ -72,6 +75,7 @@ impl Default for ClientSettings {
             ca_path: None,
             http_version: HttpVersion::Any,
             expect_100: false,
+            max_idle_connections: 128,
         }
     }
 }

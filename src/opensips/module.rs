@@ -147,6 +147,7 @@ impl ModuleParams {
             ca_path: self.ssl_capath.clone(),
             http_version,
             expect_100: self.enable_expect_100 != 0,
+            max_idle_connections: (self.max_async_transfers as u32).clamp(128, 10_000) + 4,
         })
     }
 }

@@ -37,42 +37,18 @@ pub enum Started {
     Finished(Outcome),
 }
 
-/// A running transfer. Field order is drop order: the easy handle leaves the multi first.
-pub struct AsyncTransfer {
-    handle: Option<Easy2Handle<Collector>>,
+/// The reusable parts of a transfer: a multi handle with its callbacks, an easy handle and the
+/// watcher. A finished transfer gives them back to its client's pool, so a transfer costs no
+/// handle or descriptor creation once the pool is warm.
+pub(super) struct Slot {
+    easy: Easy2<Collector>,
     multi: Multi,
     requests: Arc<Mutex<Requests>>,
     watcher: Watcher,
-    method: Method,
-    url: String,
 }
 
-impl AsyncTransfer {
-    pub(super) fn start(
-        share: &CurlShare,
-        settings: &ClientSettings,
-        request: &Request,
-    ) -> Started {
-        let url = redact_url(&request.url);
-        match Self::try_start(share, settings, request) {
-            Ok(mut transfer) => match transfer.progress() {
-                Some(outcome) => Started::Finished(outcome),
-                None => Started::Running(transfer),
-            },
-            Err(e) => {
-                error!("cannot start {} {url}: {e}", request.method.name());
-                Started::Finished(Outcome::failed(ResultCode::InternalError))
-            }
-        }
-    }
-
-    fn try_start(
-        share: &CurlShare,
-        settings: &ClientSettings,
-        request: &Request,
-    ) -> Result<Self, String> {
-        let mut easy = Easy2::new(Collector::default());
-        configure(&mut easy, share, settings, request).map_err(|e| e.to_string())?;
+impl Slot {
+    pub(super) fn new(settings: &ClientSettings) -> Result<Self, String> {
         let requests = Arc::new(Mutex::new(Requests::default()));
         let mut multi = Multi::new();
         // The cache is the process's (in the share): the limit of idle connections it keeps
@@ -97,14 +73,81 @@ impl AsyncTransfer {
                 true
             })
             .map_err(|e| e.to_string())?;
-        let handle = multi.add2(easy).map_err(|e| e.to_string())?;
         Ok(Self {
-            handle: Some(handle),
+            easy: Easy2::new(Collector::default()),
             multi,
             requests,
             watcher: Watcher::new().map_err(|e| format!("epoll/timerfd: {e}"))?,
-            method: request.method,
-            url: request.url.clone(),
+        })
+    }
+}
+
+/// A running transfer. Field order is drop order: the easy handle leaves the multi first.
+pub struct AsyncTransfer {
+    handle: Option<Easy2Handle<Collector>>,
+    /// The easy handle once the transfer ended (out of the multi), for reuse.
+    finished: Option<Easy2<Collector>>,
+    multi: Multi,
+    requests: Arc<Mutex<Requests>>,
+    watcher: Watcher,
+    method: Method,
+    url: String,
+}
+
+impl AsyncTransfer {
+    /// Starts `request` on `slot`; on a setup error the slot comes back with the message.
+    pub(super) fn launch(
+        mut slot: Slot,
+        share: &CurlShare,
+        settings: &ClientSettings,
+        request: &Request,
+    ) -> Result<Self, (Slot, String)> {
+        if let Err(e) = configure(&mut slot.easy, share, settings, request) {
+            return Err((slot, e.to_string()));
+        }
+        let Slot {
+            easy,
+            multi,
+            requests,
+            watcher,
+        } = slot;
+        match multi.add2(easy) {
+            Ok(handle) => Ok(Self {
+                handle: Some(handle),
+                finished: None,
+                multi,
+                requests,
+                watcher,
+                method: request.method,
+                url: request.url.clone(),
+            }),
+            Err(e) => {
+                // add2 consumed the easy handle: the slot gets a fresh one.
+                let slot = Slot {
+                    easy: Easy2::new(Collector::default()),
+                    multi,
+                    requests,
+                    watcher,
+                };
+                Err((slot, e.to_string()))
+            }
+        }
+    }
+
+    /// Whether the transfer ended (its handles can be reused).
+    pub(super) fn ended(&self) -> bool {
+        self.handle.is_none() && self.finished.is_some()
+    }
+
+    /// The reusable parts of an ended transfer; `None` (everything dropped) if it has not ended.
+    pub(super) fn into_slot(mut self) -> Option<Slot> {
+        let easy = self.finished.take().filter(|_| self.handle.is_none())?;
+        self.watcher.reset();
+        Some(Slot {
+            easy,
+            multi: self.multi,
+            requests: self.requests,
+            watcher: self.watcher,
         })
     }
 
@@ -204,7 +247,11 @@ impl AsyncTransfer {
             return Outcome::failed(ResultCode::InternalError);
         };
         match self.multi.remove2(handle) {
-            Ok(mut easy) => finish(&mut easy, result, self.method, &self.url),
+            Ok(mut easy) => {
+                let outcome = finish(&mut easy, result, self.method, &self.url);
+                self.finished = Some(easy);
+                outcome
+            }
             Err(e) => {
                 error!("{} {}: {e}", self.method.name(), redact_url(&self.url));
                 Outcome::failed(ResultCode::InternalError)

@@ -4,7 +4,9 @@
 use curl::easy::{Easy2, List};
 use log::error;
 
-use super::async_transfer::{AsyncTransfer, Started};
+use std::os::fd::RawFd;
+
+use super::async_transfer::{AsyncTransfer, Slot, Started};
 use super::collector::Collector;
 use super::curl_raw::{CurlShare, request_sent};
 use super::redact_url;
@@ -40,9 +42,11 @@ impl Outcome {
     }
 }
 
-/// One process's client. Field order is drop order: the easy handle before the share.
+/// One process's client. Field order is drop order: easy handles before the share.
 pub struct Client {
     blocking: Easy2<Collector>,
+    /// Handles and watchers of ended async transfers, ready for the next ones.
+    idle_slots: Vec<Slot>,
     share: CurlShare,
     settings: ClientSettings,
 }
@@ -52,6 +56,7 @@ impl Client {
         let share = CurlShare::new()?;
         Ok(Self {
             blocking: Easy2::new(Collector::default()),
+            idle_slots: Vec::new(),
             share,
             settings,
         })
@@ -59,7 +64,50 @@ impl Client {
 
     /// Starts `request` without waiting for anything: see [`AsyncTransfer`].
     pub fn start(&mut self, request: &Request) -> Started {
-        AsyncTransfer::start(&self.share, &self.settings, request)
+        let slot = match self
+            .idle_slots
+            .pop()
+            .map_or_else(|| Slot::new(&self.settings), Ok)
+        {
+            Ok(slot) => slot,
+            Err(e) => {
+                error!(
+                    "cannot start {} {}: {e}",
+                    request.method.name(),
+                    redact_url(&request.url)
+                );
+                return Started::Finished(Outcome::failed(ResultCode::InternalError));
+            }
+        };
+        match AsyncTransfer::launch(slot, &self.share, &self.settings, request) {
+            Ok(mut transfer) => match transfer.progress() {
+                Some(outcome) => {
+                    self.idle_slots.extend(transfer.into_slot());
+                    Started::Finished(outcome)
+                }
+                None => Started::Running(transfer),
+            },
+            Err((slot, e)) => {
+                error!(
+                    "cannot set up {} {}: {e}",
+                    request.method.name(),
+                    redact_url(&request.url)
+                );
+                self.idle_slots.push(slot);
+                Started::Finished(Outcome::failed(ResultCode::InternalError))
+            }
+        }
+    }
+
+    /// Takes back an ended transfer's handles for reuse. `Err` holds the descriptor the host
+    /// watched when they cannot be kept: the host must close it (it is no longer ours).
+    pub fn recycle(&mut self, transfer: AsyncTransfer) -> Result<(), RawFd> {
+        if !transfer.ended() || self.idle_slots.len() >= self.settings.max_idle_connections as usize
+        {
+            return Err(transfer.into_host_fd());
+        }
+        self.idle_slots.extend(transfer.into_slot());
+        Ok(())
     }
 
     /// Runs `request` to completion, blocking the calling thread.

@@ -111,6 +111,17 @@ impl Watcher {
         }
     }
 
+    /// Forgets every socket and the timer, for the next transfer.
+    pub fn reset(&mut self) {
+        for (socket, _) in std::mem::take(&mut self.watched) {
+            // The socket may be closed already (then epoll dropped it by itself).
+            let _ = self.ctl(libc::EPOLL_CTL_DEL, socket, 0);
+        }
+        // Disarming a valid timerfd cannot fail; a stale expiry is consumed below anyway.
+        let _ = self.arm_timer(None);
+        self.clear_timer();
+    }
+
     /// Arms the timer for libcurl's next timeout (`None` disarms it). A zero delay fires at once.
     pub fn arm_timer(&self, after: Option<Duration>) -> io::Result<()> {
         let after = after.map(|d| d.max(Duration::from_nanos(1)));

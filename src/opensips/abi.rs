@@ -132,6 +132,7 @@ pub struct AsyncCtx {
 pub const ASYNC_SYNC: c_int = -7;
 pub const ASYNC_CONTINUE: c_int = -5;
 pub const ASYNC_DONE_CLOSE_FD: c_int = -3;
+pub const ASYNC_DONE: c_int = -1;
 
 /// The async context of a running acmd call.
 pub struct AsyncCtxRef(NonNull<AsyncCtx>);

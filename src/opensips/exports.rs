@@ -417,8 +417,10 @@ fn start_async_call(
     }
 }
 
-/// Runs `step` on the call behind `param`; when it yields a result the call is freed, its
-/// descriptor handed to the core to close (ASYNC_DONE_CLOSE_FD), else ASYNC_CONTINUE.
+/// Runs `step` on the call behind `param`; when it yields a result the call is freed and its
+/// handles go back to the process's pool (ASYNC_DONE: the core stops watching the descriptor)
+/// or, when they cannot, the descriptor to the core to close (ASYNC_DONE_CLOSE_FD); else
+/// ASYNC_CONTINUE.
 ///
 /// SAFETY: `param` is the `Box<AsyncCall>` pointer registered by `start_async_call` and not
 /// yet freed: the core calls the resume or timeout function until one reports an end.
@@ -440,8 +442,12 @@ unsafe fn step_async_call(
         Some(code) => {
             // SAFETY: see above; this is the end of the call, so the box is freed once.
             let call = unsafe { Box::from_raw(call.as_ptr()) };
-            let _closed_by_core = call.transfer.into_host_fd();
-            set_async_status(ASYNC_DONE_CLOSE_FD);
+            // Reused descriptor: the core only stops watching it (ASYNC_DONE); else it closes it.
+            let reused = module::with_worker(|w| w.client.recycle(call.transfer).is_ok());
+            set_async_status(match reused {
+                Ok(false) => ASYNC_DONE_CLOSE_FD,
+                Ok(true) | Err(_) => ASYNC_DONE,
+            });
             code
         }
     }

@@ -1,7 +1,9 @@
 //! Module-wide configuration (validated module parameters, set once in mod_init) and the
 //! per-process worker state (client, connection cache, pending headers), created in child_init.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -147,7 +149,7 @@ impl ModuleParams {
             ca_path: self.ssl_capath.clone(),
             http_version,
             expect_100: self.enable_expect_100 != 0,
-            max_idle_connections: (self.max_async_transfers as u32).clamp(128, 10_000) + 4,
+            max_idle_connections: (self.max_async_transfers as u32 + 4).clamp(128, 10_000),
         })
     }
 }
@@ -204,7 +206,13 @@ pub struct Worker {
     pub caches: HashMap<String, ResponseCache>,
 }
 
-static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
+thread_local! {
+    /// The worker state of this process. OpenSIPS runs scripts in one thread per process; the
+    /// state is never shared across threads (libcurl handles are not `Send`), and never
+    /// dropped at exit (a forked child may still hold its parent's copy).
+    static WORKER: ManuallyDrop<RefCell<Option<Worker>>> =
+        const { ManuallyDrop::new(RefCell::new(None)) };
+}
 
 fn new_worker() -> Result<Worker, String> {
     let config = config().ok_or("the module is not initialised (mod_init did not run)")?;
@@ -225,14 +233,18 @@ fn new_worker() -> Result<Worker, String> {
 /// State inherited through `fork()` belongs to the parent: it is forgotten, never used or
 /// freed (its sockets are the parent's).
 pub fn with_worker<R>(f: impl FnOnce(&mut Worker) -> R) -> Result<R, String> {
-    let mut slot = WORKER.lock();
-    if slot.as_ref().is_some_and(|w| w.pid != std::process::id()) {
-        std::mem::forget(slot.take());
-    }
-    if slot.is_none() {
-        *slot = Some(new_worker()?);
-    }
-    Ok(f(slot.as_mut().expect("worker just created")))
+    WORKER.with(|cell| {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| "the worker state is already in use (re-entrant call)".to_string())?;
+        if slot.as_ref().is_some_and(|w| w.pid != std::process::id()) {
+            std::mem::forget(slot.take());
+        }
+        if slot.is_none() {
+            *slot = Some(new_worker()?);
+        }
+        Ok(f(slot.as_mut().expect("worker just created")))
+    })
 }
 
 #[cfg(test)]

@@ -365,25 +365,48 @@ const fn cmd(name: &'static std::ffi::CStr, f: CmdFunction, params: [CmdParam; 9
     }
 }
 
-static CMDS: StaticTable<[CmdExport; 12]> = StaticTable([
-    cmd(c"rest_get", w_rest_get, GET_PARAMS),
-    cmd(c"rest_post", w_rest_post, SEND_PARAMS),
-    cmd(c"rest_put", w_rest_put, SEND_PARAMS),
-    cmd(c"rest_patch", w_rest_patch, SEND_PARAMS),
-    cmd(c"rest_delete", w_rest_delete, DELETE_PARAMS),
-    cmd(c"rest_request", w_rest_request, REQUEST_PARAMS),
-    cmd(c"rest_append_hf", w_rest_append_hf, ONE_STR),
-    cmd(c"rest_init_client_tls", w_rest_init_client_tls, ONE_STR),
-    cmd(c"rest_timeout", w_rest_timeout, INT_INT_OPT),
-    cmd(c"rest_response_header", w_rest_response_header, STR_VAR),
-    cmd(c"rest_response_reason", w_rest_response_reason, ONE_VAR),
-    CmdExport {
-        name: std::ptr::null(),
-        function: None,
-        params: [END; 9],
-        flags: 0,
-    },
-]);
+/// Counts the items of a macro repetition.
+macro_rules! count {
+    () => { 0 };
+    ($head:tt $($tail:tt)*) => { 1 + count!($($tail)*) };
+}
+
+/// The `cmds` and `acmds` tables from one list: the transfer functions are exported blocking
+/// and async with the same parameters, the others blocking only.
+macro_rules! function_tables {
+    (
+        transfers: [$(($name:literal, $cmd:ident, $acmd:ident, $params:ident)),* $(,)?],
+        others: [$(($other:literal, $other_cmd:ident, $other_params:ident)),* $(,)?] $(,)?
+    ) => {
+        static CMDS: StaticTable<[CmdExport; count!($($name)* $($other)*) + 1]> = StaticTable([
+            $(cmd($name, $cmd, $params),)*
+            $(cmd($other, $other_cmd, $other_params),)*
+            CmdExport { name: std::ptr::null(), function: None, params: [END; 9], flags: 0 },
+        ]);
+        static ACMDS: StaticTable<[AcmdExport; count!($($name)*) + 1]> = StaticTable([
+            $(acmd($name, $acmd, $params),)*
+            AcmdExport { name: std::ptr::null(), function: None, params: [END; 9] },
+        ]);
+    };
+}
+
+function_tables! {
+    transfers: [
+        (c"rest_get", w_rest_get, a_rest_get, GET_PARAMS),
+        (c"rest_post", w_rest_post, a_rest_post, SEND_PARAMS),
+        (c"rest_put", w_rest_put, a_rest_put, SEND_PARAMS),
+        (c"rest_patch", w_rest_patch, a_rest_patch, SEND_PARAMS),
+        (c"rest_delete", w_rest_delete, a_rest_delete, DELETE_PARAMS),
+        (c"rest_request", w_rest_request, a_rest_request, REQUEST_PARAMS),
+    ],
+    others: [
+        (c"rest_append_hf", w_rest_append_hf, ONE_STR),
+        (c"rest_init_client_tls", w_rest_init_client_tls, ONE_STR),
+        (c"rest_timeout", w_rest_timeout, INT_INT_OPT),
+        (c"rest_response_header", w_rest_response_header, STR_VAR),
+        (c"rest_response_reason", w_rest_response_reason, ONE_VAR),
+    ],
+}
 
 // ---------------------------------------------------------------------------------------------
 // Async script functions: `async(rest_get(...), resume_route[, seconds])` and `launch(...)`.
@@ -504,20 +527,6 @@ const fn acmd(name: &'static std::ffi::CStr, f: AcmdFunction, params: [CmdParam;
         params,
     }
 }
-
-static ACMDS: StaticTable<[AcmdExport; 7]> = StaticTable([
-    acmd(c"rest_get", a_rest_get, GET_PARAMS),
-    acmd(c"rest_post", a_rest_post, SEND_PARAMS),
-    acmd(c"rest_put", a_rest_put, SEND_PARAMS),
-    acmd(c"rest_patch", a_rest_patch, SEND_PARAMS),
-    acmd(c"rest_delete", a_rest_delete, DELETE_PARAMS),
-    acmd(c"rest_request", a_rest_request, REQUEST_PARAMS),
-    AcmdExport {
-        name: std::ptr::null(),
-        function: None,
-        params: [END; 9],
-    },
-]);
 
 // ---------------------------------------------------------------------------------------------
 // Transformations {rest.escape} / {rest.unescape}.

@@ -227,17 +227,18 @@ impl AsyncTransfer {
         self.end(Err(curl::Error::new(curl_sys::CURLE_OPERATION_TIMEDOUT)))
     }
 
-    /// Hands the watched descriptor over to the host, which closes it.
-    pub fn into_host_fd(self) -> RawFd {
+    /// Gives up the watched descriptor without closing it: the host closes it.
+    pub(super) fn release_to_host(self) {
         let Self {
             handle,
+            finished,
             multi,
             requests,
             watcher,
             ..
         } = self;
-        drop((handle, multi, requests));
-        watcher.into_host_fd()
+        drop((handle, finished, multi, requests));
+        watcher.release_to_host();
     }
 
     /// Takes the easy handle out of the multi (its connection goes back to the process's

@@ -4,8 +4,6 @@
 use curl::easy::{Easy2, List};
 use log::error;
 
-use std::os::fd::RawFd;
-
 use super::async_transfer::{AsyncTransfer, Slot, Started};
 use super::collector::Collector;
 use super::curl_raw::{CurlShare, request_sent};
@@ -99,15 +97,17 @@ impl Client {
         }
     }
 
-    /// Takes back an ended transfer's handles for reuse. `Err` holds the descriptor the host
-    /// watched when they cannot be kept: the host must close it (it is no longer ours).
-    pub fn recycle(&mut self, transfer: AsyncTransfer) -> Result<(), RawFd> {
+    /// Takes back an ended transfer's handles for reuse: true if kept (the host only stops
+    /// watching the descriptor); false if not, and then the descriptor the host watched is no
+    /// longer ours: the host must close it.
+    pub fn recycle(&mut self, transfer: AsyncTransfer) -> bool {
         if !transfer.ended() || self.idle_slots.len() >= self.settings.max_idle_connections as usize
         {
-            return Err(transfer.into_host_fd());
+            transfer.release_to_host();
+            return false;
         }
         self.idle_slots.extend(transfer.into_slot());
-        Ok(())
+        true
     }
 
     /// Runs `request` to completion, blocking the calling thread.

@@ -64,8 +64,8 @@ impl Watcher {
     }
 
     /// Gives up ownership of the descriptor (the host closes it); the timer is closed here.
-    pub fn into_host_fd(self) -> RawFd {
-        self.epoll.into_raw_fd()
+    pub fn release_to_host(self) {
+        let _host_closes_it = self.epoll.into_raw_fd();
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32) -> io::Result<()> {

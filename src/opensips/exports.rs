@@ -466,7 +466,7 @@ unsafe fn step_async_call(
             // SAFETY: see above; this is the end of the call, so the box is freed once.
             let call = unsafe { Box::from_raw(call.as_ptr()) };
             // Reused descriptor: the core only stops watching it (ASYNC_DONE); else it closes it.
-            let reused = module::with_worker(|w| w.client.recycle(call.transfer).is_ok());
+            let reused = module::with_worker(|w| w.client.recycle(call.transfer));
             set_async_status(match reused {
                 Ok(false) => ASYNC_DONE_CLOSE_FD,
                 Ok(true) | Err(_) => ASYNC_DONE,

@@ -60,17 +60,18 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>),
         .and_then(|u| String::from_utf8(u.to_vec()).ok())
         .filter(|u| !u.is_empty() && !u.contains('\0'))
         .ok_or_else(|| invalid("missing, empty or invalid URL"))?;
-    let service = match service_reference(&url) {
-        Some((name, _)) => Some(
-            config()
+    let (service, url) = match service_reference(&url) {
+        Some((name, path)) => {
+            let service = config()
                 .and_then(|c| {
                     c.services
                         .iter()
                         .find(|s| s.name.eq_ignore_ascii_case(name))
                 })
-                .ok_or_else(|| invalid(&format!("unknown service '{name}' in URL")))?,
-        ),
-        None => None,
+                .ok_or_else(|| invalid(&format!("unknown service '{name}' in URL")))?;
+            (Some(service), service.url(path))
+        }
+        None => (None, url),
     };
     let method = match args.method {
         MethodArg::Fixed(method) => method,
@@ -78,10 +79,6 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>),
         MethodArg::Named(name) => name
             .and_then(Method::parse)
             .ok_or_else(|| invalid("rest_request: invalid method name"))?,
-    };
-    let url = match (service, service_reference(&url)) {
-        (Some(service), Some((_, path))) => service.url(path),
-        _ => url,
     };
     let mut request = Request::new(method, url);
     // An omitted body (rest_delete, rest_request) is an empty one.

@@ -428,29 +428,48 @@ int h_call(const char *name, int argc, const h_arg *args)
 
 #define ASYNC_NO_IO (-8)
 #define ASYNC_SYNC (-7)
+#define ASYNC_NO_FD (-6)
 #define ASYNC_CONTINUE (-5)
-#define ASYNC_CHANGE_FD (-4)
-#define ASYNC_DONE_CLOSE_FD (-3)
-#define ASYNC_DONE_NO_IO (-2)
 #define ASYNC_DONE (-1)
+#define ASYNC_FD_NONE (-1)
 
+/* A call launched with ASYNC_NO_FD: the module resumes it through async_script_resume_f. */
 struct pending_call {
-	int fd;
 	async_ctx ctx;
-	long long deadline_s; /* 0 = no timeout */
 	h_resume_route route;
 	void *arg;
 	int resumed;
 };
 
+/* A descriptor registered with register_async_fd: f(fd, param) on each read readiness. */
+struct fd_watch {
+	int fd;
+	int (*f)(int fd, void *param);
+	void *param;
+};
+
 #define MAX_PENDING 4096
+#define MAX_WATCHES 16
 static struct pending_call *pending[MAX_PENDING];
-static int pending_count, resumed_twice, reactor_fd = -1;
+static struct fd_watch watches[MAX_WATCHES];
+static int pending_count, watch_count, resumed_twice, reactor_fd = -1;
+static pid_t reactor_pid;
 static char fake_resume_msg[1024]; /* tm's faked request, rebuilt for the resume */
 
 int h_resumed_twice(void) { return resumed_twice; }
+int h_reactor_watches(void) { return watch_count; }
 
-static long long ticks(void) { return h_now_us() / 1000000; }
+/* Each process has its own reactor (OpenSIPS builds it after forking the worker). */
+static int reactor(void)
+{
+	if (reactor_fd < 0 || reactor_pid != getpid()) {
+		reactor_fd = epoll_create1(EPOLL_CLOEXEC);
+		reactor_pid = getpid();
+		watch_count = 0;
+		pending_count = 0;
+	}
+	return reactor_fd;
+}
 
 static void run_route(struct pending_call *c, int rc)
 {
@@ -469,27 +488,37 @@ static void forget(struct pending_call *c)
 	free(c);
 }
 
-static int watch(int fd)
+int register_async_fd(int fd, int (*f)(int, void *), void *param)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
-	return epoll_ctl(reactor_fd, EPOLL_CTL_ADD, fd, &ev);
+	if (watch_count == MAX_WATCHES || epoll_ctl(reactor(), EPOLL_CTL_ADD, fd, &ev))
+		return -1;
+	watches[watch_count++] = (struct fd_watch){ fd, f, param };
+	return 0;
 }
 
-/* tm's sync mode: resume in a loop with no polling in between, then the route. */
-static void run_sync(struct pending_call *c)
+/* tm's t_resume_async for a call without a descriptor: the resume function, then the route
+ * unless it reports ASYNC_CONTINUE. */
+static int resume_without_fd(int fd, void *param, int was_timeout)
 {
-	int rc;
-	do {
+	(void)was_timeout;
+	for (int i = 0; i < pending_count; i++) {
+		struct pending_call *c = pending[i];
+		if (&c->ctx != param)
+			continue;
 		async_status = ASYNC_DONE;
-		rc = c->ctx.resume_f(c->fd, fake_resume_msg, c->ctx.resume_param);
-		if (async_status == ASYNC_CHANGE_FD)
-			c->fd = rc;
-		else if (async_status == ASYNC_DONE_CLOSE_FD)
-			close(c->fd);
-	} while (async_status == ASYNC_CONTINUE || async_status == ASYNC_CHANGE_FD);
-	run_route(c, rc);
-	forget(c);
+		int rc = c->ctx.resume_f(fd, fake_resume_msg, c->ctx.resume_param);
+		if (async_status != ASYNC_CONTINUE) {
+			run_route(c, rc);
+			forget(c);
+		}
+		return 0;
+	}
+	fprintf(stderr, "FAIL harness: resume of a context that is not pending (%p)\n", param);
+	failed++;
+	return -1;
 }
+int (*async_script_resume_f)(int fd, void *param, int was_timeout) = resume_without_fd;
 
 int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route route, void *arg,
 		 int argc, const h_arg *args)
@@ -508,21 +537,26 @@ int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route 
 	c->route = route;
 	c->arg = arg;
 	c->ctx.timeout_s = (unsigned)timeout_s;
+	reactor();
 	async_status = ASYNC_NO_IO;
 	int rc = acmd->function(fake_msg, &c->ctx, a.p[0], a.p[1], a.p[2], a.p[3], a.p[4], a.p[5],
 				a.p[6], a.p[7]);
 	free_args(&a);
-	if (async_status < 0) {
+	if (async_status != ASYNC_NO_FD) {
 		/* NO_IO, SYNC or an error: the resume route runs now with the function's code. */
 		if (async_status != ASYNC_NO_IO && async_status != ASYNC_SYNC)
 			fprintf(stderr, "harness: async start returned status %d\n", async_status);
+		if (async_status >= 0) {
+			fprintf(stderr, "FAIL harness: %s launched with fd %d, not ASYNC_NO_FD\n", name,
+				async_status);
+			failed++;
+		}
 		route(rc, arg);
 		free(c);
 		return 1;
 	}
-	c->fd = async_status;
-	if (!c->ctx.resume_f || !c->ctx.timeout_f) {
-		fprintf(stderr, "FAIL harness: %s started I/O without resume/timeout functions\n", name);
+	if (!c->ctx.resume_f) {
+		fprintf(stderr, "FAIL harness: %s launched without a resume function\n", name);
 		failed++;
 	}
 	if (pending_count == MAX_PENDING) {
@@ -531,90 +565,49 @@ int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route 
 	}
 	pending[pending_count++] = c;
 	if (sync_mode) {
-		run_sync(c);
-		return 1;
-	}
-	/* The module's limit wins when the script gave none or a larger one. */
-	unsigned limit = (unsigned)timeout_s;
-	if (c->ctx.timeout_s && (!limit || c->ctx.timeout_s < limit))
-		limit = c->ctx.timeout_s;
-	c->deadline_s = limit ? ticks() + limit : 0;
-	if (reactor_fd < 0)
-		reactor_fd = epoll_create1(EPOLL_CLOEXEC);
-	if (watch(c->fd)) {
-		perror("harness: reactor add");
-		run_sync(c);
+		/* tm's sync mode: the resume function in a loop with no polling in between. */
+		do {
+			async_status = ASYNC_DONE;
+			rc = c->ctx.resume_f(ASYNC_FD_NONE, fake_msg, c->ctx.resume_param);
+		} while (async_status == ASYNC_CONTINUE);
+		run_route(c, rc);
+		forget(c);
 		return 1;
 	}
 	return 0;
-}
-
-/* tm's handling of what a resume or timeout function reported. */
-static void after_resume(struct pending_call *c, int rc)
-{
-	switch (async_status) {
-	case ASYNC_CONTINUE:
-		return;
-	case ASYNC_CHANGE_FD:
-		if (rc < 0 || rc == c->fd)
-			return;
-		epoll_ctl(reactor_fd, EPOLL_CTL_DEL, c->fd, NULL);
-		c->fd = rc;
-		c->deadline_s = 0; /* tm re-adds the new fd without a timeout */
-		if (watch(c->fd))
-			run_sync(c);
-		return;
-	case ASYNC_DONE_NO_IO:
-		break;
-	case ASYNC_DONE_CLOSE_FD:
-		epoll_ctl(reactor_fd, EPOLL_CTL_DEL, c->fd, NULL);
-		close(c->fd);
-		break;
-	default:
-		epoll_ctl(reactor_fd, EPOLL_CTL_DEL, c->fd, NULL);
-		break;
-	}
-	run_route(c, rc);
-	forget(c);
 }
 
 int h_reactor_run(int max_ms)
 {
 	long long end = h_now_us() + (long long)max_ms * 1000;
 	while (pending_count > 0 && h_now_us() < end) {
-		struct epoll_event events[64];
+		struct epoll_event events[MAX_WATCHES];
 		int left_ms = (int)((end - h_now_us()) / 1000);
-		int n = epoll_wait(reactor_fd, events, 64, left_ms < 1000 ? left_ms : 1000);
-		int woken[64];
-		for (int i = 0; i < n; i++) {
-			woken[i] = events[i].data.fd;
-			for (int j = 0; j < pending_count; j++) {
-				struct pending_call *c = pending[j];
-				if (c->fd != events[i].data.fd)
+		int n = epoll_wait(reactor(), events, MAX_WATCHES, left_ms < 1000 ? left_ms : 1000);
+		for (int i = 0; i < n; i++)
+			for (int j = 0; j < watch_count; j++) {
+				struct fd_watch *w = &watches[j];
+				if (w->fd != events[i].data.fd)
 					continue;
+				/* tm's async_fd_resume: anything but ASYNC_CONTINUE unregisters it. */
 				async_status = ASYNC_DONE;
-				after_resume(c, c->ctx.resume_f(c->fd, fake_resume_msg, c->ctx.resume_param));
+				w->f(w->fd, w->param);
+				if (async_status != ASYNC_CONTINUE) {
+					epoll_ctl(reactor_fd, EPOLL_CTL_DEL, w->fd, NULL);
+					watches[j] = watches[--watch_count];
+				}
 				break;
 			}
-		}
-		/* Timeouts: once, for calls without an event in this round. */
-		long long now = ticks();
-		for (int j = 0; j < pending_count; j++) {
-			struct pending_call *c = pending[j];
-			int had_event = 0;
-			for (int i = 0; i < n; i++)
-				had_event |= woken[i] == c->fd;
-			if (had_event || !c->deadline_s || now < c->deadline_s)
-				continue;
-			c->deadline_s = 0;
-			async_status = ASYNC_DONE;
-			int before = pending_count;
-			after_resume(c, c->ctx.timeout_f(c->fd, fake_resume_msg, c->ctx.resume_param));
-			if (pending_count < before)
-				j--;
-		}
 	}
 	return pending_count;
+}
+
+void h_set_message_method(int method_value)
+{
+	/* struct sip_msg: id, then first_line { type, len, method, uri, version, method_value } */
+	int request = method_value ? 1 : 0;
+	memcpy(fake_msg + 8, &request, sizeof request);
+	memcpy(fake_msg + 64, &method_value, sizeof method_value);
 }
 
 int h_transform(const char *cls, const char *spec, const char *input, char **out)

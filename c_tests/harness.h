@@ -69,15 +69,20 @@ int h_call(const char *name, int argc, const h_arg *args);
 typedef void (*h_resume_route)(int rc, void *arg);
 /* Calls an acmd like `async(name(...), route[, timeout_s])` (timeout_s 0 = none). With
  * sync_mode (a route type where async is not allowed) tm's resume loop runs at once. Returns 1
- * when the route already ran, 0 when the call waits in the reactor. */
+ * when the route already ran, 0 when the call waits for the module to resume it. */
 int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route route, void *arg,
 		 int argc, const h_arg *args);
 #define H_ASYNC(name, timeout_s, route, arg, ...) \
 	h_async_call(name, timeout_s, 0, route, arg, \
 		     (int)(sizeof((h_arg[]){__VA_ARGS__}) / sizeof(h_arg)), (h_arg[]){__VA_ARGS__})
-/* Runs the reactor (epoll, read readiness, level triggered, whole-second one-shot timeouts)
- * until no call waits or max_ms passed; returns how many still wait. */
+/* Runs the reactor (epoll, read readiness, level triggered) over the descriptors registered
+ * with register_async_fd until no call waits or max_ms passed; returns how many still wait. */
 int h_reactor_run(int max_ms);
+/* Descriptors this process's reactor watches for modules (register_async_fd). */
+int h_reactor_watches(void);
+/* Makes the message the functions get a request with this method value (4 = ACK; 0 = not a
+ * request, the default). */
+void h_set_message_method(int method_value);
 /* Calls whose resume route ran more than once (must stay 0). */
 int h_resumed_twice(void);
 

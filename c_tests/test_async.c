@@ -2,7 +2,8 @@
  * Async rest_get / rest_post / rest_put through a tm-like reactor: result codes and outputs
  * like the blocking functions, timeouts that always fire, max_async_transfers with blocking
  * fallback (or -5 with no_async_fallback), keep-alive shared with blocking calls, a kept-alive
- * connection dropped by the server (OpenSIPS issue #3544), sync mode and several processes.
+ * connection dropped by the server (OpenSIPS issue #3544), sync mode, one descriptor in the
+ * reactor for all calls, a resume route starting a call, ACKs, several processes.
  * Every started call must resume exactly once.
  * usage: test_async module.so cfg fallback|failfast
  *   (cfg: async.cfg: curl_timeout 2, connection_timeout 1, max_async_transfers 10;
@@ -258,6 +259,61 @@ static void test_sync_mode(void)
 	CHECK_STR(&c.body, "delayed");
 }
 
+/* A resume route that starts the next async call, as a script may. */
+static struct call chained;
+static void chaining_route(int rc, void *arg)
+{
+	resume_route(rc, arg);
+	CHECK_INT(async_get(&chained, url("/delay?ms=50"), 0), 0);
+}
+
+static void test_one_descriptor(void)
+{
+	/* However many calls are in flight, the reactor watches one descriptor of the module. */
+	enum { N = 8 };
+	struct call calls[N];
+	memset(calls, 0, sizeof calls);
+	for (int i = 0; i < N; i++)
+		CHECK_INT(async_get(&calls[i], url("/delay?ms=100"), 0), 0);
+	CHECK_INT(h_reactor_watches(), 1);
+	/* A call run synchronously (tm's sync mode) meanwhile ends alone; the others are
+	 * resumed later by the reactor, each once. */
+	struct call sync_call = { 0 };
+	reset(&sync_call);
+	CHECK_INT(h_async_call("rest_get", 0, 1, resume_route, &sync_call, 2,
+			       (h_arg[]){ A_STR(url("/delay?ms=200")), A_VAR(&sync_call.body) }), 1);
+	CHECK_INT(sync_call.rc, 1);
+	for (int i = 0; i < N; i++)
+		CHECK_INT(calls[i].done, 0); /* resumed by the reactor only */
+	CHECK_INT(h_reactor_run(3000), 0);
+	for (int i = 0; i < N; i++) {
+		CHECK_INT(calls[i].done, 1);
+		CHECK_INT(calls[i].rc, 1);
+		CHECK_STR(&calls[i].body, "delayed");
+	}
+	CHECK_INT(h_reactor_watches(), 1);
+
+	/* A resume route that starts another async call. */
+	struct call first = { 0 };
+	reset(&first);
+	reset(&chained);
+	CHECK_INT(H_ASYNC("rest_get", 0, chaining_route, &first, A_STR(url("/delay?ms=50")),
+			  A_VAR(&first.body)), 0);
+	CHECK_INT(h_reactor_run(3000), 0);
+	CHECK_INT(first.rc, 1);
+	CHECK_INT(chained.done, 1);
+	CHECK_INT(chained.rc, 1);
+	CHECK_STR(&chained.body, "delayed");
+
+	/* An ACK has no transaction to resume: the call runs blocking and its route at once. */
+	h_set_message_method(4);
+	struct call ack = { 0 };
+	CHECK_INT(async_get(&ack, url("/delay?ms=50"), 0), 1);
+	CHECK_INT(ack.rc, 1);
+	CHECK_STR(&ack.body, "delayed");
+	h_set_message_method(0);
+}
+
 static int worker(int rank, void *arg)
 {
 	enum { N = 8 };
@@ -299,6 +355,7 @@ int main(int argc, char **argv)
 		test_failures();
 		test_keep_alive_and_mixing();
 		test_sync_mode();
+		test_one_descriptor();
 		CHECK_INT(h_wait_workers(), 0);
 	}
 	CHECK_INT(h_resumed_twice(), 0);

@@ -4,9 +4,9 @@
 use curl::easy::{Easy2, List};
 use log::error;
 
-use super::async_transfer::{AsyncTransfer, Slot, Started};
 use super::collector::Collector;
 use super::curl_raw::{CurlShare, request_sent};
+use super::hub::{Hub, Token};
 use super::redact_url;
 use super::request::{KeyMaterial, Method, Request, header_name_is};
 use super::response_head::ResponseHead;
@@ -43,8 +43,8 @@ impl Outcome {
 /// One process's client. Field order is drop order: easy handles before the share.
 pub struct Client {
     blocking: Easy2<Collector>,
-    /// Handles and watchers of ended async transfers, ready for the next ones.
-    idle_slots: Vec<Slot>,
+    /// The process's async transfers.
+    pub hub: Hub,
     share: CurlShare,
     settings: ClientSettings,
 }
@@ -54,60 +54,19 @@ impl Client {
         let share = CurlShare::new()?;
         Ok(Self {
             blocking: Easy2::new(Collector::default()),
-            idle_slots: Vec::new(),
+            hub: Hub::new(&settings)?,
             share,
             settings,
         })
     }
 
-    /// Starts `request` without waiting for anything: see [`AsyncTransfer`].
-    pub fn start(&mut self, request: &Request) -> Started {
-        let slot = match self
-            .idle_slots
-            .pop()
-            .map_or_else(|| Slot::new(&self.settings), Ok)
-        {
-            Ok(slot) => slot,
-            Err(e) => {
-                error!(
-                    "cannot start {} {}: {e}",
-                    request.method.name(),
-                    redact_url(&request.url)
-                );
-                return Started::Finished(Outcome::failed(ResultCode::InternalError));
-            }
-        };
-        match AsyncTransfer::launch(slot, &self.share, &self.settings, request) {
-            Ok(mut transfer) => match transfer.progress() {
-                Some(outcome) => {
-                    self.idle_slots.extend(transfer.into_slot());
-                    Started::Finished(outcome)
-                }
-                None => Started::Running(transfer),
-            },
-            Err((slot, e)) => {
-                error!(
-                    "cannot set up {} {}: {e}",
-                    request.method.name(),
-                    redact_url(&request.url)
-                );
-                self.idle_slots.push(slot);
-                Started::Finished(Outcome::failed(ResultCode::InternalError))
-            }
+    /// Starts `request` as async transfer `token` without waiting for anything: see [`Hub`].
+    /// `Some` when it is already over (e.g. connection refused at once, or bad options).
+    pub fn start(&mut self, token: Token, request: &Request) -> Option<Outcome> {
+        match self.hub.start(token, &self.share, &self.settings, request) {
+            Ok(()) => self.hub.take_finished(token),
+            Err(outcome) => Some(outcome),
         }
-    }
-
-    /// Takes back an ended transfer's handles for reuse: true if kept (the host only stops
-    /// watching the descriptor); false if not, and then the descriptor the host watched is no
-    /// longer ours: the host must close it.
-    pub fn recycle(&mut self, transfer: AsyncTransfer) -> bool {
-        if !transfer.ended() || self.idle_slots.len() >= self.settings.max_idle_connections as usize
-        {
-            transfer.release_to_host();
-            return false;
-        }
-        self.idle_slots.extend(transfer.into_slot());
-        true
     }
 
     /// Runs `request` to completion, blocking the calling thread.

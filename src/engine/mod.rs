@@ -4,13 +4,13 @@
 //! Nothing here names an OpenSIPS type; a host adaptor (see `crate::opensips`) turns script
 //! arguments into [`Request`]s and [`Outcome`]s back into script variables.
 
-mod async_transfer;
 mod cache;
 mod client;
 mod collector;
 mod connect_gate;
 mod curl_raw;
 mod escape;
+mod hub;
 mod request;
 mod response_head;
 mod result_code;
@@ -19,11 +19,11 @@ mod settings;
 mod shared_table;
 mod watcher;
 
-pub use async_transfer::{AsyncTransfer, Started};
 pub use cache::ResponseCache;
 pub use client::{Client, Outcome};
 pub use connect_gate::{ConnectGate, GateTicket};
 pub use escape::{escape, unescape};
+pub use hub::{Hub, Token};
 pub use request::{ClientCert, KeyMaterial, Method, Request};
 pub use response_head::ResponseHead;
 pub use result_code::ResultCode;

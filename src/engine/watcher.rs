@@ -1,16 +1,16 @@
-//! The one descriptor an async transfer hands to the host's reactor: an epoll instance that
-//! holds the transfer's sockets (with the directions libcurl waits for) and a timerfd armed to
-//! libcurl's next timeout. It is readable exactly when libcurl has work to do, so a reactor that
-//! only watches read readiness drives the whole transfer (connect, TLS handshake, upload,
-//! response, libcurl's own timers) without the worker ever waiting, and the descriptor stays the
-//! same when libcurl moves the transfer to another connection.
+//! The one descriptor a process's async transfers hand to the host's reactor: an epoll
+//! instance that holds the transfers' sockets (with the directions libcurl waits for) and a
+//! timerfd armed to libcurl's next timeout. It is readable exactly when libcurl has work to do,
+//! so a reactor that only watches read readiness drives every transfer (connect, TLS
+//! handshake, upload, response, libcurl's own timers) without the worker ever waiting, and the
+//! descriptor stays the same whatever sockets libcurl opens and closes.
 //!
 //! This file's unsafe code is the epoll/timerfd system calls on descriptors it owns.
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// What libcurl waits for on one socket.
@@ -63,11 +63,6 @@ impl Watcher {
         self.epoll.as_raw_fd()
     }
 
-    /// Gives up ownership of the descriptor (the host closes it); the timer is closed here.
-    pub fn release_to_host(self) {
-        let _host_closes_it = self.epoll.into_raw_fd();
-    }
-
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32) -> io::Result<()> {
         let mut event = libc::epoll_event {
             events,
@@ -111,17 +106,6 @@ impl Watcher {
         }
     }
 
-    /// Forgets every socket and the timer, for the next transfer.
-    pub fn reset(&mut self) {
-        for (socket, _) in std::mem::take(&mut self.watched) {
-            // The socket may be closed already (then epoll dropped it by itself).
-            let _ = self.ctl(libc::EPOLL_CTL_DEL, socket, 0);
-        }
-        // Disarming a valid timerfd cannot fail; a stale expiry is consumed below anyway.
-        let _ = self.arm_timer(None);
-        self.clear_timer();
-    }
-
     /// Arms the timer for libcurl's next timeout (`None` disarms it). A zero delay fires at once.
     pub fn arm_timer(&self, after: Option<Duration>) -> io::Result<()> {
         let after = after.map(|d| d.max(Duration::from_nanos(1)));
@@ -161,7 +145,7 @@ impl Watcher {
     /// What is ready now, without waiting: the sockets with their ready directions (errors
     /// and hang-ups count as readable), and whether the timer expired (the expiry is consumed).
     pub fn ready(&self) -> io::Result<(Vec<(RawFd, Interest)>, bool)> {
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         // SAFETY: `events` is a writable array of the length passed.
         let n = check(unsafe {
             libc::epoll_wait(

@@ -130,9 +130,18 @@ pub struct AsyncCtx {
 
 /// `enum async_ret_code` values the module sets in `async_status`.
 pub const ASYNC_SYNC: c_int = -7;
+pub const ASYNC_NO_FD: c_int = -6;
 pub const ASYNC_CONTINUE: c_int = -5;
-pub const ASYNC_DONE_CLOSE_FD: c_int = -3;
 pub const ASYNC_DONE: c_int = -1;
+
+/// `ASYNC_FD_NONE`: the fd argument of a resume without a descriptor.
+const ASYNC_FD_NONE: c_int = -1;
+
+/// Functions `register_async_fd` calls on read readiness: `int f(int fd, void *param)`.
+pub type FdResumeFn = unsafe extern "C" fn(c_int, *mut c_void) -> c_int;
+type RegisterAsyncFdFn = unsafe extern "C" fn(c_int, FdResumeFn, *mut c_void) -> c_int;
+/// `async_script_resume_function`: `int f(int fd, void *ctx, int was_timeout)`.
+type ScriptResumeFn = unsafe extern "C" fn(c_int, *mut c_void, c_int) -> c_int;
 
 /// The async context of a running acmd call.
 pub struct AsyncCtxRef(NonNull<AsyncCtx>);
@@ -151,30 +160,75 @@ impl AsyncCtxRef {
         0
     }
 
-    /// Registers the resume and timeout functions, their parameter and the module's limit.
-    pub fn set_resume(
-        &mut self,
-        resume: ResumeFn,
-        timeout: ResumeFn,
-        param: *mut c_void,
-        limit_s: u32,
-    ) {
-        // SAFETY: as in `script_timeout`; the core reads these fields after the call returns.
+    /// Registers the resume function and its parameter (a token, never dereferenced) for a
+    /// call launched with ASYNC_NO_FD: no timeout function, the module enforces the limit.
+    pub fn set_resume(&mut self, resume: ResumeFn, token: usize) {
+        // SAFETY: as in `script_timeout`; the core reads these fields when it resumes.
         let ctx = unsafe { self.0.as_mut() };
         ctx.resume_f = Some(resume);
         #[cfg(async_ctx = "v4_0")]
         {
             ctx.resume_f_name = c"rest_client async resume".as_ptr();
         }
-        ctx.resume_param = param;
-        ctx.timeout_f = Some(timeout);
-        #[cfg(not(async_ctx = "v3_4_0"))]
-        {
-            ctx.timeout_s = limit_s;
-        }
-        #[cfg(async_ctx = "v3_4_0")]
-        let _ = limit_s;
+        ctx.resume_param = token as *mut c_void;
+        ctx.timeout_f = None;
     }
+
+    /// Asks the core to resume a call launched with ASYNC_NO_FD (tm calls its resume function,
+    /// then the resume route). Consumes the context: the core frees it.
+    pub fn resume(self) {
+        let resume_f = core().async_script_resume_f;
+        // SAFETY: `async_script_resume_f` is the core's function-pointer global (set by tm);
+        // tm keeps a context launched with ASYNC_NO_FD alive until it is resumed, once, here.
+        unsafe {
+            match resume_f.as_ref().and_then(|f| *f) {
+                Some(f) => {
+                    f(ASYNC_FD_NONE, self.0.as_ptr().cast(), 0);
+                }
+                None => log::error!("cannot resume an async call: no async_script_resume_f"),
+            }
+        }
+    }
+}
+
+/// Puts `fd` into the core's reactor for the life of the process: `on_readable(fd, NULL)` runs
+/// on each read readiness, and keeps the fd watched by setting ASYNC_CONTINUE.
+pub fn register_reactor_fd(fd: c_int, on_readable: FdResumeFn) -> bool {
+    match core().register_async_fd {
+        // SAFETY: documented prototype; the core copies what it needs.
+        Some(register) => unsafe { register(fd, on_readable, std::ptr::null_mut()) == 0 },
+        None => false,
+    }
+}
+
+/// The head of `struct sip_msg` (identical in 3.4, 3.6 and 4.0): the id, then the first line.
+#[repr(C)]
+struct SipMsgHead {
+    _id: c_uint,
+    first_line: MsgStart,
+}
+
+/// `struct msg_start`, request variant of its union.
+#[repr(C)]
+struct MsgStart {
+    kind: c_int,
+    _len: c_int,
+    _method: Str,
+    _uri: Str,
+    _version: Str,
+    method_value: c_int,
+}
+
+const SIP_REQUEST: c_int = 1;
+const METHOD_ACK: c_int = 4;
+
+/// Whether `msg` is an ACK request.
+pub fn is_ack(msg: *mut c_void) -> bool {
+    // SAFETY: the core passes a live, parsed `struct sip_msg` to a script function; only its
+    // first line (parsed on receipt) is read.
+    unsafe { msg.cast::<SipMsgHead>().as_ref() }.is_some_and(|m| {
+        m.first_line.kind == SIP_REQUEST && m.first_line.method_value == METHOD_ACK
+    })
 }
 
 /// Sets the core's `async_status` (how an acmd or resume call ended, or the fd to watch).
@@ -347,6 +401,8 @@ struct Core {
     log_prefix: *const *const c_char,
     log_facility: *const c_int,
     async_status: *mut c_int,
+    async_script_resume_f: *const Option<ScriptResumeFn>,
+    register_async_fd: Option<RegisterAsyncFdFn>,
     pv_set_value: Option<PvSetValueFn>,
     find_export: Option<FindExportFn>,
     is_script_func_used: Option<IsScriptFuncUsedFn>,
@@ -383,6 +439,8 @@ fn core() -> &'static Core {
                 log_prefix: lookup(c"log_prefix").cast(),
                 log_facility: lookup(c"log_facility").cast(),
                 async_status: lookup(c"async_status").cast(),
+                async_script_resume_f: lookup(c"async_script_resume_f").cast(),
+                register_async_fd: lookup_fn(c"register_async_fd"),
                 pv_set_value: lookup_fn(c"pv_set_value"),
                 find_export: lookup_fn(c"find_export"),
                 is_script_func_used: lookup_fn(c"is_script_func_used"),
@@ -656,6 +714,7 @@ const _: () = {
     assert!(size_of::<CmdParam>() == 24);
     assert!(size_of::<CmdExport>() == 240 && offset_of!(CmdExport, flags) == 232);
     assert!(size_of::<AcmdExport>() == 232);
+    assert!(offset_of!(SipMsgHead, first_line) == 8 && offset_of!(MsgStart, method_value) == 56);
     #[cfg(async_ctx = "v3_4_0")]
     assert!(size_of::<AsyncCtx>() == 24);
     #[cfg(async_ctx = "v3_4_3")]

@@ -5,14 +5,13 @@
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::ptr::NonNull;
 
 use log::error;
 use parking_lot::Mutex;
 
 use super::abi::*;
 use super::module::{self, ModuleParams};
-use super::script::{self, AsyncCall, AsyncStart, CallArgs, MethodArg, Outputs, Transform};
+use super::script::{self, AsyncHost, AsyncStart, CallArgs, MethodArg, Outputs, Transform};
 use super::{log_bridge, target};
 use crate::engine::{Method, ResultCode};
 
@@ -411,89 +410,75 @@ function_tables! {
 // ---------------------------------------------------------------------------------------------
 // Async script functions: `async(rest_get(...), resume_route[, seconds])` and `launch(...)`.
 
-/// Starts an async call and reports it to the core through `async_status` (docs §5.3).
+/// Starts an async call and reports it to the core through `async_status` (docs §5.3): a
+/// running call is launched with ASYNC_NO_FD, and the module asks the core to resume it when
+/// its transfer ends (the reactor watches one descriptor for all of the process's transfers,
+/// see `transfers_ready`).
 fn start_async_call(
     shape: Shape,
     msg: *mut c_void,
     ctx: *mut AsyncCtx,
     p: [*mut c_void; 8],
 ) -> c_int {
-    let Some(mut ctx) = AsyncCtxRef::new(ctx) else {
+    let Some(ctx) = AsyncCtxRef::new(ctx) else {
         error!("async transfer without an async context");
         return INTERNAL_ERROR;
     };
     // SAFETY: called from the entries below with their slots (see `acmd_entry`).
     let args = unsafe { call_args(shape, msg, p) };
-    match script::start_async(args, ctx.script_timeout()) {
+    let host = AsyncHost {
+        ctx,
+        is_ack: is_ack(msg),
+        register: |fd| register_reactor_fd(fd, transfers_ready),
+        resume: resume_async_call,
+    };
+    match script::start_async(args, host) {
         AsyncStart::NotStarted(code) => code,
         AsyncStart::Finished(code) => {
             set_async_status(ASYNC_SYNC);
             code
         }
-        AsyncStart::Running(call, limit_s) => {
-            let fd = call.transfer.fd();
-            let param = Box::into_raw(call).cast::<c_void>();
-            ctx.set_resume(resume_async_call, time_out_async_call, param, limit_s);
-            set_async_status(fd);
+        AsyncStart::Running => {
+            set_async_status(ASYNC_NO_FD);
             1
         }
     }
 }
 
-/// Runs `step` on the call behind `param`; when it yields a result the call is freed and its
-/// handles go back to the process's pool (ASYNC_DONE: the core stops watching the descriptor)
-/// or, when they cannot, the descriptor to the core to close (ASYNC_DONE_CLOSE_FD); else
-/// ASYNC_CONTINUE.
+/// The reactor saw the process's transfer descriptor readable: drives the transfers, asks the
+/// core to resume the calls whose transfer ended, and keeps the descriptor watched.
 ///
-/// SAFETY: `param` is the `Box<AsyncCall>` pointer registered by `start_async_call` and not
-/// yet freed: the core calls the resume or timeout function until one reports an end.
-unsafe fn step_async_call(
-    param: *mut c_void,
-    step: impl FnOnce(&mut AsyncCall) -> Option<c_int>,
-) -> c_int {
-    let Some(call) = NonNull::new(param.cast::<AsyncCall>()) else {
-        error!("async resume without its call");
-        return INTERNAL_ERROR;
-    };
-    // SAFETY: see above; the box stays where it is while we borrow it.
-    let code = step(unsafe { &mut *call.as_ptr() });
-    match code {
-        None => {
-            set_async_status(ASYNC_CONTINUE);
-            1
+/// SAFETY: called by the core's reactor (registered by `register_reactor_fd`).
+unsafe extern "C" fn transfers_ready(_fd: c_int, _param: *mut c_void) -> c_int {
+    guarded("async transfers", 0, || {
+        for ctx in script::progress_async() {
+            ctx.resume();
         }
-        Some(code) => {
-            // SAFETY: see above; this is the end of the call, so the box is freed once.
-            let call = unsafe { Box::from_raw(call.as_ptr()) };
-            // Reused descriptor: the core only stops watching it (ASYNC_DONE); else it closes it.
-            let reused = module::with_worker(|w| w.client.recycle(call.transfer));
-            set_async_status(match reused {
-                Ok(false) => ASYNC_DONE_CLOSE_FD,
-                Ok(true) | Err(_) => ASYNC_DONE,
-            });
-            code
-        }
-    }
+        // After the resumes: each one reset async_status for its own resume function.
+        set_async_status(ASYNC_CONTINUE);
+        0
+    })
 }
 
-/// SAFETY: called by the core's reactor with the `param` registered at start (see above).
+/// The core resumes a call (after the module asked, or in a loop when tm runs it
+/// synchronously); `param` is the call's token.
+///
+/// SAFETY: called by the core with the parameter registered by `AsyncCtxRef::set_resume`.
 unsafe extern "C" fn resume_async_call(_fd: c_int, msg: *mut c_void, param: *mut c_void) -> c_int {
-    // SAFETY: see `step_async_call`.
-    guarded("async resume", INTERNAL_ERROR, || unsafe {
-        step_async_call(param, |call| script::resume_async(call, msg))
-    })
-}
-
-/// SAFETY: as `resume_async_call`, when the call's time limit passed.
-unsafe extern "C" fn time_out_async_call(
-    _fd: c_int,
-    msg: *mut c_void,
-    param: *mut c_void,
-) -> c_int {
-    // SAFETY: see `step_async_call`.
-    guarded("async timeout", INTERNAL_ERROR, || unsafe {
-        step_async_call(param, |call| Some(script::time_out_async(call, msg)))
-    })
+    guarded(
+        "async resume",
+        INTERNAL_ERROR,
+        || match script::resume_async(param as usize, msg) {
+            None => {
+                set_async_status(ASYNC_CONTINUE);
+                1
+            }
+            Some(code) => {
+                set_async_status(ASYNC_DONE);
+                code
+            }
+        },
+    )
 }
 
 acmd_entry!(a_rest_get, "async rest_get", |m, c, p| start_async_call(

@@ -12,10 +12,11 @@ use parking_lot::Mutex;
 
 use crate::engine::{
     Client, ClientCert, ClientSettings, ConnectGate, HttpVersion, ResponseCache, ResponseHead,
-    Service,
+    Service, Token,
 };
 
 use super::abi::TlsMgm;
+use super::script::AsyncCall;
 
 /// Module parameters as the script set them (C module defaults in `Default`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,8 +199,13 @@ pub struct Worker {
     pub pending_cert: Option<ClientCert>,
     /// Limits set by `rest_timeout` for the next transfer: (transfer, connect).
     pub pending_timeouts: Option<(Duration, Option<Duration>)>,
-    /// Async transfers started and not yet ended.
-    pub async_in_flight: usize,
+    /// Async calls started and not yet resumed, by transfer token.
+    pub async_calls: HashMap<Token, AsyncCall>,
+    /// The token of the last async transfer started.
+    pub last_token: Token,
+    /// Whether the core's reactor watches this process's async transfers (registered at the
+    /// first async call: the reactor does not exist yet in child_init).
+    pub hub_registered: bool,
     /// Status line and headers of the last transfer that ended in this process.
     pub last_head: Option<ResponseHead>,
     /// Response caches of the services that have one, by service name.
@@ -223,7 +229,9 @@ fn new_worker() -> Result<Worker, String> {
         pending_headers: Vec::new(),
         pending_cert: None,
         pending_timeouts: None,
-        async_in_flight: 0,
+        async_calls: HashMap::new(),
+        last_token: 0,
+        hub_registered: false,
         last_head: None,
         caches: HashMap::new(),
     })

@@ -2,17 +2,18 @@
 //! transfer, and the writing of the output variables with the C module's rules.
 
 use std::ffi::c_void;
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use log::{debug, error, warn};
 
 use crate::engine::{
-    AsyncTransfer, ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResponseCache,
-    ResponseHead, ResultCode, Service, Started, escape, redact_url, service_reference,
-    trim_http_whitespace, unescape,
+    ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResponseCache, ResponseHead,
+    ResultCode, Service, Token, escape, redact_url, service_reference, trim_http_whitespace,
+    unescape,
 };
 
-use super::abi::ScriptVar;
+use super::abi::{AsyncCtxRef, ResumeFn, ScriptVar};
 use super::module::{Worker, config, with_worker};
 
 /// Longest header line `rest_append_hf` accepts (as the C module).
@@ -219,13 +220,16 @@ pub fn blocking_transfer(args: &CallArgs) -> i32 {
     conclude(result, &args.outputs)
 }
 
-/// A running async call: the transfer, where its results go, the gate it may hold and the
-/// cache its answer may go to.
+/// A running async call: the core's context to resume, where its results go, the gate it may
+/// hold and the cache its answer may go to.
 pub struct AsyncCall {
-    pub transfer: AsyncTransfer,
+    /// Taken when the module asks the core to resume the call (once).
+    ctx: Option<AsyncCtxRef>,
     outputs: Outputs,
     ticket: Option<GateTicket>,
     slot: Option<CacheSlot>,
+    /// The transfer's outcome once it ended, until the core resumes the call.
+    outcome: Option<Outcome>,
 }
 
 /// How starting an async call went.
@@ -234,24 +238,31 @@ pub enum AsyncStart {
     NotStarted(i32),
     /// Over already (finished at once, or ran blocking): outputs written, the code.
     Finished(i32),
-    /// Running: hand the call to the reactor with this limit in whole seconds (0 = none).
-    Running(Box<AsyncCall>, u32),
+    /// Running: the module resumes the call through the core when its transfer ends.
+    Running,
+}
+
+/// What the host offers for async calls, from the adaptor.
+pub struct AsyncHost {
+    pub ctx: AsyncCtxRef,
+    /// The message is an ACK: it has no transaction to resume, so the call runs blocking (tm
+    /// runs such calls synchronously too).
+    pub is_ack: bool,
+    /// Puts the process's transfer descriptor into the core's reactor; false on failure.
+    pub register: fn(RawFd) -> bool,
+    /// The function the core calls to resume a call.
+    pub resume: ResumeFn,
 }
 
 enum Begun {
-    Done(Outcome),
-    Running(
-        AsyncTransfer,
-        Option<GateTicket>,
-        Option<CacheSlot>,
-        Duration,
-    ),
+    Done(Outcome, Outputs),
+    Running,
 }
 
 /// The async `rest_get` / `rest_post` / `rest_put`: starts the transfer without waiting.
-/// `script_timeout_s` is the `async(..., seconds)` limit (0 = none); the call's limit is the
-/// lower of it and `curl_timeout`.
-pub fn start_async(args: CallArgs, script_timeout_s: u32) -> AsyncStart {
+/// The call's limit is the lower of the `async(..., seconds)` limit (if any) and
+/// `curl_timeout`; libcurl enforces it.
+pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
     let Some(config) = config() else {
         error!("async transfer: the module is not initialised");
         return AsyncStart::NotStarted(ResultCode::InternalError.code());
@@ -259,15 +270,14 @@ pub fn start_async(args: CallArgs, script_timeout_s: u32) -> AsyncStart {
     let result = with_worker(|worker| {
         let (mut request, slot) = prepare(worker, &args)?;
         if let Some(outcome) = cached(worker, slot.as_ref()) {
-            return Ok(Begun::Done(outcome));
+            return Ok(Begun::Done(outcome, args.outputs));
         }
         let transfer_timeout = request.timeout.unwrap_or(config.settings.transfer_timeout);
-        let limit = match script_timeout_s {
+        request.timeout = Some(match host.ctx.script_timeout() {
             0 => transfer_timeout,
             s => Duration::from_secs(s.into()).min(transfer_timeout),
-        };
-        request.timeout = Some(limit);
-        if worker.async_in_flight >= config.max_async_transfers {
+        });
+        let run_blocking_now = if worker.async_calls.len() >= config.max_async_transfers {
             if config.no_async_fallback {
                 warn!(
                     "max async transfers ({}) in flight, failing",
@@ -279,35 +289,40 @@ pub fn start_async(args: CallArgs, script_timeout_s: u32) -> AsyncStart {
                 "max async transfers ({}) in flight, running blocking",
                 config.max_async_transfers
             );
-            return run_blocking(worker, &request, slot.as_ref()).map(Begun::Done);
+            true
+        } else {
+            host.is_ack || !hub_registered(worker, host.register)
+        };
+        if run_blocking_now {
+            let outcome = run_blocking(worker, &request, slot.as_ref())?;
+            return Ok(Begun::Done(outcome, args.outputs));
         }
         let ticket = enter_gate(worker, &request)?;
-        Ok(match worker.client.start(&request) {
-            Started::Finished(outcome) => {
-                leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
-                Begun::Done(settle(worker, slot.as_ref(), outcome))
-            }
-            Started::Running(transfer) => {
-                worker.async_in_flight += 1;
-                Begun::Running(transfer, ticket, slot, limit)
-            }
-        })
+        worker.last_token = worker.last_token.wrapping_add(1);
+        let token = worker.last_token;
+        if let Some(outcome) = worker.client.start(token, &request) {
+            leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
+            let outcome = settle(worker, slot.as_ref(), outcome);
+            return Ok(Begun::Done(outcome, args.outputs));
+        }
+        let mut ctx = host.ctx;
+        ctx.set_resume(host.resume, token);
+        worker.async_calls.insert(
+            token,
+            AsyncCall {
+                ctx: Some(ctx),
+                outputs: args.outputs,
+                ticket,
+                slot,
+                outcome: None,
+            },
+        );
+        Ok(Begun::Running)
     });
     match result {
-        Ok(Ok(Begun::Running(transfer, ticket, slot, limit))) => {
-            let limit_s = u32::try_from(limit.as_millis().div_ceil(1000)).unwrap_or(u32::MAX);
-            AsyncStart::Running(
-                Box::new(AsyncCall {
-                    transfer,
-                    outputs: args.outputs,
-                    ticket,
-                    slot,
-                }),
-                limit_s,
-            )
-        }
-        Ok(Ok(Begun::Done(outcome))) => {
-            AsyncStart::Finished(conclude(Ok(Ok(outcome)), &args.outputs))
+        Ok(Ok(Begun::Running)) => AsyncStart::Running,
+        Ok(Ok(Begun::Done(outcome, outputs))) => {
+            AsyncStart::Finished(conclude(Ok(Ok(outcome)), &outputs))
         }
         Ok(Err(code)) => AsyncStart::NotStarted(code.code()),
         Err(e) => {
@@ -317,43 +332,96 @@ pub fn start_async(args: CallArgs, script_timeout_s: u32) -> AsyncStart {
     }
 }
 
-/// The reactor saw the call's descriptor readable (or a host loops on it): drives the
-/// transfer; the script result once it is over, `None` while it runs.
-pub fn resume_async(call: &mut AsyncCall, msg: *mut c_void) -> Option<i32> {
-    let wait = config().map_or(Duration::from_millis(20), |c| c.connect_poll_interval);
-    call.transfer.wait(wait);
-    let outcome = call.transfer.progress();
-    if call.ticket.is_some() && (outcome.is_some() || call.transfer.request_sent()) {
-        // The connect phase is over: let other processes connect to this host.
-        let connected = call.transfer.request_sent()
-            || outcome.as_ref().is_some_and(|o| o.result == ResultCode::Ok);
-        let ticket = call.ticket.take();
-        let _ = with_worker(|w| leave_gate(w, ticket, connected));
+/// Registers the process's transfer descriptor with the core's reactor, once.
+fn hub_registered(worker: &mut Worker, register: fn(RawFd) -> bool) -> bool {
+    if !worker.hub_registered {
+        worker.hub_registered = register(worker.client.hub.fd());
+        if !worker.hub_registered {
+            error!("cannot add the async transfers' descriptor to the reactor, running blocking");
+        }
     }
-    outcome.map(|outcome| end_async(call, outcome, msg))
+    worker.hub_registered
 }
 
-/// The reactor's time limit for the call passed: ends it with -2 or -3.
-pub fn time_out_async(call: &mut AsyncCall, msg: *mut c_void) -> i32 {
-    error!(
-        "async {} timed out, URL: {}",
-        call.transfer.method().name(),
-        redact_url(call.transfer.url())
-    );
-    let outcome = call.transfer.time_out();
-    end_async(call, outcome, msg)
+/// Lets the gate go for transfers that connected, and records ended transfers in their calls.
+fn record_progress(worker: &mut Worker, ended: Vec<(Token, Outcome)>) {
+    let hub = &worker.client.hub;
+    let connected: Vec<(Token, Option<GateTicket>)> = worker
+        .async_calls
+        .iter_mut()
+        .filter(|(token, call)| call.ticket.is_some() && hub.request_sent(**token))
+        .map(|(token, call)| (*token, call.ticket.take()))
+        .collect();
+    for (_, ticket) in connected {
+        leave_gate(worker, ticket, true);
+    }
+    for (token, outcome) in ended {
+        let Some(call) = worker.async_calls.get_mut(&token) else {
+            continue;
+        };
+        let (ticket, slot) = (call.ticket.take(), call.slot.take());
+        leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
+        let outcome = settle(worker, slot.as_ref(), outcome);
+        if let Some(call) = worker.async_calls.get_mut(&token) {
+            call.outcome = Some(outcome);
+        }
+    }
 }
 
-fn end_async(call: &mut AsyncCall, outcome: Outcome, msg: *mut c_void) -> i32 {
-    let ticket = call.ticket.take();
-    let slot = call.slot.take();
-    let outcome = with_worker(|w| {
-        w.async_in_flight = w.async_in_flight.saturating_sub(1);
-        leave_gate(w, ticket, false);
-        settle(w, slot.as_ref(), outcome)
+/// The reactor saw the process's transfer descriptor readable: drives the transfers and
+/// returns the contexts of the calls whose transfer ended, for the core to resume.
+pub fn progress_async() -> Vec<AsyncCtxRef> {
+    let resumable = with_worker(|worker| {
+        worker.client.hub.progress();
+        let ended = worker.client.hub.drain_finished();
+        let tokens: Vec<Token> = ended.iter().map(|(token, _)| *token).collect();
+        record_progress(worker, ended);
+        tokens
+            .iter()
+            .filter_map(|token| worker.async_calls.get_mut(token)?.ctx.take())
+            .collect()
     });
-    let Ok(outcome) = outcome else {
-        return ResultCode::InternalError.code();
+    resumable.unwrap_or_else(|e| {
+        error!("async transfers: {e}");
+        Vec::new()
+    })
+}
+
+/// The core resumes call `token` (after its transfer ended, or in a loop when it runs the call
+/// synchronously): the script result once the transfer is over, `None` while it runs.
+pub fn resume_async(token: Token, msg: *mut c_void) -> Option<i32> {
+    let call = with_worker(|worker| {
+        let over = worker
+            .async_calls
+            .get(&token)
+            .is_none_or(|call| call.outcome.is_some());
+        if !over {
+            // Synchronous mode: wait for this call's transfer a poll slice at a time.
+            let slice = config().map_or(Duration::from_millis(20), |c| c.connect_poll_interval);
+            worker.client.hub.wait(slice);
+            worker.client.hub.progress();
+            let ended = worker.client.hub.take_finished(token);
+            record_progress(
+                worker,
+                ended.map(|outcome| (token, outcome)).into_iter().collect(),
+            );
+        }
+        match worker.async_calls.get(&token) {
+            Some(call) if call.outcome.is_none() => Ok(None),
+            Some(_) => Ok(worker.async_calls.remove(&token)),
+            None => Err(format!("async resume of unknown call {token}")),
+        }
+    });
+    let mut call = match call.and_then(|found| found) {
+        Ok(Some(call)) => call,
+        Ok(None) => return None,
+        Err(e) => {
+            error!("{e}");
+            return Some(ResultCode::InternalError.code());
+        }
+    };
+    let Some(outcome) = call.outcome.take() else {
+        return Some(ResultCode::InternalError.code());
     };
     let outputs = &mut call.outputs;
     for var in [
@@ -366,7 +434,7 @@ fn end_async(call: &mut AsyncCall, outcome: Outcome, msg: *mut c_void) -> i32 {
     {
         var.set_msg(msg);
     }
-    conclude(Ok(Ok(outcome)), &call.outputs)
+    Some(conclude(Ok(Ok(outcome)), &call.outputs))
 }
 
 /// The C module's blocking output rules (used for async calls too): the code variable

@@ -1,0 +1,276 @@
+//! Every async transfer of a process in one libcurl multi handle, driven by one descriptor.
+//!
+//! The multi handle's sockets and its timer are mirrored into a [`Watcher`], whose single
+//! descriptor the host's reactor watches for read readiness for the life of the process; on each
+//! readiness the host calls [`Hub::progress`] and then collects the transfers that ended with
+//! [`Hub::drain_finished`]. Transfers are named by a token the host chooses. Registering one
+//! descriptor once, instead of one per transfer, spares the reactor an add and a remove per
+//! transfer (OpenSIPS checks its whole descriptor table on each of them), and lets libcurl act
+//! on all ready sockets of the process in one pass.
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use curl::easy::Easy2;
+use curl::multi::{Easy2Handle, Events, Multi};
+use log::error;
+use parking_lot::Mutex;
+
+use super::client::{Outcome, configure, finish};
+use super::collector::Collector;
+use super::curl_raw::{CurlShare, request_sent};
+use super::redact_url;
+use super::request::{Method, Request};
+use super::result_code::ResultCode;
+use super::settings::ClientSettings;
+use super::watcher::{Interest, Watcher};
+
+/// The host's name for one transfer.
+pub type Token = usize;
+
+/// What libcurl's callbacks asked for since the last look (they run inside socket_action).
+#[derive(Default)]
+struct Requests {
+    sockets: Vec<(RawFd, Option<Interest>)>,
+    timer: Option<Option<Duration>>,
+}
+
+/// What one round of driving looks at.
+enum Readiness {
+    SocketsAndTimers,
+    TimersOnly,
+}
+
+struct Running {
+    handle: Easy2Handle<Collector>,
+    method: Method,
+    url: String,
+}
+
+/// The process's async transfers. Field order is drop order: running transfers leave the
+/// multi handle before it goes.
+pub struct Hub {
+    running: HashMap<Token, Running>,
+    /// Transfers that ended and were not collected yet.
+    finished: Vec<(Token, Outcome)>,
+    /// Easy handles of ended transfers, ready for the next ones.
+    idle: Vec<Easy2<Collector>>,
+    max_idle: usize,
+    multi: Multi,
+    requests: Arc<Mutex<Requests>>,
+    watcher: Watcher,
+}
+
+impl Hub {
+    pub fn new(settings: &ClientSettings) -> Result<Self, String> {
+        let requests = Arc::new(Mutex::new(Requests::default()));
+        let mut multi = Multi::new();
+        // The cache is the process's (in the share): the limit of idle connections it keeps
+        // is checked against the multi handle that returns a connection.
+        multi
+            .set_max_connects(settings.max_idle_connections as usize)
+            .map_err(|e| e.to_string())?;
+        let from_sockets = Arc::clone(&requests);
+        multi
+            .socket_function(move |socket, events, _| {
+                let interest = (!events.remove()).then(|| Interest {
+                    read: events.input() || events.input_and_output(),
+                    write: events.output() || events.input_and_output(),
+                });
+                from_sockets.lock().sockets.push((socket, interest));
+            })
+            .map_err(|e| e.to_string())?;
+        let from_timer = Arc::clone(&requests);
+        multi
+            .timer_function(move |after| {
+                from_timer.lock().timer = Some(after);
+                true
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            running: HashMap::new(),
+            finished: Vec::new(),
+            idle: Vec::new(),
+            max_idle: settings.max_idle_connections as usize,
+            multi,
+            requests,
+            watcher: Watcher::new().map_err(|e| format!("epoll/timerfd: {e}"))?,
+        })
+    }
+
+    /// The descriptor the host's reactor watches for read readiness.
+    pub fn fd(&self) -> RawFd {
+        self.watcher.fd()
+    }
+
+    /// Adds `request` as transfer `token` and lets libcurl start it (send it, on a kept-alive
+    /// connection). `Err` when it could not be set up; it may also have ended at once: see
+    /// [`take_finished`](Self::take_finished).
+    pub(super) fn start(
+        &mut self,
+        token: Token,
+        share: &CurlShare,
+        settings: &ClientSettings,
+        request: &Request,
+    ) -> Result<(), Outcome> {
+        let mut easy = self
+            .idle
+            .pop()
+            .unwrap_or_else(|| Easy2::new(Collector::default()));
+        let cannot = |e: &dyn std::fmt::Display| {
+            error!(
+                "cannot set up {} {}: {e}",
+                request.method.name(),
+                redact_url(&request.url)
+            );
+            Outcome::failed(ResultCode::InternalError)
+        };
+        if let Err(e) = configure(&mut easy, share, settings, request) {
+            self.idle.push(easy);
+            return Err(cannot(&e));
+        }
+        let mut handle = self.multi.add2(easy).map_err(|e| cannot(&e))?;
+        handle.set_token(token).map_err(|e| cannot(&e))?;
+        self.running.insert(
+            token,
+            Running {
+                handle,
+                method: request.method,
+                url: request.url.clone(),
+            },
+        );
+        // Only libcurl's timers: the new transfer is due at once; other transfers' ready
+        // sockets are left to the reactor's next round.
+        self.step(Readiness::TimersOnly);
+        Ok(())
+    }
+
+    /// Whether transfer `token`'s request went out (connected, TLS included, or on a reused
+    /// connection); false once it ended.
+    pub fn request_sent(&self, token: Token) -> bool {
+        self.running
+            .get(&token)
+            .is_some_and(|r| request_sent(r.handle.raw()))
+    }
+
+    /// Waits up to `timeout` for work (for a host that drives one transfer in a loop).
+    pub fn wait(&self, timeout: Duration) -> bool {
+        self.watcher.wait(timeout)
+    }
+
+    /// Lets libcurl act on whatever is ready (sockets, its timer) and sets aside the transfers
+    /// that ended.
+    pub fn progress(&mut self) {
+        self.step(Readiness::SocketsAndTimers);
+    }
+
+    fn step(&mut self, readiness: Readiness) {
+        if let Err(e) = self.drive(readiness) {
+            // The watcher is broken: end every transfer rather than leave any hanging.
+            error!("async transfers: {e}");
+            let tokens: Vec<Token> = self.running.keys().copied().collect();
+            for token in tokens {
+                self.end(token, Err(curl::Error::new(curl_sys::CURLE_FAILED_INIT)));
+            }
+            return;
+        }
+        let mut ended = Vec::new();
+        self.multi.messages(|message| {
+            if let (Ok(token), Some(result)) = (message.token(), message.result()) {
+                ended.push((token, result));
+            }
+        });
+        for (token, result) in ended {
+            self.end(token, result);
+        }
+    }
+
+    /// The outcome of transfer `token` if it ended (after [`start`](Self::start) or
+    /// [`progress`](Self::progress)). Other ended transfers stay set aside and make the
+    /// descriptor readable, so the host's reactor comes back for them.
+    pub fn take_finished(&mut self, token: Token) -> Option<Outcome> {
+        let outcome = self
+            .finished
+            .iter()
+            .position(|(t, _)| *t == token)
+            .map(|index| self.finished.swap_remove(index).1);
+        if !self.finished.is_empty() {
+            self.wake();
+        }
+        outcome
+    }
+
+    /// Every ended transfer, with its token.
+    pub fn drain_finished(&mut self) -> Vec<(Token, Outcome)> {
+        std::mem::take(&mut self.finished)
+    }
+
+    /// Makes the descriptor readable at once (the timer fires now).
+    fn wake(&self) {
+        if let Err(e) = self.watcher.arm_timer(Some(Duration::ZERO)) {
+            error!("async transfers: timerfd: {e}");
+        }
+    }
+
+    /// One round of curl_multi_socket_action: for each ready socket, and for the timer when
+    /// it expired or nothing is ready (a start, or a host polling without an event).
+    fn drive(&mut self, readiness: Readiness) -> Result<(), String> {
+        let (ready, timer_expired) = match readiness {
+            Readiness::SocketsAndTimers => {
+                self.watcher.ready().map_err(|e| format!("epoll: {e}"))?
+            }
+            Readiness::TimersOnly => (Vec::new(), true),
+        };
+        for (socket, interest) in &ready {
+            let mut events = Events::new();
+            events.input(interest.read).output(interest.write);
+            self.multi
+                .action(*socket, &events)
+                .map_err(|e| e.to_string())?;
+        }
+        if timer_expired || ready.is_empty() {
+            self.multi.timeout().map_err(|e| e.to_string())?;
+        }
+        let Requests { sockets, timer } = std::mem::take(&mut *self.requests.lock());
+        for (socket, interest) in sockets {
+            self.watcher
+                .watch(socket, interest)
+                .map_err(|e| format!("epoll: {e}"))?;
+        }
+        if let Some(after) = timer {
+            self.watcher
+                .arm_timer(after)
+                .map_err(|e| format!("timerfd: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Takes transfer `token` out of the multi handle (its connection goes back to the
+    /// process's cache) and sets its outcome aside.
+    fn end(&mut self, token: Token, result: Result<(), curl::Error>) {
+        let Some(Running {
+            handle,
+            method,
+            url,
+        }) = self.running.remove(&token)
+        else {
+            return;
+        };
+        let outcome = match self.multi.remove2(handle) {
+            Ok(mut easy) => {
+                let outcome = finish(&mut easy, result, method, &url);
+                if self.idle.len() < self.max_idle {
+                    self.idle.push(easy);
+                }
+                outcome
+            }
+            Err(e) => {
+                error!("{} {}: {e}", method.name(), redact_url(&url));
+                Outcome::failed(ResultCode::InternalError)
+            }
+        };
+        self.finished.push((token, outcome));
+    }
+}

@@ -6,7 +6,7 @@
 # any REST call bound what a module can reach: `sl_send_reply` alone (the blocking script's
 # ceiling) and `t_newtran` + `t_reply` (the transaction work every async call carries).
 #
-#   apt-get install sip-tester        # SIPp
+#   .ci/install-deps bench            # nginx, SIPp (Debian package sip-tester)
 #   OPENSIPS_BIN=/usr/sbin/opensips MODULES_DIR=/usr/lib/x86_64-linux-gnu/opensips/modules \
 #   C_MODULE_DIR=/usr/lib/x86_64-linux-gnu/opensips/modules c_tests/bench_opensips.sh
 #

@@ -186,20 +186,7 @@ static PARAMS: StaticTable<[ParamExport; 17]> = StaticTable([
 /// read the slots their function declares.
 macro_rules! cmd_entry {
     ($name:ident, $what:literal, $on_panic:expr, |$msg:ident, $p:ident| $body:expr) => {
-        unsafe extern "C" fn $name(
-            msg: *mut c_void,
-            p1: *mut c_void,
-            p2: *mut c_void,
-            p3: *mut c_void,
-            p4: *mut c_void,
-            p5: *mut c_void,
-            p6: *mut c_void,
-            p7: *mut c_void,
-            p8: *mut c_void,
-        ) -> c_int {
-            let ($msg, $p) = (msg, [p1, p2, p3, p4, p5, p6, p7, p8]);
-            guarded($what, $on_panic, || $body)
-        }
+        entry_point!($name, $what, $on_panic, [], |$msg, $p| $body);
     };
 }
 
@@ -207,9 +194,19 @@ macro_rules! cmd_entry {
 /// `ctx` is live for the call.
 macro_rules! acmd_entry {
     ($name:ident, $what:literal, |$msg:ident, $ctx:ident, $p:ident| $body:expr) => {
+        entry_point!($name, $what, INTERNAL_ERROR, [$ctx: *mut AsyncCtx], |$msg, $p| $body);
+    };
+}
+
+/// The signature both kinds share: the message, the extra leading parameters, eight slots.
+macro_rules! entry_point {
+    (
+        $name:ident, $what:literal, $on_panic:expr, [$($extra:ident: $extra_ty:ty),*],
+        |$msg:ident, $p:ident| $body:expr
+    ) => {
         unsafe extern "C" fn $name(
-            msg: *mut c_void,
-            ctx: *mut AsyncCtx,
+            $msg: *mut c_void,
+            $($extra: $extra_ty,)*
             p1: *mut c_void,
             p2: *mut c_void,
             p3: *mut c_void,
@@ -219,8 +216,8 @@ macro_rules! acmd_entry {
             p7: *mut c_void,
             p8: *mut c_void,
         ) -> c_int {
-            let ($msg, $ctx, $p) = (msg, ctx, [p1, p2, p3, p4, p5, p6, p7, p8]);
-            guarded($what, INTERNAL_ERROR, || $body)
+            let $p = [p1, p2, p3, p4, p5, p6, p7, p8];
+            guarded($what, $on_panic, || $body)
         }
     };
 }

@@ -430,12 +430,15 @@ int h_call(const char *name, int argc, const h_arg *args)
 #define ASYNC_SYNC (-7)
 #define ASYNC_NO_FD (-6)
 #define ASYNC_CONTINUE (-5)
+#define ASYNC_DONE_NO_IO (-2)
 #define ASYNC_DONE (-1)
 #define ASYNC_FD_NONE (-1)
 
-/* A call launched with ASYNC_NO_FD: the module resumes it through async_script_resume_f. */
+/* A call launched with ASYNC_NO_FD: the module resumes it through async_script_resume_f
+ * (async(), tm) or async_launch_resume (launch(), the core). */
 struct pending_call {
 	async_ctx ctx;
+	int is_launch;
 	h_resume_route route;
 	void *arg;
 	int resumed;
@@ -497,64 +500,81 @@ int register_async_fd(int fd, int (*f)(int, void *), void *param)
 	return 0;
 }
 
+static struct pending_call *find_pending(void *ctx, int is_launch, const char *resumer)
+{
+	for (int i = 0; i < pending_count; i++)
+		if (&pending[i]->ctx == ctx) {
+			if (pending[i]->is_launch == is_launch)
+				return pending[i];
+			fprintf(stderr, "FAIL harness: %s resumed through %s\n",
+				is_launch ? "an async() call" : "a launch() job", resumer);
+			failed++;
+			return NULL;
+		}
+	fprintf(stderr, "FAIL harness: %s: context %p is not pending\n", resumer, ctx);
+	failed++;
+	return NULL;
+}
+
 /* tm's t_resume_async for a call without a descriptor: the resume function, then the route
  * unless it reports ASYNC_CONTINUE. */
 static int resume_without_fd(int fd, void *param, int was_timeout)
 {
 	(void)was_timeout;
-	for (int i = 0; i < pending_count; i++) {
-		struct pending_call *c = pending[i];
-		if (&c->ctx != param)
-			continue;
-		async_status = ASYNC_DONE;
-		int rc = c->ctx.resume_f(fd, fake_resume_msg, c->ctx.resume_param);
-		if (async_status != ASYNC_CONTINUE) {
-			run_route(c, rc);
-			forget(c);
-		}
-		return 0;
+	struct pending_call *c = find_pending(param, 0, "async_script_resume_f");
+	if (!c)
+		return -1;
+	async_status = ASYNC_DONE;
+	int rc = c->ctx.resume_f(fd, fake_resume_msg, c->ctx.resume_param);
+	if (async_status != ASYNC_CONTINUE) {
+		run_route(c, rc);
+		forget(c);
 	}
-	fprintf(stderr, "FAIL harness: resume of a context that is not pending (%p)\n", param);
-	failed++;
-	return -1;
+	return 0;
 }
 int (*async_script_resume_f)(int fd, void *param, int was_timeout) = resume_without_fd;
 
-int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route route, void *arg,
-		 int argc, const h_arg *args)
+/* The core's async_launch_resume: the resume function, then the report route. Any end but
+ * ASYNC_DONE_NO_IO makes the core remove the (absent) descriptor from its reactor. */
+int async_launch_resume(int fd, void *param)
 {
-	const acmd_export_t *acmd = mod->acmds;
-	while (acmd && acmd->name && strcmp(acmd->name, name))
-		acmd++;
-	if (!acmd || !acmd->name) {
-		fprintf(stderr, "ERROR: unknown async function %s\n", name);
-		return H_PARSE_ERROR;
+	struct pending_call *c = find_pending(param, 1, "async_launch_resume");
+	if (!c)
+		return -1;
+	async_status = ASYNC_DONE;
+	int rc = c->ctx.resume_f(fd, fake_resume_msg, c->ctx.resume_param);
+	if (async_status == ASYNC_CONTINUE)
+		return 0;
+	if (async_status != ASYNC_DONE_NO_IO && fd < 0) {
+		fprintf(stderr, "FAIL harness: launch job ended with status %d and no fd\n",
+			async_status);
+		failed++;
 	}
-	struct call_args a;
-	if (build_args(name, acmd->params, argc, args, &a))
-		return H_PARSE_ERROR;
+	run_route(c, rc);
+	forget(c);
+	return 0;
+}
+
+/* One async() statement, as the core hands it to tm through async_script_start_f. */
+struct async_statement {
+	const acmd_export_t *acmd;
+	struct call_args args;
+	int sync_mode;
+	h_resume_route route;
+	void *arg;
+};
+
+static struct pending_call *new_pending(h_resume_route route, void *arg, int is_launch)
+{
 	struct pending_call *c = calloc(1, sizeof *c);
 	c->route = route;
 	c->arg = arg;
-	c->ctx.timeout_s = (unsigned)timeout_s;
-	reactor();
-	async_status = ASYNC_NO_IO;
-	int rc = acmd->function(fake_msg, &c->ctx, a.p[0], a.p[1], a.p[2], a.p[3], a.p[4], a.p[5],
-				a.p[6], a.p[7]);
-	free_args(&a);
-	if (async_status != ASYNC_NO_FD) {
-		/* NO_IO, SYNC or an error: the resume route runs now with the function's code. */
-		if (async_status != ASYNC_NO_IO && async_status != ASYNC_SYNC)
-			fprintf(stderr, "harness: async start returned status %d\n", async_status);
-		if (async_status >= 0) {
-			fprintf(stderr, "FAIL harness: %s launched with fd %d, not ASYNC_NO_FD\n", name,
-				async_status);
-			failed++;
-		}
-		route(rc, arg);
-		free(c);
-		return 1;
-	}
+	c->is_launch = is_launch;
+	return c;
+}
+
+static void add_pending(struct pending_call *c, const char *name)
+{
 	if (!c->ctx.resume_f) {
 		fprintf(stderr, "FAIL harness: %s launched without a resume function\n", name);
 		failed++;
@@ -564,17 +584,109 @@ int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route 
 		exit(3);
 	}
 	pending[pending_count++] = c;
-	if (sync_mode) {
+}
+
+static int start_status_is_fd(const char *name)
+{
+	if (async_status < 0)
+		return 0;
+	fprintf(stderr, "FAIL harness: %s launched with fd %d, not ASYNC_NO_FD\n", name,
+		async_status);
+	failed++;
+	return 1;
+}
+
+/* tm's t_handle_async (the module may wrap this pointer, as the core's global). */
+static int tm_handle_async(void *msg, void *action, void *resume_route, unsigned timeout,
+			   void **params)
+{
+	struct async_statement *st = action;
+	(void)resume_route;
+	(void)params;
+	struct pending_call *c = new_pending(st->route, st->arg, 0);
+	c->ctx.timeout_s = timeout;
+	async_status = ASYNC_NO_IO;
+	int rc = st->acmd->function(msg, &c->ctx, st->args.p[0], st->args.p[1], st->args.p[2],
+				    st->args.p[3], st->args.p[4], st->args.p[5], st->args.p[6],
+				    st->args.p[7]);
+	if (async_status != ASYNC_NO_FD) {
+		/* NO_IO, SYNC or an error: the resume route runs now with the function's code. */
+		if (async_status != ASYNC_NO_IO && async_status != ASYNC_SYNC)
+			fprintf(stderr, "harness: async start returned status %d\n", async_status);
+		start_status_is_fd(st->acmd->name);
+		st->route(rc, st->arg);
+		free(c);
+		return 1;
+	}
+	add_pending(c, st->acmd->name);
+	if (st->sync_mode) {
 		/* tm's sync mode: the resume function in a loop with no polling in between. */
 		do {
 			async_status = ASYNC_DONE;
-			rc = c->ctx.resume_f(ASYNC_FD_NONE, fake_msg, c->ctx.resume_param);
+			rc = c->ctx.resume_f(ASYNC_FD_NONE, msg, c->ctx.resume_param);
 		} while (async_status == ASYNC_CONTINUE);
 		run_route(c, rc);
 		forget(c);
 		return 1;
 	}
 	return 0;
+}
+int (*async_script_start_f)(void *msg, void *action, void *resume_route, unsigned timeout,
+			    void **params) = tm_handle_async;
+
+static const acmd_export_t *find_acmd(const char *name)
+{
+	const acmd_export_t *acmd = mod->acmds;
+	while (acmd && acmd->name && strcmp(acmd->name, name))
+		acmd++;
+	if (!acmd || !acmd->name) {
+		fprintf(stderr, "ERROR: unknown async function %s\n", name);
+		return NULL;
+	}
+	return acmd;
+}
+
+int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route route, void *arg,
+		 int argc, const h_arg *args)
+{
+	struct async_statement st;
+	memset(&st, 0, sizeof st);
+	st.acmd = find_acmd(name);
+	st.sync_mode = sync_mode;
+	st.route = route;
+	st.arg = arg;
+	if (!st.acmd || build_args(name, st.acmd->params, argc, args, &st.args))
+		return H_PARSE_ERROR;
+	reactor();
+	int rc = async_script_start_f(fake_msg, &st, NULL, (unsigned)timeout_s, NULL);
+	free_args(&st.args);
+	return rc;
+}
+
+int h_launch_call(const char *name, h_resume_route report_route, void *arg, int argc,
+		  const h_arg *args)
+{
+	const acmd_export_t *acmd = find_acmd(name);
+	struct call_args a;
+	if (!acmd || build_args(name, acmd->params, argc, args, &a))
+		return H_PARSE_ERROR;
+	reactor();
+	struct pending_call *c = new_pending(report_route, arg, 1);
+	async_status = ASYNC_NO_IO;
+	int rc = acmd->function(fake_msg, &c->ctx, a.p[0], a.p[1], a.p[2], a.p[3], a.p[4], a.p[5],
+				a.p[6], a.p[7]);
+	free_args(&a);
+	if (async_status == ASYNC_NO_FD) {
+		add_pending(c, name);
+		return 0;
+	}
+	/* The core's async_script_launch: SYNC (or an error) runs the report route now, NO_IO
+	 * runs nothing. */
+	start_status_is_fd(name);
+	if (async_status != ASYNC_NO_IO)
+		report_route(rc, arg);
+	free(c);
+	return 1;
 }
 
 int h_reactor_run(int max_ms)

@@ -3,7 +3,8 @@
  * like the blocking functions, timeouts that always fire, max_async_transfers with blocking
  * fallback (or -5 with no_async_fallback), keep-alive shared with blocking calls, a kept-alive
  * connection dropped by the server (OpenSIPS issue #3544), sync mode, one descriptor in the
- * reactor for all calls, a resume route starting a call, ACKs, several processes.
+ * reactor for all calls, a resume route starting a call, launch() jobs, ACKs, several
+ * processes.
  * Every started call must resume exactly once.
  * usage: test_async module.so cfg fallback|failfast
  *   (cfg: async.cfg: curl_timeout 2, connection_timeout 1, max_async_transfers 10;
@@ -304,6 +305,26 @@ static void test_one_descriptor(void)
 	CHECK_INT(chained.done, 1);
 	CHECK_INT(chained.rc, 1);
 	CHECK_STR(&chained.body, "delayed");
+
+	/* launch() jobs are resumed through the core, async() calls through tm, mixed. */
+	struct call jobs[4], waits[4];
+	memset(jobs, 0, sizeof jobs);
+	memset(waits, 0, sizeof waits);
+	for (int i = 0; i < 4; i++) {
+		reset(&jobs[i]);
+		CHECK_INT(h_launch_call("rest_get", resume_route, &jobs[i], 2,
+					(h_arg[]){ A_STR(url("/delay?ms=50")), A_VAR(&jobs[i].body) }),
+			  0);
+		CHECK_INT(async_get(&waits[i], url("/delay?ms=50"), 0), 0);
+	}
+	CHECK_INT(h_reactor_run(3000), 0);
+	for (int i = 0; i < 4; i++) {
+		CHECK_INT(jobs[i].done, 1);
+		CHECK_INT(jobs[i].rc, 1);
+		CHECK_STR(&jobs[i].body, "delayed");
+		CHECK_INT(waits[i].done, 1);
+		CHECK_INT(waits[i].rc, 1);
+	}
 
 	/* An ACK has no transaction to resume: the call runs blocking and its route at once. */
 	h_set_message_method(4);

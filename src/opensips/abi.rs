@@ -132,7 +132,7 @@ pub struct AsyncCtx {
 pub const ASYNC_SYNC: c_int = -7;
 pub const ASYNC_NO_FD: c_int = -6;
 pub const ASYNC_CONTINUE: c_int = -5;
-pub const ASYNC_DONE: c_int = -1;
+pub const ASYNC_DONE_NO_IO: c_int = -2;
 
 /// `ASYNC_FD_NONE`: the fd argument of a resume without a descriptor.
 const ASYNC_FD_NONE: c_int = -1;
@@ -142,6 +142,82 @@ pub type FdResumeFn = unsafe extern "C" fn(c_int, *mut c_void) -> c_int;
 type RegisterAsyncFdFn = unsafe extern "C" fn(c_int, FdResumeFn, *mut c_void) -> c_int;
 /// `async_script_resume_function`: `int f(int fd, void *ctx, int was_timeout)`.
 type ScriptResumeFn = unsafe extern "C" fn(c_int, *mut c_void, c_int) -> c_int;
+/// `async_script_start_function` (3.4, 3.6, 4.0): `int f(struct sip_msg *, struct action *,
+/// struct script_route_ref *resume_route, unsigned int timeout, void **params)`.
+type ScriptStartFn =
+    unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void, c_uint, *mut *mut c_void) -> c_int;
+
+/// Who called an acmd, so who resumes a call launched with ASYNC_NO_FD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsyncCaller {
+    /// `async()`: tm's start function; tm resumes the call (`async_script_resume_f`).
+    Tm,
+    /// `launch()`: the core's; the core resumes the job (`async_launch_resume`).
+    Launch,
+    /// Not known (tm's start function could not be wrapped): no ASYNC_NO_FD.
+    Unknown,
+}
+
+/// tm's start function, as found in `async_script_start_f` before `wrap_async_start`.
+static TM_ASYNC_START: OnceLock<ScriptStartFn> = OnceLock::new();
+
+thread_local! {
+    /// Whether the script thread is inside tm's start function (an `async()` statement).
+    static IN_TM_ASYNC_START: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Stands in for tm's start function in `async_script_start_f`: marks the call as `async()`.
+///
+/// SAFETY: installed only by `wrap_async_start` after `TM_ASYNC_START` was set; the core calls
+/// it with tm's arguments, passed on unchanged.
+unsafe extern "C" fn tm_async_start(
+    msg: *mut c_void,
+    action: *mut c_void,
+    resume_route: *mut c_void,
+    timeout: c_uint,
+    params: *mut *mut c_void,
+) -> c_int {
+    let Some(start) = TM_ASYNC_START.get() else {
+        return -1;
+    };
+    let outer = IN_TM_ASYNC_START.replace(true);
+    // SAFETY: tm's own function with the arguments the core gave us.
+    let rc = unsafe { start(msg, action, resume_route, timeout, params) };
+    IN_TM_ASYNC_START.set(outer);
+    rc
+}
+
+/// Puts a wrapper around tm's start function in the core's `async_script_start_f` (in this
+/// process), so that an acmd can tell `async()` (tm resumes it) from `launch()` (the core
+/// does): the core gives no other way, and resuming one through the other's function would
+/// crash. Called in child_init, after every module's mod_init registered its handlers.
+pub fn wrap_async_start() {
+    let cell = core().async_script_start_f;
+    if cell.is_null() {
+        return;
+    }
+    // SAFETY: `async_script_start_f` is the core's function-pointer global, read and written
+    // only by this process's script thread; tm set it in its mod_init.
+    unsafe {
+        if let Some(current) = *cell
+            && current as *const () != tm_async_start as *const ()
+            && *TM_ASYNC_START.get_or_init(|| current) as *const () == current as *const ()
+        {
+            *cell = Some(tm_async_start);
+        }
+    }
+}
+
+/// Who is calling the acmd running now.
+pub fn async_caller() -> AsyncCaller {
+    if TM_ASYNC_START.get().is_none() {
+        AsyncCaller::Unknown
+    } else if IN_TM_ASYNC_START.get() {
+        AsyncCaller::Tm
+    } else {
+        AsyncCaller::Launch
+    }
+}
 
 /// The async context of a running acmd call.
 pub struct AsyncCtxRef(NonNull<AsyncCtx>);
@@ -174,18 +250,30 @@ impl AsyncCtxRef {
         ctx.timeout_f = None;
     }
 
-    /// Asks the core to resume a call launched with ASYNC_NO_FD (tm calls its resume function,
-    /// then the resume route). Consumes the context: the core frees it.
-    pub fn resume(self) {
-        let resume_f = core().async_script_resume_f;
-        // SAFETY: `async_script_resume_f` is the core's function-pointer global (set by tm);
-        // tm keeps a context launched with ASYNC_NO_FD alive until it is resumed, once, here.
+    /// Asks whoever launched the call with ASYNC_NO_FD to resume it: tm (its resume function
+    /// runs, then the resume route) or the core (for `launch()`: the resume function, then the
+    /// report route). Consumes the context: they free it.
+    pub fn resume(self, caller: AsyncCaller) {
+        let ctx = self.0.as_ptr().cast::<c_void>();
+        let core = core();
+        // SAFETY: `async_script_resume_f` is the core's function-pointer global (set by tm) and
+        // `async_launch_resume` a core function; both keep a context launched with ASYNC_NO_FD
+        // alive until it is resumed, once, here, by the one that launched it (`caller`).
         unsafe {
-            match resume_f.as_ref().and_then(|f| *f) {
-                Some(f) => {
-                    f(ASYNC_FD_NONE, self.0.as_ptr().cast(), 0);
-                }
-                None => log::error!("cannot resume an async call: no async_script_resume_f"),
+            match caller {
+                AsyncCaller::Tm => match core.async_script_resume_f.as_ref().and_then(|f| *f) {
+                    Some(f) => {
+                        f(ASYNC_FD_NONE, ctx, 0);
+                    }
+                    None => log::error!("cannot resume an async call: no async_script_resume_f"),
+                },
+                AsyncCaller::Launch => match core.async_launch_resume {
+                    Some(f) => {
+                        f(ASYNC_FD_NONE, ctx);
+                    }
+                    None => log::error!("cannot resume a launch job: no async_launch_resume"),
+                },
+                AsyncCaller::Unknown => log::error!("cannot resume a call of unknown origin"),
             }
         }
     }
@@ -402,6 +490,8 @@ struct Core {
     log_facility: *const c_int,
     async_status: *mut c_int,
     async_script_resume_f: *const Option<ScriptResumeFn>,
+    async_script_start_f: *mut Option<ScriptStartFn>,
+    async_launch_resume: Option<FdResumeFn>,
     register_async_fd: Option<RegisterAsyncFdFn>,
     pv_set_value: Option<PvSetValueFn>,
     find_export: Option<FindExportFn>,
@@ -409,7 +499,8 @@ struct Core {
 }
 
 // SAFETY: the addresses are of the core's functions and globals, fixed for the life of the
-// process; the globals are only read through them.
+// process; the globals are read through them, and `async_script_start_f` written once per
+// process by its script thread (`wrap_async_start`).
 unsafe impl Sync for Core {}
 unsafe impl Send for Core {}
 
@@ -440,6 +531,8 @@ fn core() -> &'static Core {
                 log_facility: lookup(c"log_facility").cast(),
                 async_status: lookup(c"async_status").cast(),
                 async_script_resume_f: lookup(c"async_script_resume_f").cast(),
+                async_script_start_f: lookup(c"async_script_start_f").cast(),
+                async_launch_resume: lookup_fn(c"async_launch_resume"),
                 register_async_fd: lookup_fn(c"register_async_fd"),
                 pv_set_value: lookup_fn(c"pv_set_value"),
                 find_export: lookup_fn(c"find_export"),

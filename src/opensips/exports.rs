@@ -425,6 +425,7 @@ fn start_async_call(
     let args = unsafe { call_args(shape, msg, p) };
     let host = AsyncHost {
         ctx,
+        caller: async_caller(),
         is_ack: is_ack(msg),
         register: |fd| register_reactor_fd(fd, transfers_ready),
         resume: resume_async_call,
@@ -448,8 +449,8 @@ fn start_async_call(
 /// SAFETY: called by the core's reactor (registered by `register_reactor_fd`).
 unsafe extern "C" fn transfers_ready(_fd: c_int, _param: *mut c_void) -> c_int {
     guarded("async transfers", 0, || {
-        for ctx in script::progress_async() {
-            ctx.resume();
+        for (ctx, caller) in script::progress_async() {
+            ctx.resume(caller);
         }
         // After the resumes: each one reset async_status for its own resume function.
         set_async_status(ASYNC_CONTINUE);
@@ -471,7 +472,8 @@ unsafe extern "C" fn resume_async_call(_fd: c_int, msg: *mut c_void, param: *mut
                 1
             }
             Some(code) => {
-                set_async_status(ASYNC_DONE);
+                // No descriptor of the call's own for the core to stop watching.
+                set_async_status(ASYNC_DONE_NO_IO);
                 code
             }
         },
@@ -643,11 +645,14 @@ unsafe extern "C" fn mod_init() -> c_int {
 }
 
 unsafe extern "C" fn child_init(_rank: c_int) -> c_int {
-    guarded("child_init", -1, || match module::with_worker(|_| ()) {
-        Ok(()) => 0,
-        Err(e) => {
-            error!("cannot create this process's HTTP client: {e}");
-            -1
+    guarded("child_init", -1, || {
+        wrap_async_start();
+        match module::with_worker(|_| ()) {
+            Ok(()) => 0,
+            Err(e) => {
+                error!("cannot create this process's HTTP client: {e}");
+                -1
+            }
         }
     })
 }

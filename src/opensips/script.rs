@@ -13,7 +13,7 @@ use crate::engine::{
     unescape,
 };
 
-use super::abi::{AsyncCtxRef, ResumeFn, ScriptVar};
+use super::abi::{AsyncCaller, AsyncCtxRef, ResumeFn, ScriptVar};
 use super::module::{Worker, config, with_worker};
 
 /// Longest header line `rest_append_hf` accepts (as the C module).
@@ -225,6 +225,7 @@ pub fn blocking_transfer(args: &CallArgs) -> i32 {
 pub struct AsyncCall {
     /// Taken when the module asks the core to resume the call (once).
     ctx: Option<AsyncCtxRef>,
+    caller: AsyncCaller,
     outputs: Outputs,
     ticket: Option<GateTicket>,
     slot: Option<CacheSlot>,
@@ -245,8 +246,10 @@ pub enum AsyncStart {
 /// What the host offers for async calls, from the adaptor.
 pub struct AsyncHost {
     pub ctx: AsyncCtxRef,
-    /// The message is an ACK: it has no transaction to resume, so the call runs blocking (tm
-    /// runs such calls synchronously too).
+    /// `async()` or `launch()`: who resumes the call.
+    pub caller: AsyncCaller,
+    /// The message is an ACK: it has no transaction to resume, so an `async()` call runs
+    /// blocking (tm runs such calls synchronously too).
     pub is_ack: bool,
     /// Puts the process's transfer descriptor into the core's reactor; false on failure.
     pub register: fn(RawFd) -> bool,
@@ -291,7 +294,12 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
             );
             true
         } else {
-            host.is_ack || !hub_registered(worker, host.register)
+            let resumable = match host.caller {
+                AsyncCaller::Tm => !host.is_ack,
+                AsyncCaller::Launch => true,
+                AsyncCaller::Unknown => false,
+            };
+            !resumable || !hub_registered(worker, host.register)
         };
         if run_blocking_now {
             let outcome = run_blocking(worker, &request, slot.as_ref())?;
@@ -311,6 +319,7 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
             token,
             AsyncCall {
                 ctx: Some(ctx),
+                caller: host.caller,
                 outputs: args.outputs,
                 ticket,
                 slot,
@@ -369,8 +378,8 @@ fn record_progress(worker: &mut Worker, ended: Vec<(Token, Outcome)>) {
 }
 
 /// The reactor saw the process's transfer descriptor readable: drives the transfers and
-/// returns the contexts of the calls whose transfer ended, for the core to resume.
-pub fn progress_async() -> Vec<AsyncCtxRef> {
+/// returns the contexts of the calls whose transfer ended, for whoever launched them to resume.
+pub fn progress_async() -> Vec<(AsyncCtxRef, AsyncCaller)> {
     let resumable = with_worker(|worker| {
         worker.client.hub.progress();
         let ended = worker.client.hub.drain_finished();
@@ -378,7 +387,10 @@ pub fn progress_async() -> Vec<AsyncCtxRef> {
         record_progress(worker, ended);
         tokens
             .iter()
-            .filter_map(|token| worker.async_calls.get_mut(token)?.ctx.take())
+            .filter_map(|token| {
+                let call = worker.async_calls.get_mut(token)?;
+                Some((call.ctx.take()?, call.caller))
+            })
             .collect()
     });
     resumable.unwrap_or_else(|e| {

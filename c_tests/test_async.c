@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -281,9 +282,16 @@ static void test_one_descriptor(void)
 	 * resumed later by the reactor, each once. */
 	struct call sync_call = { 0 };
 	reset(&sync_call);
+	struct timespec cpu0, cpu1;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
 	CHECK_INT(h_async_call("rest_get", 0, 1, resume_route, &sync_call, 2,
 			       (h_arg[]){ A_STR(url("/delay?ms=200")), A_VAR(&sync_call.body) }), 1);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
 	CHECK_INT(sync_call.rc, 1);
+	/* It waited on the descriptor, not in a busy loop, though other calls ended meanwhile. */
+	long cpu_ms = (cpu1.tv_sec - cpu0.tv_sec) * 1000 + (cpu1.tv_nsec - cpu0.tv_nsec) / 1000000;
+	CHECK(elapsed_ms(&sync_call) >= 150);
+	CHECK(cpu_ms < 50);
 	for (int i = 0; i < N; i++)
 		CHECK_INT(calls[i].done, 0); /* resumed by the reactor only */
 	CHECK_INT(h_reactor_run(3000), 0);

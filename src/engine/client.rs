@@ -64,7 +64,11 @@ impl Client {
     /// `Some` when it is already over (e.g. connection refused at once, or bad options).
     pub fn start(&mut self, token: Token, request: &Request) -> Option<Outcome> {
         match self.hub.start(token, &self.share, &self.settings, request) {
-            Ok(()) => self.hub.take_finished(token),
+            Ok(()) => {
+                let outcome = self.hub.take_finished(token);
+                self.hub.wake_for_finished();
+                outcome
+            }
             Err(outcome) => Some(outcome),
         }
     }

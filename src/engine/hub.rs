@@ -188,18 +188,22 @@ impl Hub {
     }
 
     /// The outcome of transfer `token` if it ended (after [`start`](Self::start) or
-    /// [`progress`](Self::progress)). Other ended transfers stay set aside and make the
-    /// descriptor readable, so the host's reactor comes back for them.
+    /// [`progress`](Self::progress)). Other ended transfers stay set aside: see
+    /// [`wake_for_finished`](Self::wake_for_finished).
     pub fn take_finished(&mut self, token: Token) -> Option<Outcome> {
-        let outcome = self
-            .finished
+        self.finished
             .iter()
             .position(|(t, _)| *t == token)
-            .map(|index| self.finished.swap_remove(index).1);
+            .map(|index| self.finished.swap_remove(index).1)
+    }
+
+    /// Makes the descriptor readable at once (the timer fires now) if ended transfers are set
+    /// aside, so the host's reactor comes back for them. Not while the host waits on the
+    /// descriptor for one transfer: it would not wait.
+    pub fn wake_for_finished(&self) {
         if !self.finished.is_empty() {
             self.wake();
         }
-        outcome
     }
 
     /// Every ended transfer, with its token.

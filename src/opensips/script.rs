@@ -354,15 +354,17 @@ fn hub_registered(worker: &mut Worker, register: fn(RawFd) -> bool) -> bool {
 
 /// Lets the gate go for transfers that connected, and records ended transfers in their calls.
 fn record_progress(worker: &mut Worker, ended: Vec<(Token, Outcome)>) {
-    let hub = &worker.client.hub;
-    let connected: Vec<(Token, Option<GateTicket>)> = worker
-        .async_calls
-        .iter_mut()
-        .filter(|(token, call)| call.ticket.is_some() && hub.request_sent(**token))
-        .map(|(token, call)| (*token, call.ticket.take()))
-        .collect();
-    for (_, ticket) in connected {
-        leave_gate(worker, ticket, true);
+    if worker.gate.is_some() {
+        let hub = &worker.client.hub;
+        let connected: Vec<Option<GateTicket>> = worker
+            .async_calls
+            .iter_mut()
+            .filter(|(token, call)| call.ticket.is_some() && hub.request_sent(**token))
+            .map(|(_, call)| call.ticket.take())
+            .collect();
+        for ticket in connected {
+            leave_gate(worker, ticket, true);
+        }
     }
     for (token, outcome) in ended {
         let Some(call) = worker.async_calls.get_mut(&token) else {
@@ -420,7 +422,11 @@ pub fn resume_async(token: Token, msg: *mut c_void) -> Option<i32> {
         }
         match worker.async_calls.get(&token) {
             Some(call) if call.outcome.is_none() => Ok(None),
-            Some(_) => Ok(worker.async_calls.remove(&token)),
+            Some(_) => {
+                // Transfers of other calls that ended meanwhile: the reactor resumes them.
+                worker.client.hub.wake_for_finished();
+                Ok(worker.async_calls.remove(&token))
+            }
             None => Err(format!("async resume of unknown call {token}")),
         }
     });

@@ -500,52 +500,30 @@ int register_async_fd(int fd, int (*f)(int, void *), void *param)
 	return 0;
 }
 
-static struct pending_call *find_pending(void *ctx, int is_launch, const char *resumer)
+/* Resumes a call launched with ASYNC_NO_FD, as tm's t_resume_async (is_launch 0) or the
+ * core's async_launch_resume (is_launch 1) do: the resume function, then the route unless it
+ * reports ASYNC_CONTINUE. A launch job that ends with anything but ASYNC_DONE_NO_IO makes the
+ * core remove the (absent) descriptor from its reactor. */
+static int resume_pending(int fd, void *ctx, int is_launch, const char *resumer)
 {
-	for (int i = 0; i < pending_count; i++)
-		if (&pending[i]->ctx == ctx) {
-			if (pending[i]->is_launch == is_launch)
-				return pending[i];
+	struct pending_call *c = NULL;
+	for (int i = 0; i < pending_count && !c; i++)
+		if (&pending[i]->ctx == ctx)
+			c = pending[i];
+	if (!c || c->is_launch != is_launch) {
+		if (c)
 			fprintf(stderr, "FAIL harness: %s resumed through %s\n",
 				is_launch ? "an async() call" : "a launch() job", resumer);
-			failed++;
-			return NULL;
-		}
-	fprintf(stderr, "FAIL harness: %s: context %p is not pending\n", resumer, ctx);
-	failed++;
-	return NULL;
-}
-
-/* tm's t_resume_async for a call without a descriptor: the resume function, then the route
- * unless it reports ASYNC_CONTINUE. */
-static int resume_without_fd(int fd, void *param, int was_timeout)
-{
-	(void)was_timeout;
-	struct pending_call *c = find_pending(param, 0, "async_script_resume_f");
-	if (!c)
+		else
+			fprintf(stderr, "FAIL harness: %s: context %p is not pending\n", resumer, ctx);
+		failed++;
 		return -1;
-	async_status = ASYNC_DONE;
-	int rc = c->ctx.resume_f(fd, fake_resume_msg, c->ctx.resume_param);
-	if (async_status != ASYNC_CONTINUE) {
-		run_route(c, rc);
-		forget(c);
 	}
-	return 0;
-}
-int (*async_script_resume_f)(int fd, void *param, int was_timeout) = resume_without_fd;
-
-/* The core's async_launch_resume: the resume function, then the report route. Any end but
- * ASYNC_DONE_NO_IO makes the core remove the (absent) descriptor from its reactor. */
-int async_launch_resume(int fd, void *param)
-{
-	struct pending_call *c = find_pending(param, 1, "async_launch_resume");
-	if (!c)
-		return -1;
 	async_status = ASYNC_DONE;
 	int rc = c->ctx.resume_f(fd, fake_resume_msg, c->ctx.resume_param);
 	if (async_status == ASYNC_CONTINUE)
 		return 0;
-	if (async_status != ASYNC_DONE_NO_IO && fd < 0) {
+	if (is_launch && async_status != ASYNC_DONE_NO_IO && fd < 0) {
 		fprintf(stderr, "FAIL harness: launch job ended with status %d and no fd\n",
 			async_status);
 		failed++;
@@ -553,6 +531,18 @@ int async_launch_resume(int fd, void *param)
 	run_route(c, rc);
 	forget(c);
 	return 0;
+}
+
+static int resume_without_fd(int fd, void *param, int was_timeout)
+{
+	(void)was_timeout;
+	return resume_pending(fd, param, 0, "async_script_resume_f");
+}
+int (*async_script_resume_f)(int fd, void *param, int was_timeout) = resume_without_fd;
+
+int async_launch_resume(int fd, void *param)
+{
+	return resume_pending(fd, param, 1, "async_launch_resume");
 }
 
 /* One async() statement, as the core hands it to tm through async_script_start_f. */

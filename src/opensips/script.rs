@@ -425,21 +425,19 @@ pub fn resume_async(token: Token, msg: *mut c_void) -> Option<i32> {
             Some(_) => {
                 // Transfers of other calls that ended meanwhile: the reactor resumes them.
                 worker.client.hub.wake_for_finished();
-                Ok(worker.async_calls.remove(&token))
+                let mut call = worker.async_calls.remove(&token);
+                Ok(call.as_mut().and_then(|c| c.outcome.take()).zip(call))
             }
             None => Err(format!("async resume of unknown call {token}")),
         }
     });
-    let mut call = match call.and_then(|found| found) {
-        Ok(Some(call)) => call,
+    let (outcome, mut call) = match call.and_then(|found| found) {
+        Ok(Some(ended)) => ended,
         Ok(None) => return None,
         Err(e) => {
             error!("{e}");
             return Some(ResultCode::InternalError.code());
         }
-    };
-    let Some(outcome) = call.outcome.take() else {
-        return Some(ResultCode::InternalError.code());
     };
     let outputs = &mut call.outputs;
     for var in [

@@ -455,12 +455,15 @@ struct fd_watch {
 #define MAX_WATCHES 16
 static struct pending_call *pending[MAX_PENDING];
 static struct fd_watch watches[MAX_WATCHES];
-static int pending_count, watch_count, resumed_twice, reactor_fd = -1;
+static int pending_count, watch_count, resumed_twice, resumes_to_drop, reactor_fd = -1;
+static long long longest_callback_us;
 static pid_t reactor_pid;
 static char fake_resume_msg[1024]; /* tm's faked request, rebuilt for the resume */
 
 int h_resumed_twice(void) { return resumed_twice; }
 int h_reactor_watches(void) { return watch_count; }
+long long h_reactor_longest_callback_us(void) { return longest_callback_us; }
+void h_drop_resumes(int n) { resumes_to_drop = n; }
 
 /* Each process has its own reactor (OpenSIPS builds it after forking the worker). */
 static int reactor(void)
@@ -536,6 +539,17 @@ static int resume_pending(int fd, void *ctx, int is_launch, const char *resumer)
 static int resume_without_fd(int fd, void *param, int was_timeout)
 {
 	(void)was_timeout;
+	if (resumes_to_drop > 0) {
+		/* tm's t_resume_async when fake_req fails: an error, and the call is never resumed
+		 * (its transaction is lost to the module). */
+		resumes_to_drop--;
+		for (int i = 0; i < pending_count; i++)
+			if (&pending[i]->ctx == param) {
+				fprintf(stderr, "harness: fake_req failed\n");
+				forget(pending[i]);
+				return 0;
+			}
+	}
 	return resume_pending(fd, param, 0, "async_script_resume_f");
 }
 int (*async_script_resume_f)(int fd, void *param, int was_timeout) = resume_without_fd;
@@ -670,13 +684,15 @@ int h_launch_call(const char *name, h_resume_route report_route, void *arg, int 
 		add_pending(c, name);
 		return 0;
 	}
-	/* The core's async_script_launch: SYNC (or an error) runs the report route now, NO_IO
-	 * runs nothing. */
+	/* The core's async_script_launch: SYNC runs the report route now (with the function's
+	 * code), NO_IO runs nothing and goes on with the script, any other status is an error
+	 * (-1) that runs nothing either. */
 	start_status_is_fd(name);
-	if (async_status != ASYNC_NO_IO)
+	int status = async_status;
+	if (status == ASYNC_SYNC)
 		report_route(rc, arg);
 	free(c);
-	return 1;
+	return status == ASYNC_SYNC || status == ASYNC_NO_IO ? 1 : -1;
 }
 
 int h_reactor_run(int max_ms)
@@ -693,7 +709,10 @@ int h_reactor_run(int max_ms)
 					continue;
 				/* tm's async_fd_resume: anything but ASYNC_CONTINUE unregisters it. */
 				async_status = ASYNC_DONE;
+				long long t0 = h_now_us();
 				w->f(w->fd, w->param);
+				if (h_now_us() - t0 > longest_callback_us)
+					longest_callback_us = h_now_us() - t0;
 				if (async_status != ASYNC_CONTINUE) {
 					epoll_ctl(reactor_fd, EPOLL_CTL_DEL, w->fd, NULL);
 					watches[j] = watches[--watch_count];

@@ -76,8 +76,9 @@ int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route 
 	h_async_call(name, timeout_s, 0, route, arg, \
 		     (int)(sizeof((h_arg[]){__VA_ARGS__}) / sizeof(h_arg)), (h_arg[]){__VA_ARGS__})
 /* Calls an acmd like `launch(name(...), report_route)`, through the core (not tm). Returns 1
- * when the report route already ran (or none will: ASYNC_NO_IO), 0 when the job waits for the
- * module to resume it. */
+ * when the report route already ran (ASYNC_SYNC) or none will (ASYNC_NO_IO), 0 when the job
+ * waits for the module to resume it, -1 when the core saw an error status (no report route,
+ * as the core does). */
 int h_launch_call(const char *name, h_resume_route report_route, void *arg, int argc,
 		  const h_arg *args);
 /* Runs the reactor (epoll, read readiness, level triggered) over the descriptors registered
@@ -85,6 +86,11 @@ int h_launch_call(const char *name, h_resume_route report_route, void *arg, int 
 int h_reactor_run(int max_ms);
 /* Descriptors this process's reactor watches for modules (register_async_fd). */
 int h_reactor_watches(void);
+/* The longest a reactor callback of a module ran, in microseconds. */
+long long h_reactor_longest_callback_us(void);
+/* The next n resumes asked of tm fail as tm's do when fake_req fails: the call is never
+ * resumed and its route never runs. */
+void h_drop_resumes(int n);
 /* Makes the message the functions get a request with this method value (4 = ACK; 0 = not a
  * request, the default). */
 void h_set_message_method(int method_value);

@@ -38,43 +38,76 @@ pub fn module_path() -> PathBuf {
     .clone()
 }
 
+/// Compiles `c_tests/<name>.c` alone into a shared library for `LD_PRELOAD`, once per run.
+#[allow(dead_code)] // tests/c_harness.rs only; the examples include this file too
+pub fn build_preload(name: &str) -> PathBuf {
+    compile_once(name, |c, so| {
+        Command::new("cc")
+            .args([
+                "-std=gnu11",
+                "-O1",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-shared",
+                "-fPIC",
+            ])
+            .arg(c.join(format!("{name}.c")))
+            .arg("-o")
+            .arg(so)
+            .arg("-ldl")
+            .status()
+            .expect("run cc")
+            .success()
+    })
+}
+
 /// Compiles `c_tests/<name>.c` with the harness (and `libs`, e.g. `-lcurl`), once per run
 /// (tests run in parallel).
 pub fn build(name: &str, libs: &[&str]) -> PathBuf {
+    compile_once(name, |c, exe| {
+        Command::new("cc")
+            .args([
+                "-std=gnu11",
+                "-g",
+                "-O1",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-rdynamic",
+            ])
+            .arg("-fsanitize=undefined")
+            .arg("-fno-sanitize-recover=undefined")
+            .arg(c.join("harness.c"))
+            .arg(c.join(format!("{name}.c")))
+            .arg("-I")
+            .arg(c)
+            .arg("-I")
+            .arg(root().join("include"))
+            .arg("-o")
+            .arg(exe)
+            .args(["-ldl", "-lpthread"])
+            .args(libs)
+            .status()
+            .expect("run cc")
+            .success()
+    })
+}
+
+/// Runs `compile(c_tests dir, output path)` for `name` the first time it is asked for in this
+/// run (tests run in parallel), and returns the output path.
+fn compile_once(name: &str, compile: impl FnOnce(&Path, &Path) -> bool) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let out_dir = module_path().parent().unwrap().join("c_tests");
-    let exe = out_dir.join(name);
-    if built.iter().any(|n| n == name) {
-        return exe;
+    let output = out_dir.join(name);
+    if !built.iter().any(|n| n == name) {
+        std::fs::create_dir_all(&out_dir).expect("create c_tests output dir");
+        assert!(
+            compile(&root().join("c_tests"), &output),
+            "compiling {name}.c failed"
+        );
+        built.push(name.to_string());
     }
-    std::fs::create_dir_all(&out_dir).expect("create c_tests output dir");
-    let c = root().join("c_tests");
-    let status = Command::new("cc")
-        .args([
-            "-std=gnu11",
-            "-g",
-            "-O1",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-rdynamic",
-        ])
-        .arg("-fsanitize=undefined")
-        .arg("-fno-sanitize-recover=undefined")
-        .arg(c.join("harness.c"))
-        .arg(c.join(format!("{name}.c")))
-        .arg("-I")
-        .arg(&c)
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg("-o")
-        .arg(&exe)
-        .args(["-ldl", "-lpthread"])
-        .args(libs)
-        .status()
-        .expect("run cc");
-    assert!(status.success(), "compiling {name}.c failed");
-    built.push(name.to_string());
-    exe
+    output
 }

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 #[path = "../c_tests/harness_build.rs"]
 mod harness_build;
-use harness_build::{build, module_path, root};
+use harness_build::{build, build_preload, module_path, root};
 
 /// Runs a C test with its cfg (or none), extra arguments and extra environment.
 fn run(name: &str, cfg: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -180,4 +180,60 @@ fn named_services_with_credentials_and_a_response_cache() {
             "a credential reached the log: {stderr}"
         );
     }
+}
+
+/// Runs test_async_limits in `mode` with `cfg` and `env`; returns its stderr (the module's log).
+fn async_limits(mode: &str, cfg: &str, env: &[(&str, &str)]) -> String {
+    let output = run("test_async_limits", Some(cfg), &[mode], env);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains(" passed, 0 failed"),
+        "test_async_limits {mode}: {stdout}"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Issue 9.1: a 5 s DNS lookup (LD_PRELOAD getaddrinfo) never holds the worker past the limit.
+#[test]
+fn slow_dns_never_holds_the_worker_past_the_limit() {
+    let slow_dns = build_preload("slow_dns");
+    async_limits(
+        "dns",
+        "async_dns.cfg",
+        &[("LD_PRELOAD", slow_dns.to_str().expect("utf-8 path"))],
+    );
+}
+
+/// Issue 9.2: with curl_timeout 0, async(..., seconds) still ends the call; startup says so.
+#[test]
+fn async_timeout_applies_without_curl_timeout() {
+    let log = async_limits("nolimit", "async_nolimit.cfg", &[]);
+    assert!(log.contains("curl_timeout is 0"), "{log}");
+}
+
+/// Issue 9.3: a panic in the reactor callback keeps the process's descriptor in the reactor.
+#[test]
+fn reactor_panic_keeps_async_calls_resuming() {
+    let log = async_limits(
+        "panic",
+        "async.cfg",
+        &[("REST_CLIENT_TEST_REACTOR_PANICS", "1")],
+    );
+    assert!(
+        log.contains("internal error (panic) in async transfers"),
+        "{log}"
+    );
+}
+
+/// Issue 9.4: calls whose resume tm dropped free their async slots, with a log line.
+#[test]
+fn dropped_resumes_free_their_slots() {
+    let log = async_limits("dropped", "async_failfast.cfg", &[]);
+    assert!(log.contains("the core did not resume it"), "{log}");
+}
+
+/// Issue 9.5: launch() whose call cannot start runs its report route with the code.
+#[test]
+fn launch_that_cannot_start_reports_its_code() {
+    async_limits("launch", "async_failfast.cfg", &[]);
 }

@@ -5,7 +5,7 @@ use curl::easy::{Easy2, List};
 use log::error;
 
 use super::collector::Collector;
-use super::curl_raw::{CurlShare, request_sent};
+use super::curl_raw::{CurlShare, leave_slow_lookups_behind, request_sent};
 use super::hub::{Hub, Token};
 use super::redact_url;
 use super::request::{KeyMaterial, Method, Request, header_name_is};
@@ -100,6 +100,8 @@ pub(super) fn configure(
     easy.get_mut()
         .start(settings.max_body_bytes, request.want_content_type);
     share.attach(easy)?;
+    // Refused by libcurl before 7.87 (the module then waits for slow lookups as before).
+    let _ = leave_slow_lookups_behind(easy);
     easy.signal(false)?;
     easy.max_connects(settings.max_idle_connections)?;
     easy.url(&request.url)?;

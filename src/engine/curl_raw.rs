@@ -1,7 +1,7 @@
 //! The libcurl calls the `curl` crate does not wrap: a share handle holding one process's
 //! connection cache, DNS cache and TLS sessions (so that every transfer of the process,
-//! blocking or async, reuses the same kept-alive connections), and `curl_easy_getinfo` on a
-//! handle that sits in a multi handle.
+//! blocking or async, reuses the same kept-alive connections), `curl_easy_getinfo` on a
+//! handle that sits in a multi handle, and the easy options newer than the crate.
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
@@ -14,7 +14,8 @@ pub struct CurlShare {
 }
 
 // SAFETY: the share has no lock callbacks, so it may be used by one thread at a time only; it
-// lives inside the per-process client, which is only reached through a mutex.
+// lives inside the per-process client, which lives in a thread-local of the process's script
+// thread and is never handed to another thread.
 unsafe impl Send for CurlShare {}
 
 impl CurlShare {
@@ -54,6 +55,24 @@ impl CurlShare {
         }
     }
 }
+
+/// Sets CURLOPT_QUICK_EXIT (libcurl 7.87+) on `easy`: a transfer that ends (a timeout) while
+/// its threaded-resolver lookup still runs leaves that thread behind instead of joining it, so
+/// a slow DNS server never holds the caller past the transfer's limit. Older libcurl refuses
+/// the option (the error is returned, and the caller may ignore it: it then waits as before).
+pub fn leave_slow_lookups_behind<H>(easy: &Easy2<H>) -> Result<(), curl::Error> {
+    // SAFETY: `easy` is a live easy handle; CURLOPT_QUICK_EXIT takes a long.
+    let rc =
+        unsafe { curl_sys::curl_easy_setopt(easy.raw(), CURLOPT_QUICK_EXIT, 1 as libc::c_long) };
+    if rc == curl_sys::CURLE_OK {
+        Ok(())
+    } else {
+        Err(curl::Error::new(rc))
+    }
+}
+
+/// CURLOPTTYPE_LONG + 322 (libcurl 7.87+), not exported by curl-sys.
+const CURLOPT_QUICK_EXIT: curl_sys::CURLoption = 322;
 
 impl Drop for CurlShare {
     fn drop(&mut self) {

@@ -431,8 +431,8 @@ fn start_async_call(
         resume: resume_async_call,
     };
     match script::start_async(args, host) {
-        AsyncStart::NotStarted(code) => code,
-        AsyncStart::Finished(code) => {
+        // tm runs the resume route and the core (launch) the report route now, with the code.
+        AsyncStart::Over(code) => {
             set_async_status(ASYNC_SYNC);
             code
         }
@@ -448,14 +448,18 @@ fn start_async_call(
 ///
 /// SAFETY: called by the core's reactor (registered by `register_reactor_fd`).
 unsafe extern "C" fn transfers_ready(_fd: c_int, _param: *mut c_void) -> c_int {
-    guarded("async transfers", 0, || {
-        for (ctx, caller) in script::progress_async() {
-            ctx.resume(caller);
+    let rc = guarded("async transfers", 0, || {
+        for call in script::progress_async() {
+            call.ctx.resume(call.caller);
+            script::forget_if_not_resumed(call.token);
         }
-        // After the resumes: each one reset async_status for its own resume function.
-        set_async_status(ASYNC_CONTINUE);
         0
-    })
+    });
+    // After the resumes (each one reset async_status for its own resume function), and after
+    // a panic too: anything but ASYNC_CONTINUE makes the core drop the descriptor, and with it
+    // every later async call of the process.
+    set_async_status(ASYNC_CONTINUE);
+    rc
 }
 
 /// The core resumes a call (after the module asked, or in a loop when tm runs it

@@ -129,7 +129,11 @@ impl ModuleParams {
             connection_timeout = curl_timeout;
         }
         if curl_timeout == 0 {
-            warn!("curl_timeout is 0: transfers have no time limit");
+            warn!(
+                "curl_timeout is 0: a transfer has no time limit unless async(..., seconds), \
+                 rest_timeout() or its service gives one; an async call to a silent server \
+                 then holds its transaction and its async slot for ever"
+            );
         }
         non_negative("max_async_transfers", self.max_async_transfers)?;
         non_negative("curl_conn_lifetime", self.curl_conn_lifetime)?;

@@ -235,10 +235,10 @@ pub struct AsyncCall {
 
 /// How starting an async call went.
 pub enum AsyncStart {
-    /// Nothing was started (bad arguments, -4, -5): the code, no variable written.
-    NotStarted(i32),
-    /// Over already (finished at once, or ran blocking): outputs written, the code.
-    Finished(i32),
+    /// Over already, with the script's code: not started (bad arguments, -4, -5, an unknown
+    /// service; no variable written), or finished at once or ran blocking (outputs written).
+    /// The resume (or report) route runs now.
+    Over(i32),
     /// Running: the module resumes the call through the core when its transfer ends.
     Running,
 }
@@ -262,13 +262,23 @@ enum Begun {
     Running,
 }
 
+/// The lower of two transfer limits, where zero means "no limit".
+fn tighter_limit(a: Duration, b: Duration) -> Duration {
+    match (a.is_zero(), b.is_zero()) {
+        (true, _) => b,
+        (_, true) => a,
+        _ => a.min(b),
+    }
+}
+
 /// The async `rest_get` / `rest_post` / `rest_put`: starts the transfer without waiting.
-/// The call's limit is the lower of the `async(..., seconds)` limit (if any) and
-/// `curl_timeout`; libcurl enforces it.
+/// The call's limit is the lower of the `async(..., seconds)` limit (if any) and the
+/// transfer's own (`curl_timeout`, `rest_timeout`, the service's), either applying alone when
+/// the other is none; libcurl enforces it (tm sets no timer for ASYNC_NO_FD calls).
 pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
     let Some(config) = config() else {
         error!("async transfer: the module is not initialised");
-        return AsyncStart::NotStarted(ResultCode::InternalError.code());
+        return AsyncStart::Over(ResultCode::InternalError.code());
     };
     let result = with_worker(|worker| {
         let (mut request, slot) = prepare(worker, &args)?;
@@ -276,10 +286,8 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
             return Ok(Begun::Done(outcome, args.outputs));
         }
         let transfer_timeout = request.timeout.unwrap_or(config.settings.transfer_timeout);
-        request.timeout = Some(match host.ctx.script_timeout() {
-            0 => transfer_timeout,
-            s => Duration::from_secs(s.into()).min(transfer_timeout),
-        });
+        let script_timeout = Duration::from_secs(host.ctx.script_timeout().into());
+        request.timeout = Some(tighter_limit(transfer_timeout, script_timeout));
         let run_blocking_now = if worker.async_calls.len() >= config.max_async_transfers {
             if config.no_async_fallback {
                 warn!(
@@ -331,12 +339,12 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
     match result {
         Ok(Ok(Begun::Running)) => AsyncStart::Running,
         Ok(Ok(Begun::Done(outcome, outputs))) => {
-            AsyncStart::Finished(conclude(Ok(Ok(outcome)), &outputs))
+            AsyncStart::Over(conclude(Ok(Ok(outcome)), &outputs))
         }
-        Ok(Err(code)) => AsyncStart::NotStarted(code.code()),
+        Ok(Err(code)) => AsyncStart::Over(code.code()),
         Err(e) => {
             error!("async transfer: {e}");
-            AsyncStart::NotStarted(ResultCode::InternalError.code())
+            AsyncStart::Over(ResultCode::InternalError.code())
         }
     }
 }
@@ -379,9 +387,18 @@ fn record_progress(worker: &mut Worker, ended: Vec<(Token, Outcome)>) {
     }
 }
 
+/// A call whose transfer ended: whoever launched it (`caller`) resumes it through `ctx`.
+pub struct EndedCall {
+    pub ctx: AsyncCtxRef,
+    pub caller: AsyncCaller,
+    pub token: Token,
+}
+
 /// The reactor saw the process's transfer descriptor readable: drives the transfers and
-/// returns the contexts of the calls whose transfer ended, for whoever launched them to resume.
-pub fn progress_async() -> Vec<(AsyncCtxRef, AsyncCaller)> {
+/// returns the calls whose transfer ended, for whoever launched them to resume.
+pub fn progress_async() -> Vec<EndedCall> {
+    #[cfg(debug_assertions)]
+    test_hooks::reactor_round();
     let resumable = with_worker(|worker| {
         worker.client.hub.progress();
         let ended = worker.client.hub.drain_finished();
@@ -389,9 +406,13 @@ pub fn progress_async() -> Vec<(AsyncCtxRef, AsyncCaller)> {
         record_progress(worker, ended);
         tokens
             .iter()
-            .filter_map(|token| {
-                let call = worker.async_calls.get_mut(token)?;
-                Some((call.ctx.take()?, call.caller))
+            .filter_map(|&token| {
+                let call = worker.async_calls.get_mut(&token)?;
+                Some(EndedCall {
+                    ctx: call.ctx.take()?,
+                    caller: call.caller,
+                    token,
+                })
             })
             .collect()
     });
@@ -399,6 +420,19 @@ pub fn progress_async() -> Vec<(AsyncCtxRef, AsyncCaller)> {
         error!("async transfers: {e}");
         Vec::new()
     })
+}
+
+/// After the module asked the core to resume call `token` (the core resumes at once, inside
+/// that request): a call still here was dropped by the core (tm does so when it cannot rebuild
+/// the request, its `fake_req`), and would hold its async slot for good. It is forgotten.
+pub fn forget_if_not_resumed(token: Token) {
+    let dropped = with_worker(|worker| worker.async_calls.remove(&token).is_some());
+    if dropped.unwrap_or(false) {
+        warn!(
+            "async call {token}: the core did not resume it after its transfer ended \
+             (its resume route will not run); its async slot is freed"
+        );
+    }
 }
 
 /// The core resumes call `token` (after its transfer ended, or in a loop when it runs the call
@@ -645,6 +679,30 @@ impl Transform {
         match self {
             Self::Escape => escape(input),
             Self::Unescape => unescape(input),
+        }
+    }
+}
+
+/// Debug builds only: faults injected by the C harness's tests through the environment.
+#[cfg(debug_assertions)]
+mod test_hooks {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// Reactor rounds left to panic in (`REST_CLIENT_TEST_REACTOR_PANICS`); -1 until read.
+    static REACTOR_PANICS_LEFT: AtomicI64 = AtomicI64::new(-1);
+
+    /// Panics in the first `REST_CLIENT_TEST_REACTOR_PANICS` reactor rounds of the process.
+    pub fn reactor_round() {
+        if REACTOR_PANICS_LEFT.load(Ordering::Relaxed) < 0 {
+            let from_env = std::env::var("REST_CLIENT_TEST_REACTOR_PANICS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            REACTOR_PANICS_LEFT.store(from_env, Ordering::Relaxed);
+        }
+        if REACTOR_PANICS_LEFT.load(Ordering::Relaxed) > 0 {
+            REACTOR_PANICS_LEFT.fetch_sub(1, Ordering::Relaxed);
+            panic!("injected reactor panic (REST_CLIENT_TEST_REACTOR_PANICS)");
         }
     }
 }

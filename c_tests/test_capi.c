@@ -1,6 +1,6 @@
 /*
  * The host-neutral C API of include/rest_client.h, used by a host that dlopens the module:
- * requests, responses, ownership, and NULL/invalid arguments.
+ * requests, responses, ownership, NULL/invalid arguments, and what a request may not do.
  * usage: test_capi module.so
  */
 #define _GNU_SOURCE
@@ -60,6 +60,18 @@ int main(int argc, char **argv)
 	CHECK_INT(p_rcl_request(client, "GET", NULL, 5, NULL, 0, NULL, &r), -10);
 	CHECK_INT(p_rcl_request(client, "POST", (const uint8_t *)url, (size_t)len, NULL, 3, NULL, &r), -10);
 	CHECK_INT(p_rcl_request(client, "GET", (const uint8_t *)url, (size_t)len, NULL, 0, NULL, NULL), -10);
+	CHECK(r.body == NULL);
+
+	/* Issue 9, items 9 and 11: only http and https; no CR or LF in the content type. */
+	len = snprintf(url, sizeof url, "gopher://127.0.0.1:%d/x", port);
+	CHECK_INT(p_rcl_request(client, "GET", (const uint8_t *)url, (size_t)len, NULL, 0, NULL, &r), -10);
+	p_rcl_response_free(&r);
+	CHECK_INT(p_rcl_request(client, "GET", (const uint8_t *)"file:/etc/hostname", 18, NULL, 0, NULL, &r), -10);
+	CHECK_INT(r.body_len, 0);
+	p_rcl_response_free(&r);
+	len = snprintf(url, sizeof url, "http://127.0.0.1:%d/echo", port);
+	CHECK_INT(p_rcl_request(client, "POST", (const uint8_t *)url, (size_t)len, (const uint8_t *)"a", 1,
+				"text/plain\r\nX-Injected: 1", &r), -10);
 	CHECK(r.body == NULL);
 
 	p_rcl_client_free(client);

@@ -58,6 +58,11 @@ static void define_services(void)
 	/* Refused at startup: a duplicate name and a bad definition. */
 	CHECK_INT(h_modparam("service", 1, spec, 0), -1);
 	CHECK_INT(h_modparam("service", 1, "name=bad; url=http://h/; auth=token:sekret-token", 0), -1);
+	/* Issue 9, item 11: a CR or LF in a URL or a bearer token would add request lines. */
+	CHECK_INT(h_modparam("service", 1, "name=crlf; url=http://h/x\r\nX-Injected: 1", 0), -1);
+	CHECK_INT(h_modparam("service", 1, "name=crlf; url=http://h/; auth=bearer:t\r\nX-Injected: 1", 0), -1);
+	/* Item 14: a ';' left unescaped in a password; the error quotes no part of it. */
+	CHECK_INT(h_modparam("service", 1, "name=semi; url=http://h/; auth=basic:u:pa;sLEAKED", 0), -1);
 }
 
 static void test_services(void)
@@ -101,6 +106,18 @@ static void test_services(void)
 	CHECK_INT(async_done, 1);
 	CHECK_INT(async_rc, 1);
 	CHECK(has_header("Authorization", "Bearer sekret-token"));
+
+	/* Issue 9, item 10: the base path is a boundary, whatever the script's data holds. */
+	const char *outside[] = { "api://../admin", "api://echo/../../x", "api://./echo", "api://%2e%2e/x",
+				  "api://echo/%2E%2e%2fx", "api://.%2e/x", "api://a/..%5cx" };
+	int before = served();
+	for (size_t i = 0; i < sizeof outside / sizeof *outside; i++) {
+		CHECK_INT(get(outside[i]), -10);
+		CHECK(!body.is_set);
+	}
+	CHECK_INT(served(), before);
+	CHECK_INT(get("api://echo?next=../x"), 1);
+	CHECK(body.is_set && strstr(body.s, "\"path\": \"/echo?next=../x\""));
 
 	CHECK_INT(get("nosuch://echo"), -10);
 	CHECK(!body.is_set);

@@ -52,9 +52,10 @@ void rcl_client_free(struct RclClient *client);
 
 /**
  * Performs a blocking request. `method` is "GET", "POST" or "PUT"; `url` is `url_len` bytes
- * (no NUL needed); `body` may be NULL when `body_len` is 0; `content_type` is NULL or a
- * NUL-terminated string. Fills `*out` (which the caller frees with `rcl_response_free`) and
- * returns its result code; -10 with nothing filled when an argument is NULL or invalid.
+ * (no NUL needed), an `http://` or `https://` URL (any other scheme fails with -10); `body`
+ * may be NULL when `body_len` is 0; `content_type` is NULL or a NUL-terminated string without
+ * CR or LF. Fills `*out` (which the caller frees with `rcl_response_free`) and returns its
+ * result code; -10 with nothing filled when an argument is NULL or invalid.
  *
  * # Safety
  * Each pointer is NULL or valid for the given length; `client` is used by one thread.

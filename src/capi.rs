@@ -7,7 +7,7 @@ use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use crate::engine::{Client, ClientSettings, Method, Request, ResultCode};
+use crate::engine::{Client, ClientSettings, Method, Request, ResultCode, breaks_header_line};
 
 /// A client with its own connection cache. Use from one thread at a time.
 pub struct RclClient(Client);
@@ -79,9 +79,10 @@ pub unsafe extern "C" fn rcl_client_free(client: *mut RclClient) {
 }
 
 /// Performs a blocking request. `method` is "GET", "POST" or "PUT"; `url` is `url_len` bytes
-/// (no NUL needed); `body` may be NULL when `body_len` is 0; `content_type` is NULL or a
-/// NUL-terminated string. Fills `*out` (which the caller frees with `rcl_response_free`) and
-/// returns its result code; -10 with nothing filled when an argument is NULL or invalid.
+/// (no NUL needed), an `http://` or `https://` URL (any other scheme fails with -10); `body`
+/// may be NULL when `body_len` is 0; `content_type` is NULL or a NUL-terminated string without
+/// CR or LF. Fills `*out` (which the caller frees with `rcl_response_free`) and returns its
+/// result code; -10 with nothing filled when an argument is NULL or invalid.
 ///
 /// # Safety
 /// Each pointer is NULL or valid for the given length; `client` is used by one thread.
@@ -127,6 +128,9 @@ pub unsafe extern "C" fn rcl_request(
         let Ok(url) = String::from_utf8(url.to_vec()) else {
             return INTERNAL_ERROR;
         };
+        if content_type.is_some_and(|c| breaks_header_line(c.to_bytes())) {
+            return INTERNAL_ERROR;
+        }
         let mut request = Request::new(method, url);
         request.body = body.to_vec();
         request.content_type = content_type.map(|c| c.to_string_lossy().into_owned());

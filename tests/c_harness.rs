@@ -173,8 +173,16 @@ fn named_services_with_credentials_and_a_response_cache() {
         output.status.success() && stdout.contains(" passed, 0 failed"),
         "{stdout}"
     );
-    assert!(stderr.contains("unknown service 'nosuch'"), "{stderr}");
-    for secret in ["sekret", "p4ss", "dXNlcjpwNHNz"] {
+    for message in [
+        "unknown service 'nosuch'",
+        "url must not contain CR, LF",
+        "bearer token must not contain CR, LF",
+        "item 4 is not key=value",
+        "service api: a '.' or '..' segment in the path is not allowed",
+    ] {
+        assert!(stderr.contains(message), "{message}: {stderr}");
+    }
+    for secret in ["sekret", "p4ss", "dXNlcjpwNHNz", "LEAKED"] {
         assert!(
             !stderr.contains(secret),
             "a credential reached the log: {stderr}"
@@ -236,4 +244,40 @@ fn dropped_resumes_free_their_slots() {
 #[test]
 fn launch_that_cannot_start_reports_its_code() {
     async_limits("launch", "async_failfast.cfg", &[]);
+}
+
+/// Issue 9, items 9 and 14: only HTTP(S) is reachable; log lines mask credentials and escape
+/// line breaks.
+#[test]
+fn only_http_and_https_and_log_lines_safe_to_read() {
+    let output = run("test_boundaries", Some("blocking.cfg"), &[], &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains(" passed, 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("URL scheme 'file' is not allowed, only http and https"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("x?page=2&access_token=***&api_key=***&Signature=***"),
+        "{stderr}"
+    );
+    for secret in ["pw0rd", "T0KEN", "K3Y", "S1G"] {
+        assert!(
+            !stderr.contains(secret),
+            "{secret} reached the log: {stderr}"
+        );
+    }
+    assert!(stderr.contains("/a\\r\\nINJECTED: by the URL"), "{stderr}");
+    assert!(
+        stderr.contains("'no\\r\\nINJECTED: by a service name'"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|line| line.starts_with("INJECTED")),
+        "a log line was split: {stderr}"
+    );
 }

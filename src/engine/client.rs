@@ -5,7 +5,7 @@ use curl::easy::{Easy2, List};
 use log::error;
 
 use super::collector::Collector;
-use super::curl_raw::{CurlShare, leave_slow_lookups_behind, request_sent};
+use super::curl_raw::{CurlShare, allow_http_only, leave_slow_lookups_behind, request_sent};
 use super::hub::{Hub, Token};
 use super::redact_url;
 use super::request::{KeyMaterial, Method, Request, header_name_is};
@@ -88,15 +88,41 @@ impl Client {
     }
 }
 
+/// Why a transfer could not be set up.
+pub(super) enum SetupError {
+    /// The request asks for something a transfer must not do (see [`Request::refusal`]).
+    Refused(String),
+    Curl(curl::Error),
+}
+
+impl From<curl::Error> for SetupError {
+    fn from(e: curl::Error) -> Self {
+        Self::Curl(e)
+    }
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Self::Refused(why) => f.write_str(why),
+            Self::Curl(e) => e.fmt(f),
+        }
+    }
+}
+
 /// Resets `easy` and applies the settings and the request: the one place that decides which
-/// libcurl options a transfer gets.
+/// libcurl options a transfer gets. Only HTTP and HTTPS are allowed.
 pub(super) fn configure(
     easy: &mut Easy2<Collector>,
     share: &CurlShare,
     settings: &ClientSettings,
     request: &Request,
-) -> Result<(), curl::Error> {
+) -> Result<(), SetupError> {
+    if let Some(why) = request.refusal() {
+        return Err(SetupError::Refused(why));
+    }
     easy.reset();
+    allow_http_only(easy)?;
     easy.get_mut()
         .start(settings.max_body_bytes, request.want_content_type);
     share.attach(easy)?;
@@ -213,5 +239,24 @@ pub(super) fn finish(
         body,
         content_type,
         head,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A URL without a scheme lets libcurl guess one from the host name (`dict.` → DICT):
+    /// the transfer's protocol list refuses it before any lookup or connect.
+    #[test]
+    fn a_guessed_scheme_other_than_http_is_refused_by_libcurl() {
+        let share = CurlShare::new().unwrap();
+        let mut easy = Easy2::new(Collector::default());
+        let request = Request::new(Method::Get, "dict.localhost:1/d".into());
+        assert!(request.refusal().is_none());
+        let settings = ClientSettings::default();
+        assert!(configure(&mut easy, &share, &settings, &request).is_ok());
+        let e = easy.perform().unwrap_err();
+        assert!(e.is_unsupported_protocol(), "{e}");
     }
 }

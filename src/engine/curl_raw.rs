@@ -1,9 +1,11 @@
 //! The libcurl calls the `curl` crate does not wrap: a share handle holding one process's
 //! connection cache, DNS cache and TLS sessions (so that every transfer of the process,
 //! blocking or async, reuses the same kept-alive connections), `curl_easy_getinfo` on a
-//! handle that sits in a multi handle, and the easy options newer than the crate.
+//! handle that sits in a multi handle, the easy options newer than the crate, and the
+//! protocols a transfer may use.
 #![allow(unsafe_code)]
 
+use std::ffi::CStr;
 use std::ptr::NonNull;
 
 use curl::easy::Easy2;
@@ -81,6 +83,38 @@ impl Drop for CurlShare {
         unsafe { curl_sys::curl_share_cleanup(self.raw.as_ptr()) };
     }
 }
+
+/// Lets the transfers of `easy`, and any redirect they follow, use HTTP and HTTPS only:
+/// `CURLOPT_PROTOCOLS_STR` and `CURLOPT_REDIR_PROTOCOLS_STR` (libcurl 7.85+), or the older
+/// bitmask options where libcurl does not know those.
+pub fn allow_http_only<H>(easy: &Easy2<H>) -> Result<(), curl::Error> {
+    const PROTOCOLS: &CStr = c"http,https";
+    let mask = libc::c_long::from(curl_sys::CURLPROTO_HTTP | curl_sys::CURLPROTO_HTTPS);
+    for (by_name, by_mask) in [
+        (CURLOPT_PROTOCOLS_STR, curl_sys::CURLOPT_PROTOCOLS),
+        (
+            CURLOPT_REDIR_PROTOCOLS_STR,
+            curl_sys::CURLOPT_REDIR_PROTOCOLS,
+        ),
+    ] {
+        // SAFETY: `easy` is live; both options take a NUL-terminated string, which libcurl
+        // copies.
+        let mut rc = unsafe { curl_sys::curl_easy_setopt(easy.raw(), by_name, PROTOCOLS.as_ptr()) };
+        if rc == curl_sys::CURLE_UNKNOWN_OPTION {
+            // SAFETY: `easy` is live; the bitmask options take a long.
+            rc = unsafe { curl_sys::curl_easy_setopt(easy.raw(), by_mask, mask) };
+        }
+        if rc != curl_sys::CURLE_OK {
+            return Err(curl::Error::new(rc));
+        }
+    }
+    Ok(())
+}
+
+/// CURLOPTTYPE_STRINGPOINT (= OBJECTPOINT) + 318 and + 319 (libcurl 7.85+), not exported by
+/// curl-sys.
+const CURLOPT_PROTOCOLS_STR: curl_sys::CURLoption = curl_sys::CURLOPTTYPE_OBJECTPOINT + 318;
+const CURLOPT_REDIR_PROTOCOLS_STR: curl_sys::CURLoption = curl_sys::CURLOPTTYPE_OBJECTPOINT + 319;
 
 /// Whether the transfer of `easy` got as far as sending its request (connected, TLS included,
 /// on a new or a reused connection): CURLINFO_PRETRANSFER_TIME_T > 0.

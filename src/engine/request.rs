@@ -92,6 +92,22 @@ pub struct ClientCert {
     pub private_key: KeyMaterial,
 }
 
+/// Whether `text` holds a CR, LF or NUL byte, any of which would end or cut a header line.
+pub fn breaks_header_line(text: &[u8]) -> bool {
+    text.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+/// The scheme written at the start of `url`, the way libcurl reads one: RFC 3986 scheme
+/// characters followed by `:/`. Without one (`host:port/path`), libcurl guesses the scheme
+/// from the host name, within the protocols a transfer allows.
+fn explicit_scheme(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once(':')?;
+    let mut chars = scheme.chars();
+    let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    (well_formed && rest.starts_with('/')).then_some(scheme)
+}
+
 /// Whether the header line `line` has the name `name` (ASCII case-insensitive).
 pub fn header_name_is(line: &str, name: &str) -> bool {
     line.split_once(':')
@@ -147,6 +163,33 @@ impl Request {
         }
     }
 
+    /// Why this request must not be sent, if it must not: a URL scheme other than `http` and
+    /// `https`, or a CR, LF or NUL in its Content-Type or a header line.
+    pub fn refusal(&self) -> Option<String> {
+        if let Some(scheme) = explicit_scheme(&self.url)
+            .filter(|s| !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https"))
+        {
+            return Some(format!(
+                "URL scheme '{scheme}' is not allowed, only http and https"
+            ));
+        }
+        if self
+            .content_type
+            .as_ref()
+            .is_some_and(|c| breaks_header_line(c.as_bytes()))
+        {
+            return Some("the content type must not contain CR, LF or NUL bytes".into());
+        }
+        if self
+            .headers
+            .iter()
+            .any(|h| breaks_header_line(h.as_bytes()))
+        {
+            return Some("a header line must not contain CR, LF or NUL bytes".into());
+        }
+        None
+    }
+
     /// Whether an extra header of this name (case-insensitive) is present.
     pub fn has_header(&self, name: &str) -> bool {
         self.headers.iter().any(|line| header_name_is(line, name))
@@ -171,6 +214,46 @@ mod tests {
         assert_eq!(Method::parse(b""), None);
         assert_eq!(Method::parse(b"GET /x"), None);
         assert_eq!(Method::parse(&[b'A'; 25]), None);
+    }
+
+    #[test]
+    fn refuses_schemes_other_than_http_and_https() {
+        let refusal = |url: &str| Request::new(Method::Get, url.into()).refusal();
+        for url in [
+            "file:/etc/hostname",
+            "file:///etc/hostname",
+            "FILE:/etc/hostname",
+            "dict://127.0.0.1:1/d",
+            "gopher:/127.0.0.1:1/x",
+            "smb://h/s",
+            "tftp://h/f",
+        ] {
+            assert!(
+                refusal(url).is_some_and(|r| r.contains("not allowed")),
+                "{url}"
+            );
+        }
+        for url in [
+            "http://h/",
+            "HTTPS://h/",
+            "h:8080/x",
+            "localhost:8080/x",
+            "127.0.0.1/x",
+        ] {
+            assert!(refusal(url).is_none(), "{url}");
+        }
+    }
+
+    #[test]
+    fn refuses_line_breaks_in_content_type_and_headers() {
+        let mut r = Request::new(Method::Post, "http://h/".into());
+        r.content_type = Some("a/b\r\nX-Injected: 1".into());
+        assert!(r.refusal().is_some_and(|e| e.contains("content type")));
+        r.content_type = Some("a/b".into());
+        r.headers = vec!["X-A: 1\nX-B: 2".into()];
+        assert!(r.refusal().is_some_and(|e| e.contains("header line")));
+        r.headers = vec!["X-A: 1".into()];
+        assert_eq!(r.refusal(), None);
     }
 
     #[test]

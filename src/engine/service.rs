@@ -7,7 +7,12 @@
 
 use std::time::Duration;
 
-use super::request::Method;
+use super::escape::unescape;
+use super::request::{Method, breaks_header_line};
+
+/// The items a definition may hold.
+const ITEM_NAMES: &str = "name, url, header, auth, connect_timeout_ms, timeout_ms, method, \
+                          cache_ttl, cache_entries, cache_bytes";
 
 /// Credentials a service sends. Never printed: there is no `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -95,31 +100,43 @@ impl Service {
             max_entries: 1000,
             max_bytes: 1 << 20,
         };
-        for item in items(spec) {
+        // An item is named by its position, never quoted: after a `;` left unescaped in a
+        // credential, the rest of the credential is an item of its own.
+        for (position, item) in items(spec).iter().enumerate() {
             let item = item.trim();
             if item.is_empty() {
                 continue;
             }
+            let position = position + 1;
             let (key, value) = item
                 .split_once('=')
                 .map(|(k, v)| (k.trim(), v.trim()))
                 .ok_or_else(|| {
-                    format!(
-                        "'{}' is not key=value",
-                        item.split(':').next().unwrap_or("")
-                    )
+                    format!("item {position} is not key=value (write \\; for a ';' in a value)")
                 })?;
             match key {
                 "name" => service.name = value.to_string(),
-                "url" => service.base_url = value.to_string(),
+                "url" => {
+                    if value.chars().any(char::is_control) {
+                        return Err(
+                            "url must not contain CR, LF or other control characters".into()
+                        );
+                    }
+                    service.base_url = value.to_string();
+                }
                 "header" => {
-                    if !value.contains(':') || value.contains(['\r', '\n']) {
+                    if !value.contains(':') || breaks_header_line(value.as_bytes()) {
                         return Err("header must be one 'Name: value' line".into());
                     }
                     service.headers.push(value.to_string());
                 }
                 "auth" => {
                     service.auth = Some(match value.split_once(':') {
+                        Some(("bearer", token)) if token.chars().any(char::is_control) => {
+                            return Err("the bearer token must not contain CR, LF or other \
+                                        control characters"
+                                .into());
+                        }
                         Some(("bearer", token)) if !token.is_empty() => Auth::Bearer(token.into()),
                         Some(("basic", credentials)) => {
                             let (user, password) = credentials
@@ -144,7 +161,11 @@ impl Service {
                 "cache_ttl" => cache_ttl = Some(count(key, value)?),
                 "cache_entries" => limits.max_entries = count(key, value)?,
                 "cache_bytes" => limits.max_bytes = count(key, value)?,
-                other => return Err(format!("unknown item '{other}'")),
+                _ => {
+                    return Err(format!(
+                        "item {position} has an unknown name (known: {ITEM_NAMES})"
+                    ));
+                }
             }
         }
         let valid_name = !service.name.is_empty()
@@ -172,13 +193,27 @@ impl Service {
         Ok(service)
     }
 
-    /// The URL of `path` (the part after `name://`) on this service.
-    pub fn url(&self, path: &str) -> String {
-        match (self.base_url.ends_with('/'), path.starts_with('/')) {
-            (true, true) => format!("{}{}", self.base_url, &path[1..]),
-            (false, false) if !path.is_empty() => format!("{}/{path}", self.base_url),
-            _ => format!("{}{path}", self.base_url),
+    /// The URL of `path` (the part after `name://`) on this service. A path with a `.` or
+    /// `..` segment (also percent-encoded, or next to an encoded `/` or a `\`) is refused: the
+    /// service's base path is a boundary that its credentials must not cross.
+    pub fn url(&self, path: &str) -> Result<String, String> {
+        let path_end = path.find(['?', '#']).unwrap_or(path.len());
+        let dot_segment = path[..path_end].split('/').any(|segment| {
+            let decoded = unescape(segment.as_bytes());
+            decoded
+                .split(|&b| b == b'/' || b == b'\\')
+                .any(|piece| piece == b"." || piece == b"..")
+        });
+        if dot_segment {
+            return Err("a '.' or '..' segment in the path is not allowed".into());
         }
+        Ok(
+            match (self.base_url.ends_with('/'), path.starts_with('/')) {
+                (true, true) => format!("{}{}", self.base_url, &path[1..]),
+                (false, false) if !path.is_empty() => format!("{}/{path}", self.base_url),
+                _ => format!("{}{path}", self.base_url),
+            },
+        )
     }
 }
 
@@ -213,8 +248,14 @@ mod tests {
                 max_bytes: 100
             })
         );
-        assert_eq!(s.url("accounts/1"), "http://127.0.0.1:8000/v2/accounts/1");
-        assert_eq!(s.url("/accounts/1"), "http://127.0.0.1:8000/v2/accounts/1");
+        assert_eq!(
+            s.url("accounts/1").unwrap(),
+            "http://127.0.0.1:8000/v2/accounts/1"
+        );
+        assert_eq!(
+            s.url("/accounts/1").unwrap(),
+            "http://127.0.0.1:8000/v2/accounts/1"
+        );
     }
 
     #[test]
@@ -227,15 +268,69 @@ mod tests {
             ("name=a; url=http://h/; timeout_ms=0", "timeout_ms"),
             (
                 "name=a; url=http://h/; colour=blue",
-                "unknown item 'colour'",
+                "item 3 has an unknown",
             ),
             (
                 "name=a; url=http://h/; bearer:secret",
-                "'bearer' is not key=value",
+                "item 3 is not key=value",
+            ),
+            // A `;` left unescaped in a password: the rest is never quoted.
+            (
+                "name=a; url=http://h/; auth=basic:u:pa;secret",
+                "item 4 is not",
+            ),
+            (
+                "name=a; url=http://h/; auth=basic:u:pa;secret=1",
+                "item 4 has an",
+            ),
+            (
+                "name=a; url=http://h/\r\nX-Injected: 1",
+                "url must not contain CR",
+            ),
+            (
+                "name=a; url=http://h/; auth=bearer:secret\r\nX-Injected: 1",
+                "bearer token must not contain CR",
+            ),
+            (
+                "name=a; url=http://h/; header=X-A: 1\nX-B: 2",
+                "header must be one",
             ),
         ] {
             let e = Service::parse(spec).err().unwrap();
             assert!(e.contains(error) && !e.contains("secret"), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_path_cannot_leave_the_base_path() {
+        let s = Service::parse("name=users; url=http://h/users/").unwrap();
+        for path in [
+            "..",
+            "../admin",
+            "a/../../admin",
+            "./x",
+            "a/.",
+            "%2e%2e/admin",
+            "%2E./admin",
+            ".%2e/admin",
+            "%2e/x",
+            "a/..%2fadmin",
+            "a%2f..%2f..%2fadmin",
+            "a/..%5cadmin",
+            "..\\admin",
+            "../x?q=1",
+        ] {
+            assert!(s.url(path).is_err(), "{path}");
+        }
+        for path in [
+            "a..b/x",
+            "...",
+            "x.json",
+            ".well-known/x",
+            "x?next=../y",
+            "x#../y",
+        ] {
+            assert!(s.url(path).is_ok(), "{path}");
         }
     }
 

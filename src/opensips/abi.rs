@@ -555,14 +555,15 @@ pub fn core_log_level() -> Option<c_int> {
     }
 }
 
-/// Sends one log line through the core's `dprint`. Returns false without a core.
+/// Sends one log line through the core's `dprint`. Returns false without a core, or when
+/// `message` holds a NUL byte (the log bridge escapes those).
 /// The caller has checked the level against [`core_log_level`].
 pub fn core_log(level: c_int, label: &str, func: &CStr, message: &str) -> bool {
     let c = core();
     let (Some(dprint), Some(my_pid)) = (c.dprint, c.dp_my_pid) else {
         return false;
     };
-    let Ok(text) = CString::new(message.replace('\0', "\\0") + "\n") else {
+    let Ok(text) = CString::new(format!("{message}\n")) else {
         return false;
     };
     let (Ok(stderr_fmt), Ok(syslog_fmt)) = (

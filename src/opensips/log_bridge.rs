@@ -1,9 +1,13 @@
 //! Routes the `log` crate's records to the core's `dprint`, honouring the core's current
-//! `*log_level` at every call. Without a core (unit tests) lines go to stderr.
+//! `*log_level` at every call. Without a core (unit tests) lines go to stderr. Every line is
+//! passed through [`loggable`], so text from scripts, servers or configuration cannot start a
+//! log line of its own.
 
 use std::ffi::CString;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+
+use crate::engine::loggable;
 
 use super::abi::{core_log, core_log_level};
 
@@ -33,6 +37,7 @@ impl Log for CoreLogger {
         let func = record.target().rsplit("::").next().unwrap_or("rest_client");
         let func = CString::new(func).unwrap_or_default();
         let message = record.args().to_string();
+        let message = loggable(&message);
         if !core_log(level, label, &func, &message) {
             eprintln!("{label}:rest_client:{}: {message}", func.to_string_lossy());
         }

@@ -9,8 +9,8 @@ use log::{debug, error, warn};
 
 use crate::engine::{
     ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResponseCache, ResponseHead,
-    ResultCode, Service, Token, escape, redact_url, service_reference, trim_http_whitespace,
-    unescape,
+    ResultCode, Service, Token, breaks_header_line, escape, redact_url, service_reference,
+    trim_http_whitespace, unescape,
 };
 
 use super::abi::{AsyncCaller, AsyncCtxRef, ResumeFn, ScriptVar};
@@ -70,7 +70,10 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>),
                         .find(|s| s.name.eq_ignore_ascii_case(name))
                 })
                 .ok_or_else(|| invalid(&format!("unknown service '{name}' in URL")))?;
-            (Some(service), service.url(path))
+            let url = service
+                .url(path)
+                .map_err(|e| invalid(&format!("service {}: {e}", service.name)))?;
+            (Some(service), url)
         }
         None => (None, url),
     };
@@ -84,14 +87,10 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>),
     let mut request = Request::new(method, url);
     // An omitted body (rest_delete, rest_request) is an empty one.
     request.body = args.body.unwrap_or_default().to_vec();
-    request.content_type = match args.content_type.map(trim_http_whitespace) {
-        Some(ctype) if ctype.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) => {
-            return Err(invalid(
-                "the content type must not contain CR, LF or NUL bytes",
-            ));
-        }
-        ctype => ctype.map(|c| String::from_utf8_lossy(c).into_owned()),
-    };
+    // A CR, LF or NUL in it makes the transfer refuse to start (-10).
+    request.content_type = args
+        .content_type
+        .map(|c| String::from_utf8_lossy(trim_http_whitespace(c)).into_owned());
     request.want_content_type = args.outputs.content_type.is_some();
     if let Some(service) = service {
         request.auth = service.auth.clone();
@@ -531,7 +530,7 @@ pub fn append_header(header: Option<&[u8]>) -> i32 {
         );
         return -1;
     }
-    if header.is_empty() || header.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+    if header.is_empty() || breaks_header_line(header) {
         error!("rest_append_hf: refusing an empty header or one with CR, LF or NUL bytes");
         return -1;
     }

@@ -1,0 +1,91 @@
+/*
+ * What a script can reach and what reaches the log (issue 9, items 9 and 14): only http://
+ * and https:// URLs start a transfer, blocking or async; log lines mask credentials in URLs
+ * and escape CR, LF and other control characters. tests/c_harness.rs reads the log (stderr).
+ * usage: test_boundaries module.so blocking.cfg
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static int port;
+static hvar body, code;
+static int async_rc, async_done;
+
+static void resumed(int rc, void *arg)
+{
+	(void)arg;
+	async_rc = rc;
+	async_done++;
+}
+
+static int get(const char *u)
+{
+	hvar_reset(&body);
+	hvar_reset(&code);
+	return H_CALL("rest_get", A_STR(u), A_VAR(&body), A_NONE, A_VAR(&code));
+}
+
+/* Connections the test server accepted, this /stats request included. */
+static int connections(void)
+{
+	char *json = h_http_get(port, "/stats");
+	int n = h_json_int(json, "connections");
+	free(json);
+	return n;
+}
+
+static void test_only_http_and_https(void)
+{
+	char dict[128], gopher[128], tftp[128];
+	snprintf(dict, sizeof dict, "dict:/127.0.0.1:%d/d:x", port);
+	snprintf(gopher, sizeof gopher, "gopher:/127.0.0.1:%d/x", port);
+	snprintf(tftp, sizeof tftp, "tftp:/127.0.0.1:%d/x", port);
+	const char *refused[] = { "file:/etc/hostname", "FILE:/etc/hostname", dict, gopher, tftp };
+	int before = connections();
+	for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+		CHECK_INT(get(refused[i]), -10);
+		CHECK(!body.is_set);
+
+		hvar_reset(&body);
+		async_done = 0;
+		async_rc = 0;
+		H_ASYNC("rest_get", 0, resumed, NULL, A_STR(refused[i]), A_VAR(&body));
+		h_reactor_run(2000);
+		CHECK_INT(async_done, 1);
+		CHECK_INT(async_rc, -10);
+		CHECK(!body.is_set);
+	}
+	/* Nothing reached the server but the two /stats requests. */
+	CHECK_INT(connections(), before + 1);
+
+	CHECK_INT(get(h_url("http", port, "/echo")), 1);
+	CHECK_INT(get(h_url("HTTP", port, "/echo")), 1);
+}
+
+static void test_log_lines(void)
+{
+	char u[256];
+	int closed = h_closed_port();
+	snprintf(u, sizeof u, "http://alice:pw0rd@127.0.0.1:%d/x?page=2&access_token=T0KEN&api_key=K3Y"
+		 "&Signature=S1G", closed);
+	CHECK_INT(get(u), -1);
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/a\r\nINJECTED: by the URL", closed);
+	CHECK_INT(get(u), -10);
+	CHECK_INT(get("no\r\nINJECTED: by a service name://x"), -10);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3)
+		return 2;
+	h_start_as_worker(argv[1], argv[2]);
+	port = h_start_server(NULL);
+	test_only_http_and_https();
+	test_log_lines();
+	CHECK_INT(h_resumed_twice(), 0);
+	return h_finish();
+}

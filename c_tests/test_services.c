@@ -59,8 +59,8 @@ static void define_services(void)
 	CHECK_INT(h_modparam("service", 1, spec, 0), -1);
 	CHECK_INT(h_modparam("service", 1, "name=bad; url=http://h/; auth=token:sekret-token", 0), -1);
 	/* Issue 9, item 11: a CR or LF in a URL or a bearer token would add request lines. */
-	CHECK_INT(h_modparam("service", 1, "name=crlf; url=http://h/x\r\nX-Injected: 1", 0), -1);
-	CHECK_INT(h_modparam("service", 1, "name=crlf; url=http://h/; auth=bearer:t\r\nX-Injected: 1", 0), -1);
+	CHECK_INT(h_modparam("service", 1, "name=crlf1; url=http://h/x\r\nX-Injected: 1", 0), -1);
+	CHECK_INT(h_modparam("service", 1, "name=crlf2; url=http://h/; auth=bearer:t\r\nX-Injected: 1", 0), -1);
 	/* Item 14: a ';' left unescaped in a password; the error quotes no part of it. */
 	CHECK_INT(h_modparam("service", 1, "name=semi; url=http://h/; auth=basic:u:pa;sLEAKED", 0), -1);
 }

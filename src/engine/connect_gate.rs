@@ -2,19 +2,29 @@
 //! a given host; the others get `AlreadyConnecting` (-4) instead of piling up on a dead backend.
 //!
 //! The gate keys on the URL's authority (`host:port`, lowercase, default port by scheme).
-//! Entries record the owning pid, so a host held by a process that died is taken over.
+//! Entries record the owning process (pid and start time), so a host held by a process that
+//! died is taken over, even when a new process got the dead one's pid. The shared table holds
+//! [`SLOT_COUNT`] hosts at once; when it is full a call goes ahead ungated (logged). Each
+//! process remembers at most [`MAX_RECENT_HOSTS`] recent successes for `curl_conn_lifetime`.
 
 use std::collections::HashMap;
 use std::hash::Hasher;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::shared_table::{SharedTable, Slot};
+use super::shared_table::{Claim, Holder, SLOT_COUNT, SharedTable};
+
+/// Hosts a process remembers a recent success with (`curl_conn_lifetime`); past it, expired
+/// entries are dropped, then the oldest.
+pub const MAX_RECENT_HOSTS: usize = 1024;
+
+/// How often [`ConnectGate::enter`] looks again at a host whose dead holder changed meanwhile.
+const TAKEOVER_ATTEMPTS: usize = 3;
 
 /// The result of [`ConnectGate::enter`]: pass it back to [`ConnectGate::leave`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum GateTicket {
-    /// No lock was taken (the gate is off, or this process connected there recently).
+    /// No lock was taken (the gate is off, this process connected there recently, or the
+    /// table is full).
     Unlocked,
     /// This process holds the host's slot.
     Locked { key: String, key_hash: u64 },
@@ -27,6 +37,8 @@ pub struct ConnectGate {
     /// `curl_conn_lifetime`: a connection this recent is trusted to be reusable.
     conn_lifetime: Duration,
     recent_connects: HashMap<String, Instant>,
+    /// This process as a holder, once known (a clone made before a fork has its parent's).
+    me: Option<Holder>,
 }
 
 impl ConnectGate {
@@ -36,7 +48,24 @@ impl ConnectGate {
             table: SharedTable::map()?,
             conn_lifetime,
             recent_connects: HashMap::new(),
+            me: None,
         })
+    }
+
+    /// This process as a holder (its start time read once per process).
+    fn me(&mut self) -> Holder {
+        let pid = std::process::id() as i32;
+        match self.me {
+            Some(me) if me.pid == pid => me,
+            _ => {
+                let me = Holder {
+                    pid,
+                    start: start_time(pid).unwrap_or(0),
+                };
+                self.me = Some(me);
+                me
+            }
+        }
     }
 
     /// Takes the host of `url`, or `None` when another live process holds it.
@@ -48,37 +77,26 @@ impl ConnectGate {
             return Some(GateTicket::Unlocked);
         }
         let key_hash = hash_key(&key);
-        let me = std::process::id() as i32;
-        let _lock = TableLock::acquire(self.table);
-        let mut free: Option<&Slot> = None;
-        for slot in &self.table.slots {
-            let hash = slot.key_hash.load(Ordering::Relaxed);
-            if hash == key_hash {
-                let owner = slot.owner_pid.load(Ordering::Relaxed);
-                if owner != me && process_alive(owner) {
-                    return None;
+        let me = self.me();
+        for _ in 0..TAKEOVER_ATTEMPTS {
+            match self.table.claim(key_hash, me) {
+                Claim::Taken => return Some(GateTicket::Locked { key, key_hash }),
+                Claim::Full => {
+                    log::warn!(
+                        "no_concurrent_connects: {SLOT_COUNT} hosts connecting at once, not \
+                         gating {key}"
+                    );
+                    return Some(GateTicket::Unlocked);
                 }
-                slot.owner_pid.store(me, Ordering::Relaxed);
-                return Some(GateTicket::Locked { key, key_hash });
-            }
-            if hash == 0 && free.is_none() {
-                free = Some(slot);
-            }
-        }
-        match free {
-            Some(slot) => {
-                slot.key_hash.store(key_hash, Ordering::Relaxed);
-                slot.owner_pid.store(me, Ordering::Relaxed);
-                Some(GateTicket::Locked { key, key_hash })
-            }
-            None => {
-                log::warn!(
-                    "no_concurrent_connects: {} hosts connecting at once, not gating {key}",
-                    self.table.slots.len()
-                );
-                Some(GateTicket::Unlocked)
+                Claim::HeldBy(holder) if is_running(holder) => return None,
+                Claim::HeldBy(dead) => {
+                    if self.table.take_over(key_hash, dead, me) {
+                        return Some(GateTicket::Locked { key, key_hash });
+                    }
+                }
             }
         }
+        None
     }
 
     /// Releases the host taken by `enter`; a successful transfer starts the host's
@@ -87,47 +105,46 @@ impl ConnectGate {
         let GateTicket::Locked { key, key_hash } = ticket else {
             return;
         };
+        let me = self.me();
+        self.table.release(key_hash, me);
+        if succeeded && !self.conn_lifetime.is_zero() {
+            self.remember_success(key);
+        }
+    }
+
+    /// Starts `key`'s `curl_conn_lifetime` window, within [`MAX_RECENT_HOSTS`] hosts.
+    fn remember_success(&mut self, key: String) {
+        if self.recent_connects.len() >= MAX_RECENT_HOSTS
+            && !self.recent_connects.contains_key(&key)
         {
-            let _lock = TableLock::acquire(self.table);
-            let me = std::process::id() as i32;
-            if let Some(slot) = self.table.slots.iter().find(|s| {
-                s.key_hash.load(Ordering::Relaxed) == key_hash
-                    && s.owner_pid.load(Ordering::Relaxed) == me
-            }) {
-                slot.key_hash.store(0, Ordering::Relaxed);
-                slot.owner_pid.store(0, Ordering::Relaxed);
+            let lifetime = self.conn_lifetime;
+            self.recent_connects.retain(|_, at| at.elapsed() < lifetime);
+            if self.recent_connects.len() >= MAX_RECENT_HOSTS
+                && let Some(oldest) = self
+                    .recent_connects
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(host, _)| host.clone())
+            {
+                self.recent_connects.remove(&oldest);
             }
         }
-        if succeeded && !self.conn_lifetime.is_zero() {
-            self.recent_connects.insert(key, Instant::now());
-        }
+        self.recent_connects.insert(key, Instant::now());
     }
 }
 
-/// Holds the table's spin lock; the critical sections are a scan of the slots, no syscall.
-struct TableLock<'a>(&'a SharedTable);
-
-impl<'a> TableLock<'a> {
-    fn acquire(table: &'a SharedTable) -> Self {
-        while table
-            .lock
-            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            std::thread::yield_now();
-        }
-        Self(table)
-    }
+/// Start time of process `pid` in clock ticks after boot (field 22 of `/proc/<pid>/stat`),
+/// `None` when no such process runs.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, is in parentheses and may hold spaces and parentheses.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
-impl Drop for TableLock<'_> {
-    fn drop(&mut self) {
-        self.0.lock.store(0, Ordering::Release);
-    }
-}
-
-fn process_alive(pid: i32) -> bool {
-    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+/// Whether `holder` still runs: its pid is alive with the same start time.
+fn is_running(holder: Holder) -> bool {
+    holder.pid > 0 && start_time(holder.pid) == Some(holder.start)
 }
 
 /// `host:port` of a URL, lowercase, with the scheme's default port when none is given.
@@ -168,27 +185,97 @@ mod tests {
         assert_eq!(host_key("http://[::1]:81"), "[::1]:81");
     }
 
+    /// The parent process (the test runner's), as a holder: a live process other than this one.
+    fn parent() -> Holder {
+        let pid = std::os::unix::process::parent_id() as i32;
+        Holder {
+            pid,
+            start: start_time(pid).unwrap(),
+        }
+    }
+
+    fn key_hash_of(ticket: &Option<GateTicket>) -> u64 {
+        match ticket {
+            Some(GateTicket::Locked { key_hash, .. }) => *key_hash,
+            other => panic!("not locked: {other:?}"),
+        }
+    }
+
     #[test]
     fn second_holder_is_refused_until_release() {
         let mut gate = ConnectGate::create(Duration::ZERO).unwrap();
-        let ticket = gate.enter("http://a:1/x").unwrap();
-        // Same process re-entering (e.g. after a crash-free reuse) is allowed; another pid is
-        // simulated by rewriting the owner to a live process (pid 1).
-        let slot = gate
-            .table
-            .slots
-            .iter()
-            .find(|s| s.key_hash.load(Ordering::Relaxed) != 0);
-        slot.unwrap().owner_pid.store(1, Ordering::Relaxed);
-        assert_eq!(gate.enter("http://a:1/other"), None);
-        slot.unwrap()
-            .owner_pid
-            .store(std::process::id() as i32, Ordering::Relaxed);
-        gate.leave(ticket, true);
+        let ticket = gate.enter("http://a:1/x");
+        let key_hash = key_hash_of(&ticket);
+        // The same process may enter again; another live process may not.
         assert!(matches!(
-            gate.enter("http://a:1/"),
+            gate.enter("http://a:1/y"),
             Some(GateTicket::Locked { .. })
         ));
+        gate.table.reassign(key_hash, parent());
+        assert_eq!(gate.enter("http://a:1/other"), None);
+        let me = gate.me();
+        gate.table.reassign(key_hash, me);
+        gate.leave(ticket.unwrap(), true);
+        gate.table
+            .reassign(key_hash_of(&gate.enter("http://a:1/")), parent());
+        assert_eq!(gate.enter("http://a:1/"), None);
+    }
+
+    #[test]
+    fn a_dead_holder_is_taken_over_even_when_its_pid_runs_again() {
+        let mut gate = ConnectGate::create(Duration::ZERO).unwrap();
+        let key_hash = key_hash_of(&gate.enter("http://dead:1/"));
+        // The pid of a live process with another start time: the holder died and its pid
+        // was reused.
+        let reused = Holder {
+            start: parent().start + 1,
+            ..parent()
+        };
+        gate.table.reassign(key_hash, reused);
+        assert_eq!(key_hash_of(&gate.enter("http://dead:1/")), key_hash);
+        // A pid that runs no process at all.
+        gate.table.reassign(
+            key_hash,
+            Holder {
+                pid: i32::MAX,
+                start: 1,
+            },
+        );
+        assert_eq!(key_hash_of(&gate.enter("http://dead:1/")), key_hash);
+    }
+
+    #[test]
+    fn a_full_table_lets_calls_go_ungated_until_a_slot_is_free() {
+        let mut gate = ConnectGate::create(Duration::ZERO).unwrap();
+        let tickets: Vec<GateTicket> = (0..SLOT_COUNT)
+            .map(|i| gate.enter(&format!("http://h{i}/")).unwrap())
+            .collect();
+        assert!(
+            tickets
+                .iter()
+                .all(|t| matches!(t, GateTicket::Locked { .. }))
+        );
+        assert_eq!(gate.enter("http://one-more/"), Some(GateTicket::Unlocked));
+        for ticket in tickets {
+            gate.leave(ticket, false);
+        }
+        assert!(matches!(
+            gate.enter("http://one-more/"),
+            Some(GateTicket::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn recent_successes_are_bounded() {
+        let mut gate = ConnectGate::create(Duration::from_secs(60)).unwrap();
+        for i in 0..MAX_RECENT_HOSTS + 100 {
+            let ticket = gate.enter(&format!("http://r{i}/")).unwrap();
+            gate.leave(ticket, true);
+        }
+        assert_eq!(gate.recent_connects.len(), MAX_RECENT_HOSTS);
+        // The newest are kept.
+        let last = format!("http://r{}/", MAX_RECENT_HOSTS + 99);
+        assert_eq!(gate.enter(&last), Some(GateTicket::Unlocked));
     }
 
     #[test]

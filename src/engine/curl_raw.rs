@@ -10,15 +10,12 @@ use std::ptr::NonNull;
 
 use curl::easy::Easy2;
 
-/// Owns a `CURLSH`. Must outlive (be dropped after) every easy handle attached to it.
+/// Owns a `CURLSH`. Must outlive (be dropped after) every easy handle attached to it. Not
+/// `Send`: the share has no lock callbacks, so it stays on the thread that created it (the
+/// worker state that holds it is a thread-local of the process's script thread).
 pub struct CurlShare {
     raw: NonNull<curl_sys::CURLSH>,
 }
-
-// SAFETY: the share has no lock callbacks, so it may be used by one thread at a time only; it
-// lives inside the per-process client, which lives in a thread-local of the process's script
-// thread and is never handed to another thread.
-unsafe impl Send for CurlShare {}
 
 impl CurlShare {
     pub fn new() -> Result<Self, String> {

@@ -288,6 +288,15 @@ mod tests {
         let s = p.to_settings().unwrap();
         assert_eq!(s.connect_timeout, Duration::from_millis(250));
         assert_eq!(s.transfer_timeout, Duration::from_millis(1500));
+        // No transfer limit: connections keep theirs (the C module's became libcurl's 300 s).
+        let p = ModuleParams {
+            curl_timeout: 0,
+            connection_timeout: 4,
+            ..Default::default()
+        };
+        let s = p.to_settings().unwrap();
+        assert_eq!(s.transfer_timeout, Duration::ZERO);
+        assert_eq!(s.connect_timeout, Duration::from_secs(4));
         let p = ModuleParams {
             curl_http_version: 30,
             ..Default::default()

@@ -949,6 +949,21 @@ int h_json_int(const char *json, const char *field)
 	return p ? atoi(p + strlen(needle)) : -1;
 }
 
+int h_server_stat(int port, const char *field)
+{
+	char *json = h_http_get(port, "/stats");
+	int n = h_json_int(json, field);
+	free(json);
+	return n;
+}
+
+void h_record_route(int rc, void *arg)
+{
+	struct h_route_result *result = arg;
+	result->rc = rc;
+	result->runs++;
+}
+
 char *h_http_get(int port, const char *path)
 {
 	struct sockaddr_in addr;

@@ -67,6 +67,10 @@ int h_call(const char *name, int argc, const h_arg *args);
 /* ---- async: tm's t_handle_async / t_resume_async (docs §5.3-5.4) ---- */
 /* The resume route: runs with $rc = rc once the call is over. */
 typedef void (*h_resume_route)(int rc, void *arg);
+/* A resume route that records its $rc and how often it ran, in the h_route_result its
+ * argument points to. */
+struct h_route_result { int rc; int runs; };
+void h_record_route(int rc, void *arg);
 /* Calls an acmd like `async(name(...), route[, timeout_s])` (timeout_s 0 = none). With
  * sync_mode (a route type where async is not allowed) tm's resume loop runs at once. Returns 1
  * when the route already ran, 0 when the call waits for the module to resume it. */
@@ -127,6 +131,9 @@ const char *h_url(const char *scheme, int port, const char *path);
 int h_json_int(const char *json, const char *field);
 /* Performs a GET with the harness's own plain socket code, returns the body (malloc'd). */
 char *h_http_get(int port, const char *path);
+/* A counter of the test server's /stats ("requests", not counting /stats requests;
+ * "connections", counting the one this call opens). */
+int h_server_stat(int port, const char *field);
 
 /* ---- checks ---- */
 void h_set_log_level(int level);

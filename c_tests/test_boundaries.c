@@ -6,36 +6,17 @@
  */
 #define _GNU_SOURCE
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 
 static int port;
-static hvar body, code;
-static int async_rc, async_done;
-
-static void resumed(int rc, void *arg)
-{
-	(void)arg;
-	async_rc = rc;
-	async_done++;
-}
+static hvar body;
 
 static int get(const char *u)
 {
 	hvar_reset(&body);
-	hvar_reset(&code);
-	return H_CALL("rest_get", A_STR(u), A_VAR(&body), A_NONE, A_VAR(&code));
-}
-
-/* Connections the test server accepted, this /stats request included. */
-static int connections(void)
-{
-	char *json = h_http_get(port, "/stats");
-	int n = h_json_int(json, "connections");
-	free(json);
-	return n;
+	return H_CALL("rest_get", A_STR(u), A_VAR(&body));
 }
 
 static void test_only_http_and_https(void)
@@ -45,22 +26,21 @@ static void test_only_http_and_https(void)
 	snprintf(gopher, sizeof gopher, "gopher:/127.0.0.1:%d/x", port);
 	snprintf(tftp, sizeof tftp, "tftp:/127.0.0.1:%d/x", port);
 	const char *refused[] = { "file:/etc/hostname", "FILE:/etc/hostname", dict, gopher, tftp };
-	int before = connections();
+	int before = h_server_stat(port, "connections");
 	for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
 		CHECK_INT(get(refused[i]), -10);
 		CHECK(!body.is_set);
 
 		hvar_reset(&body);
-		async_done = 0;
-		async_rc = 0;
-		H_ASYNC("rest_get", 0, resumed, NULL, A_STR(refused[i]), A_VAR(&body));
+		struct h_route_result resumed = { 0 };
+		H_ASYNC("rest_get", 0, h_record_route, &resumed, A_STR(refused[i]), A_VAR(&body));
 		h_reactor_run(2000);
-		CHECK_INT(async_done, 1);
-		CHECK_INT(async_rc, -10);
+		CHECK_INT(resumed.runs, 1);
+		CHECK_INT(resumed.rc, -10);
 		CHECK(!body.is_set);
 	}
 	/* Nothing reached the server but the two /stats requests. */
-	CHECK_INT(connections(), before + 1);
+	CHECK_INT(h_server_stat(port, "connections"), before + 1);
 
 	CHECK_INT(get(h_url("http", port, "/echo")), 1);
 	CHECK_INT(get(h_url("HTTP", port, "/echo")), 1);

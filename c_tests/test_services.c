@@ -32,10 +32,7 @@ static int get(const char *u)
 
 static int served(void)
 {
-	char *json = h_http_get(port, "/stats");
-	int n = h_json_int(json, "requests");
-	free(json);
-	return n;
+	return h_server_stat(port, "requests");
 }
 
 static int has_header(const char *name, const char *value)

@@ -22,17 +22,23 @@ fn run(name: &str, cfg: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Ou
     output
 }
 
-fn assert_passes(name: &str, cfg: Option<&str>, args: &[&str]) {
-    let output = run(name, cfg, args, &[]);
+/// Runs a C test that must pass; returns its stderr (the module's log).
+fn passing_log(name: &str, cfg: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = run(name, cfg, args, env);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "{name} with {cfg:?} failed: {stdout}"
+        "{name} {args:?} with {cfg:?} failed: {stdout}"
     );
     assert!(
         stdout.contains(" passed, 0 failed"),
         "{name} printed no summary"
     );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_passes(name: &str, cfg: Option<&str>, args: &[&str]) {
+    passing_log(name, cfg, args, &[]);
 }
 
 #[test]
@@ -166,13 +172,7 @@ fn every_method_response_headers_and_millisecond_limits() {
 
 #[test]
 fn named_services_with_credentials_and_a_response_cache() {
-    let output = run("test_services", Some("services.cfg"), &[], &[]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains(" passed, 0 failed"),
-        "{stdout}"
-    );
+    let stderr = passing_log("test_services", Some("services.cfg"), &[], &[]);
     for message in [
         "unknown service 'nosuch'",
         "url must not contain CR, LF",
@@ -192,13 +192,7 @@ fn named_services_with_credentials_and_a_response_cache() {
 
 /// Runs test_async_limits in `mode` with `cfg` and `env`; returns its stderr (the module's log).
 fn async_limits(mode: &str, cfg: &str, env: &[(&str, &str)]) -> String {
-    let output = run("test_async_limits", Some(cfg), &[mode], env);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains(" passed, 0 failed"),
-        "test_async_limits {mode}: {stdout}"
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    passing_log("test_async_limits", Some(cfg), &[mode], env)
 }
 
 /// Issue 9.1: a 5 s DNS lookup (LD_PRELOAD getaddrinfo) never holds the worker past the limit.
@@ -250,13 +244,7 @@ fn launch_that_cannot_start_reports_its_code() {
 /// line breaks.
 #[test]
 fn only_http_and_https_and_log_lines_safe_to_read() {
-    let output = run("test_boundaries", Some("blocking.cfg"), &[], &[]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains(" passed, 0 failed"),
-        "{stdout}"
-    );
+    let stderr = passing_log("test_boundaries", Some("blocking.cfg"), &[], &[]);
     assert!(
         stderr.contains("URL scheme 'file' is not allowed, only http and https"),
         "{stderr}"

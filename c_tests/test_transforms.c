@@ -1,4 +1,5 @@
-/* {rest.escape} and {rest.unescape}: parsing and evaluation as the core drives them. */
+/* {rest.escape}, {rest.unescape} and {rest.escape_path}: parsing and evaluation as the core
+ * drives them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,12 @@ int main(int argc, char **argv)
 	check_eval("unescape", "a%20b%2F%26%3D%C3%BC~._-", 0, "a b/&=\xc3\xbc~._-");
 	check_eval("unescape", "a+b%zz%4", 0, "a+b%zz%4");
 	check_eval("escape", "plain", 0, "plain");
+	/* escape_path keeps '/' (issue 13), and encodes everything else escape does. */
+	check_eval("escape_path", "/users/a b/\xc3\xbc?x=1#f%/", 0, "/users/a%20b/%C3%BC%3Fx%3D1%23f%25/");
+	check_eval("escape_path", "a/b", 0, "a/b");
+	check_eval("escape", "a/b", 0, "a%2Fb");
+	check_eval("escape_path", NULL, 0, NULL);
+	check_eval("escape_path", "", -1, NULL);
 	/* NULL passes through; an empty string becomes NULL with an error. */
 	check_eval("escape", NULL, 0, NULL);
 	check_eval("escape", "", -1, NULL);
@@ -40,6 +47,7 @@ int main(int argc, char **argv)
 	CHECK_INT(h_transform("rest", "escape,x", "a", &out), H_PARSE_ERROR);
 	CHECK_INT(h_transform("rest", "Escape", "a", &out), H_PARSE_ERROR);
 	CHECK_INT(h_transform("rest", "quote", "a", &out), H_PARSE_ERROR);
+	CHECK_INT(h_transform("rest", "escape_path,x", "a", &out), H_PARSE_ERROR);
 	CHECK_INT(h_transform("REST", "escape", "a b", &out), 0);
 	CHECK(out && strcmp(out, "a%20b") == 0);
 	free(out);

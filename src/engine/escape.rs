@@ -1,11 +1,23 @@
-//! URL escaping as libcurl's `curl_easy_escape` / `curl_easy_unescape` do it.
+//! URL escaping as libcurl's `curl_easy_escape` / `curl_easy_unescape` do it, and a path
+//! variant that keeps `/`.
 
 /// Percent-encodes every byte except RFC 3986 unreserved characters, with uppercase hex.
 pub fn escape(input: &[u8]) -> Vec<u8> {
+    escape_except(input, b"")
+}
+
+/// As [`escape`], but keeps `/`: a path of several segments stays one.
+pub fn escape_path(input: &[u8]) -> Vec<u8> {
+    escape_except(input, b"/")
+}
+
+/// Percent-encodes every byte except RFC 3986 unreserved characters and those of `kept`.
+fn escape_except(input: &[u8], kept: &[u8]) -> Vec<u8> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = Vec::with_capacity(input.len() * 3);
     for &b in input {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || kept.contains(&b)
+        {
             out.push(b);
         } else {
             out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
@@ -49,6 +61,14 @@ mod tests {
         assert_eq!(
             escape("a b/&=ü~._-".as_bytes()),
             b"a%20b%2F%26%3D%C3%BC~._-"
+        );
+    }
+
+    #[test]
+    fn escape_path_keeps_slashes_only() {
+        assert_eq!(
+            escape_path("dir a/b?c#d/ü%/".as_bytes()),
+            b"dir%20a/b%3Fc%23d/%C3%BC%25/"
         );
     }
 

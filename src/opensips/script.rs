@@ -9,8 +9,8 @@ use log::{debug, error, warn};
 
 use crate::engine::{
     ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResponseCache, ResponseHead,
-    ResultCode, Service, Token, breaks_header_line, escape, redact_url, service_reference,
-    trim_http_whitespace, unescape,
+    ResultCode, Service, Token, breaks_header_line, escape, escape_path, redact_url,
+    service_reference, trim_http_whitespace, unescape,
 };
 
 use super::abi::{AsyncCaller, AsyncCtxRef, ResumeFn, ScriptVar};
@@ -650,26 +650,28 @@ pub fn init_client_tls(domain: Option<&[u8]>) -> i32 {
     }
 }
 
-/// The `{rest.escape}` / `{rest.unescape}` subtypes.
+/// The `{rest.escape}` / `{rest.unescape}` / `{rest.escape_path}` subtypes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
 pub enum Transform {
     Escape = 0,
     Unescape = 1,
+    EscapePath = 2,
 }
 
 impl Transform {
-    /// Parses the text after `rest.` (exactly `escape` or `unescape`).
+    /// Parses the text after `rest.` (exactly `escape`, `unescape` or `escape_path`).
     pub fn parse(name: &[u8]) -> Option<Self> {
         match name {
             b"escape" => Some(Self::Escape),
             b"unescape" => Some(Self::Unescape),
+            b"escape_path" => Some(Self::EscapePath),
             _ => None,
         }
     }
 
     pub fn from_subtype(subtype: i32) -> Option<Self> {
-        [Self::Escape, Self::Unescape]
+        [Self::Escape, Self::Unescape, Self::EscapePath]
             .into_iter()
             .find(|t| *t as i32 == subtype)
     }
@@ -678,6 +680,7 @@ impl Transform {
         match self {
             Self::Escape => escape(input),
             Self::Unescape => unescape(input),
+            Self::EscapePath => escape_path(input),
         }
     }
 }

@@ -22,6 +22,8 @@ Routes (path before "?"):
                           N bytes of the pattern 0-9a-z repeated; chunked=1 sends
                           chunks of <= 4096 bytes; pad=1 wraps the body as
                           "  \\r\\n" + body + "\\r\\n \\t"; ctype sets Content-Type
+  /bytes?hex=H            200 with the bytes H (hex) as body, Content-Type
+                          application/octet-stream
   /echo                   JSON {method, version, path, headers: [[name, value]...], body
                           (latin-1), body_len, connection_id, request_on_connection,
                           client_cert_subject (TLS only: client cert CN or null)}
@@ -242,6 +244,12 @@ class Connection:
                 body = b"  \r\n" + body + b"\r\n \t"
             headers = [("Content-Type", req.arg("ctype"))] if "ctype" in req.query else []
             return self.respond(req, 200, body, headers, chunked=req.arg("chunked") == "1")
+        if path == "/bytes":
+            try:
+                body = bytes.fromhex(req.arg("hex", ""))
+            except ValueError:
+                raise BadRequest from None
+            return self.respond(req, 200, body, [("Content-Type", "application/octet-stream")])
         if path == "/echo":
             doc = {"method": req.method, "version": req.version, "path": req.target, "headers": req.headers,
                    "body": req.body.decode("latin-1"), "body_len": len(req.body),

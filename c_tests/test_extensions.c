@@ -1,7 +1,7 @@
 /*
  * Beyond the C module: rest_patch, rest_delete, rest_request for any method, response headers
- * and reason phrase, millisecond limits (module parameters and rest_timeout), blocking and
- * async.
+ * and reason phrase, millisecond limits (module parameters and rest_timeout), bodies as
+ * received (rest_raw_body), blocking and async.
  * usage: test_extensions module.so extensions.cfg
  */
 #define _GNU_SOURCE
@@ -88,9 +88,16 @@ static void test_methods(void)
 
 	CHECK_INT(request("GET /x", "/echo", NULL), -10);
 	CHECK(!body.is_set);
-	/* No method: GET (or the service's default method). */
+	/* No method: GET, or POST when a body is given (issue 13). */
 	CHECK_INT(request("", "/echo", NULL), 1);
 	CHECK(body.is_set && strstr(body.s, "\"method\": \"GET\""));
+	CHECK_INT(request("", "/echo", ""), 1);
+	CHECK(body.is_set && strstr(body.s, "\"method\": \"GET\""));
+	CHECK_INT(request("", "/echo", "a=1"), 1);
+	CHECK(body.is_set && strstr(body.s, "\"method\": \"POST\"") && strstr(body.s, "\"body\": \"a=1\""));
+	/* A method is sent as written. */
+	CHECK_INT(request("get", "/echo", NULL), 1);
+	CHECK(body.is_set && strstr(body.s, "\"method\": \"get\""));
 
 	/* A content type cannot smuggle header lines, and it replaces an appended one. */
 	reset();
@@ -187,6 +194,41 @@ static void test_millisecond_limits(void)
 	CHECK_INT(H_CALL("rest_timeout", A_INT(100), A_INT(0)), -1);
 }
 
+static int body_is(const char *want, int len)
+{
+	return body.is_set && body.len == len && memcmp(body.s, want, (size_t)len) == 0;
+}
+
+/* A binary body that starts and ends with whitespace bytes: trimmed by default (as the C
+ * module), as received for the transfer after rest_raw_body() (issue 13). */
+static void test_raw_body(void)
+{
+	static const char received[] = "\n\0\xff A\0\r\n \t";
+	const char *path = "/bytes?hex=0a00ff2041000d0a2009";
+	reset();
+	CHECK_INT(H_CALL("rest_get", A_STR(url(path)), A_VAR(&body), A_VAR(&ctype)), 1);
+	CHECK(body_is(received + 1, 5));
+
+	CHECK_INT(h_call("rest_raw_body", 0, NULL), 1);
+	reset();
+	CHECK_INT(H_CALL("rest_get", A_STR(url(path)), A_VAR(&body), A_VAR(&ctype)), 1);
+	CHECK(body_is(received, 10));
+	CHECK_STR(&ctype, "application/octet-stream");
+	/* For the next transfer only. */
+	reset();
+	CHECK_INT(H_CALL("rest_get", A_STR(url(path)), A_VAR(&body)), 1);
+	CHECK(body_is(received + 1, 5));
+
+	CHECK_INT(h_call("rest_raw_body", 0, NULL), 1);
+	reset();
+	async_done = 0;
+	H_ASYNC("rest_get", 0, resumed, NULL, A_STR(url(path)), A_VAR(&body));
+	h_reactor_run(3000);
+	CHECK_INT(async_done, 1);
+	CHECK_INT(async_rc, 1);
+	CHECK(body_is(received, 10));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -196,6 +238,7 @@ int main(int argc, char **argv)
 	test_methods();
 	test_response_headers();
 	test_millisecond_limits();
+	test_raw_body();
 	CHECK_INT(h_resumed_twice(), 0);
 	return h_finish();
 }

@@ -1,7 +1,8 @@
 /*
  * Named services (name://path): base URL, default headers, bearer and basic credentials,
- * millisecond limits, default method, unknown names; and a service's response cache (the
- * server counts requests to tell a hit from a miss), blocking and async.
+ * millisecond limits, default method, query parameters, bodies as received, names with '_'
+ * in any case, unknown names; and a service's response cache (the server counts requests to
+ * tell a hit from a miss), blocking and async.
  * usage: test_services module.so services.cfg
  */
 #define _GNU_SOURCE
@@ -50,6 +51,14 @@ static void define_services(void)
 	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
 	snprintf(spec, sizeof spec, "name=basic; url=http://127.0.0.1:%d; auth=basic:user:p4ss", port);
 	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	snprintf(spec, sizeof spec, "name=Api_Github; url=http://127.0.0.1:%d/; method=get; "
+		 "param=api_key=k 1&x; param=lang=de; param=per page=50", port);
+	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	snprintf(spec, sizeof spec, "name=raw_bin; url=http://127.0.0.1:%d; raw_body=1", port);
+	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	/* Names are case-insensitive: this one is taken. */
+	snprintf(spec, sizeof spec, "name=API_GITHUB; url=http://127.0.0.1:%d/", port);
+	CHECK_INT(h_modparam("service", 1, spec, 0), -1);
 	snprintf(spec, sizeof spec, "name=cached; url=http://127.0.0.1:%d/; cache_ttl=1; cache_entries=10", port);
 	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
 	/* Refused at startup: a duplicate name and a bad definition. */
@@ -84,6 +93,55 @@ static void test_services(void)
 	CHECK_INT(get("basic://echo"), 1);
 	CHECK(has_header("Authorization", "Basic dXNlcjpwNHNz"));
 
+	CHECK_INT(get("nosuch://echo"), -10);
+	CHECK(!body.is_set);
+	/* Credentials stay out of the logs, even when the transfer fails. */
+	CHECK_INT(get("other://x"), -1);
+}
+
+static int request(const char *method, const char *u, const char *data)
+{
+	hvar_reset(&body);
+	return H_CALL("rest_request", A_STR(method), A_STR(u), data ? A_STR(data) : A_NONE, A_NONE, A_VAR(&body));
+}
+
+/* Issue 13: names with '_' in any case, a method written in lower case, query parameters,
+ * POST-or-GET without a method, bodies as received. */
+static void test_ergonomics(void)
+{
+	/* The service's method, upper-cased; its parameters, escaped, after the path's own. */
+	CHECK_INT(request("", "api_github://echo?q=1", NULL), 1);
+	CHECK(body.is_set && strstr(body.s, "\"method\": \"GET\""));
+	CHECK(body.is_set && strstr(body.s, "\"path\": \"/echo?q=1&api_key=k%201%26x&lang=de&per%20page=50\""));
+	/* A parameter the URL has already wins; a per-call method is sent as written. */
+	CHECK_INT(request("get", "API_GITHUB://echo?lang=en&per%20page=5", NULL), 1);
+	CHECK(body.is_set && strstr(body.s, "\"method\": \"get\""));
+	CHECK(body.is_set && strstr(body.s, "\"path\": \"/echo?lang=en&per%20page=5&api_key=k%201%26x\""));
+
+	/* No method and no service method: POST with a body, else GET. */
+	CHECK_INT(request("", "raw_bin://echo", "{\"a\": 1}"), 1);
+	CHECK(body.is_set && strstr(body.s, "\"method\": \"POST\"") && strstr(body.s, "\"body_len\": 8"));
+	CHECK_INT(request("", "raw_bin://echo", NULL), 1);
+	CHECK(body.is_set && strstr(body.s, "\"method\": \"GET\""));
+
+	/* raw_body=1: a binary body ending in whitespace bytes, as received (blocking and async);
+	 * another service trims it, as the C module does. */
+	static const char received[] = "\0\x01 \xfe\r\n\t\n";
+	const int len = sizeof received - 1;
+	CHECK_INT(get("raw_bin://bytes?hex=000120fe0d0a090a"), 1);
+	CHECK(body.is_set && body.len == len && memcmp(body.s, received, (size_t)len) == 0);
+	hvar_reset(&body);
+	async_done = 0;
+	H_ASYNC("rest_get", 0, resumed, NULL, A_STR("raw_bin://bytes?hex=000120fe0d0a090a"), A_VAR(&body));
+	h_reactor_run(3000);
+	CHECK_INT(async_done, 1);
+	CHECK(body.is_set && body.len == len && memcmp(body.s, received, (size_t)len) == 0);
+	CHECK_INT(get("api://bytes?hex=000120fe0d0a090a"), 1);
+	CHECK(body.is_set && body.len == 4 && memcmp(body.s, received, 4) == 0);
+}
+
+static void test_limits_and_async(void)
+{
 	/* The service's limit (500 ms), then a per-call one (200 ms) that wins. */
 	long long t0 = h_now_us();
 	CHECK_INT(get("api://stall-headers"), -3);
@@ -116,10 +174,6 @@ static void test_services(void)
 	CHECK_INT(get("api://echo?next=../x"), 1);
 	CHECK(body.is_set && strstr(body.s, "\"path\": \"/echo?next=../x\""));
 
-	CHECK_INT(get("nosuch://echo"), -10);
-	CHECK(!body.is_set);
-	/* Credentials stay out of the logs, even when the transfer fails. */
-	CHECK_INT(get("other://x"), -1);
 }
 
 static void test_cache(void)
@@ -188,6 +242,8 @@ int main(int argc, char **argv)
 	CHECK_INT(h_mod_init(), 0);
 	CHECK_INT(h_child_init(1), 0);
 	test_services();
+	test_ergonomics();
+	test_limits_and_async();
 	test_cache();
 	CHECK_INT(h_resumed_twice(), 0);
 	return h_finish();

@@ -3,16 +3,17 @@
 //!
 //! Defined by a text of `key=value` items separated by `;` (write `\;` for a `;` inside a
 //! value): `name=crossbar; url=http://10.0.0.5:8000/v2/; header=Accept: application/json;
-//! auth=bearer:TOKEN; connect_timeout_ms=500; timeout_ms=2000; method=GET; cache_ttl=30`.
+//! auth=bearer:TOKEN; connect_timeout_ms=500; timeout_ms=2000; method=GET; cache_ttl=30;
+//! param=api_key=K; raw_body=1`.
 
 use std::time::Duration;
 
-use super::escape::unescape;
+use super::escape::{escape, unescape};
 use super::request::{Method, breaks_header_line};
 
 /// The items a definition may hold.
 const ITEM_NAMES: &str = "name, url, header, auth, connect_timeout_ms, timeout_ms, method, \
-                          cache_ttl, cache_entries, cache_bytes";
+                          param, raw_body, cache_ttl, cache_entries, cache_bytes";
 
 /// Credentials a service sends. Never printed: there is no `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -41,6 +42,11 @@ pub struct Service {
     pub timeout: Option<Duration>,
     /// Method of `rest_request` calls that name none.
     pub method: Option<Method>,
+    /// Query parameters (name, value; not escaped) added to every request's URL that does not
+    /// have a parameter of that name already.
+    pub params: Vec<(String, String)>,
+    /// Hand the response body to the script as received, not whitespace-trimmed.
+    pub raw_body: bool,
     pub cache: Option<CacheLimits>,
 }
 
@@ -55,6 +61,14 @@ fn millis(key: &str, value: &str) -> Result<Duration, String> {
     match value.parse::<u64>() {
         Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
         _ => Err(format!("{key} must be a positive number of milliseconds")),
+    }
+}
+
+fn flag(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(format!("{key} must be 0 or 1")),
     }
 }
 
@@ -92,6 +106,8 @@ impl Service {
             connect_timeout: None,
             timeout: None,
             method: None,
+            params: Vec::new(),
+            raw_body: false,
             cache: None,
         };
         let mut cache_ttl = None;
@@ -152,12 +168,20 @@ impl Service {
                 }
                 "connect_timeout_ms" => service.connect_timeout = Some(millis(key, value)?),
                 "timeout_ms" => service.timeout = Some(millis(key, value)?),
+                // Written in any case, sent upper-case.
                 "method" => {
                     service.method = Some(
-                        Method::parse(value.as_bytes())
+                        Method::parse(value.to_ascii_uppercase().as_bytes())
                             .ok_or(format!("invalid method '{value}'"))?,
                     )
                 }
+                "param" => match value.split_once('=') {
+                    Some((name, value)) if !name.trim().is_empty() => service
+                        .params
+                        .push((name.trim().to_string(), value.trim().to_string())),
+                    _ => return Err("param must be name=value".into()),
+                },
+                "raw_body" => service.raw_body = flag(key, value)?,
                 "cache_ttl" => cache_ttl = Some(count(key, value)?),
                 "cache_entries" => limits.max_entries = count(key, value)?,
                 "cache_bytes" => limits.max_bytes = count(key, value)?,
@@ -172,11 +196,11 @@ impl Service {
             && service
                 .name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                .all(|c| c.is_ascii_alphanumeric() || "+-._".contains(c))
             && service_reference(&format!("{}://", service.name)).is_some();
         if !valid_name {
             return Err(format!(
-                "name '{}' must be letters, digits, '+', '-' or '.', other than http/https",
+                "name '{}' must be letters, digits, '+', '-', '.' or '_', other than http/https",
                 service.name
             ));
         }
@@ -193,9 +217,10 @@ impl Service {
         Ok(service)
     }
 
-    /// The URL of `path` (the part after `name://`) on this service. A path with a `.` or
-    /// `..` segment (also percent-encoded, or next to an encoded `/` or a `\`) is refused: the
-    /// service's base path is a boundary that its credentials must not cross.
+    /// The URL of `path` (the part after `name://`) on this service, with the service's query
+    /// parameters that `path` does not set itself. A path with a `.` or `..` segment (also
+    /// percent-encoded, or next to an encoded `/` or a `\`) is refused: the service's base
+    /// path is a boundary that its credentials must not cross.
     pub fn url(&self, path: &str) -> Result<String, String> {
         let path_end = path.find(['?', '#']).unwrap_or(path.len());
         let dot_segment = path[..path_end].split('/').any(|segment| {
@@ -207,13 +232,40 @@ impl Service {
         if dot_segment {
             return Err("a '.' or '..' segment in the path is not allowed".into());
         }
-        Ok(
-            match (self.base_url.ends_with('/'), path.starts_with('/')) {
-                (true, true) => format!("{}{}", self.base_url, &path[1..]),
-                (false, false) if !path.is_empty() => format!("{}/{path}", self.base_url),
-                _ => format!("{}{path}", self.base_url),
-            },
-        )
+        let url = match (self.base_url.ends_with('/'), path.starts_with('/')) {
+            (true, true) => format!("{}{}", self.base_url, &path[1..]),
+            (false, false) if !path.is_empty() => format!("{}/{path}", self.base_url),
+            _ => format!("{}{path}", self.base_url),
+        };
+        Ok(self.with_params(url))
+    }
+
+    /// `url` with the service's parameters whose name (compared unescaped) its query lacks,
+    /// percent-encoded, appended to the query (before any `#fragment`).
+    fn with_params(&self, url: String) -> String {
+        let (head, fragment) = url.split_at(url.find('#').unwrap_or(url.len()));
+        let query = head.split_once('?').map(|(_, query)| query);
+        let present: Vec<Vec<u8>> = query
+            .unwrap_or_default()
+            .split('&')
+            .map(|pair| unescape(pair.split('=').next().unwrap_or_default().as_bytes()))
+            .collect();
+        let encode = |text: &str| String::from_utf8_lossy(&escape(text.as_bytes())).into_owned();
+        let added: Vec<String> = self
+            .params
+            .iter()
+            .filter(|(name, _)| !present.iter().any(|p| p == name.as_bytes()))
+            .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+            .collect();
+        if added.is_empty() {
+            return url;
+        }
+        let separator = match query {
+            None => "?",
+            Some(q) if q.is_empty() || q.ends_with('&') => "",
+            Some(_) => "&",
+        };
+        format!("{head}{separator}{}{fragment}", added.join("&"))
     }
 }
 
@@ -259,6 +311,35 @@ mod tests {
     }
 
     #[test]
+    fn names_with_underscores_and_methods_in_any_case() {
+        let s = Service::parse("name=api_github; url=http://h/; method=get").unwrap();
+        assert_eq!(s.name, "api_github");
+        assert_eq!(s.method, Some(Method::Get));
+        let s = Service::parse("name=a; url=http://h/; method=purge").unwrap();
+        assert_eq!(s.method.map(|m| m.name().to_string()), Some("PURGE".into()));
+    }
+
+    #[test]
+    fn params_are_escaped_and_lose_to_the_path_query() {
+        let s = Service::parse(
+            "name=a; url=http://h/v1; param=api_key=k 1&x; param=lang=de; param=a b=c/d",
+        )
+        .unwrap();
+        let all = "api_key=k%201%26x&lang=de&a%20b=c%2Fd";
+        assert_eq!(s.url("x").unwrap(), format!("http://h/v1/x?{all}"));
+        assert_eq!(s.url("x?").unwrap(), format!("http://h/v1/x?{all}"));
+        assert_eq!(s.url("x?q=1&").unwrap(), format!("http://h/v1/x?q=1&{all}"));
+        assert_eq!(
+            s.url("x?lang=en&a%20b=e#top").unwrap(),
+            "http://h/v1/x?lang=en&a%20b=e&api_key=k%201%26x#top"
+        );
+        assert_eq!(
+            s.url("x?api_key=&lang&a%20b").unwrap(),
+            "http://h/v1/x?api_key=&lang&a%20b"
+        );
+    }
+
+    #[test]
     fn refuses_bad_definitions_without_quoting_secrets() {
         for (spec, error) in [
             ("url=http://h/", "name ''"),
@@ -266,6 +347,10 @@ mod tests {
             ("name=a; url=ftp://h/", "url must start"),
             ("name=a; url=http://h/; auth=token:secret", "auth must be"),
             ("name=a; url=http://h/; timeout_ms=0", "timeout_ms"),
+            ("name=a; url=http://h/; param=secret", "param must be"),
+            ("name=a; url=http://h/; param==secret", "param must be"),
+            ("name=a; url=http://h/; raw_body=yes", "raw_body must be"),
+            ("name=a b; url=http://h/", "name 'a b'"),
             (
                 "name=a; url=http://h/; colour=blue",
                 "item 3 has an unknown",

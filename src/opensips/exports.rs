@@ -228,6 +228,7 @@ fn outputs(msg: *mut c_void, body: *mut c_void, ctype: *mut c_void, code: *mut c
         body: ScriptVar::from_arg(msg, body),
         content_type: ScriptVar::from_arg(msg, ctype),
         code: ScriptVar::from_arg(msg, code),
+        body_as_received: false,
     }
 }
 
@@ -276,7 +277,7 @@ unsafe fn call_args<'a>(shape: Shape, msg: *mut c_void, p: [*mut c_void; 8]) -> 
 
 fn blocking(shape: Shape, msg: *mut c_void, p: [*mut c_void; 8]) -> c_int {
     // SAFETY: called from the entries below with their slots (see `cmd_entry`).
-    script::blocking_transfer(&unsafe { call_args(shape, msg, p) })
+    script::blocking_transfer(unsafe { call_args(shape, msg, p) })
 }
 
 const POST: Shape = Shape::Send(Method::Post);
@@ -320,6 +321,9 @@ cmd_entry!(
 cmd_entry!(w_rest_timeout, "rest_timeout", -1, |_msg, p| unsafe {
     script::set_timeouts(int_arg(p[0]), int_arg(p[1]))
 });
+cmd_entry!(w_rest_raw_body, "rest_raw_body", -1, |_msg, _p| {
+    script::keep_raw_body()
+});
 // SAFETY: a STR and a VAR parameter (see `cmd_entry`).
 cmd_entry!(
     w_rest_response_header,
@@ -351,6 +355,7 @@ const ONE_STR: [CmdParam; 9] = [STR, END, END, END, END, END, END, END, END];
 const ONE_VAR: [CmdParam; 9] = [VAR, END, END, END, END, END, END, END, END];
 const STR_VAR: [CmdParam; 9] = [STR, VAR, END, END, END, END, END, END, END];
 const INT_INT_OPT: [CmdParam; 9] = [INT, INT_OPT, END, END, END, END, END, END, END];
+const NO_PARAMS: [CmdParam; 9] = [END; 9];
 
 const fn cmd(name: &'static std::ffi::CStr, f: CmdFunction, params: [CmdParam; 9]) -> CmdExport {
     CmdExport {
@@ -399,6 +404,7 @@ function_tables! {
         (c"rest_append_hf", w_rest_append_hf, ONE_STR),
         (c"rest_init_client_tls", w_rest_init_client_tls, ONE_STR),
         (c"rest_timeout", w_rest_timeout, INT_INT_OPT),
+        (c"rest_raw_body", w_rest_raw_body, NO_PARAMS),
         (c"rest_response_header", w_rest_response_header, STR_VAR),
         (c"rest_response_reason", w_rest_response_reason, ONE_VAR),
     ],

@@ -203,6 +203,8 @@ pub struct Worker {
     pub pending_cert: Option<ClientCert>,
     /// Limits set by `rest_timeout` for the next transfer: (transfer, connect).
     pub pending_timeouts: Option<(Duration, Option<Duration>)>,
+    /// Set by `rest_raw_body`: the next transfer's body variable gets the body as received.
+    pub pending_raw_body: bool,
     /// Async calls started and not yet resumed, by transfer token.
     pub async_calls: HashMap<Token, AsyncCall>,
     /// The token of the last async transfer started.
@@ -233,6 +235,7 @@ fn new_worker() -> Result<Worker, String> {
         pending_headers: Vec::new(),
         pending_cert: None,
         pending_timeouts: None,
+        pending_raw_body: false,
         async_calls: HashMap::new(),
         last_token: 0,
         hub_registered: false,

@@ -24,6 +24,9 @@ pub struct Outputs {
     pub body: Option<ScriptVar>,
     pub content_type: Option<ScriptVar>,
     pub code: Option<ScriptVar>,
+    /// Write the body as received instead of whitespace-trimmed (a service's `raw_body`, or
+    /// `rest_raw_body()` before the call).
+    pub body_as_received: bool,
 }
 
 /// Which method a transfer function uses: its own, or the one the script names
@@ -79,7 +82,11 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>),
     };
     let method = match args.method {
         MethodArg::Fixed(method) => method,
-        MethodArg::Named(Some(b"")) => service.and_then(|s| s.method).unwrap_or(Method::Get),
+        MethodArg::Named(Some(b"")) => match service.and_then(|s| s.method) {
+            Some(method) => method,
+            None if args.body.is_some_and(|b| !b.is_empty()) => Method::Post,
+            None => Method::Get,
+        },
         MethodArg::Named(name) => name
             .and_then(Method::parse)
             .ok_or_else(|| invalid("rest_request: invalid method name"))?,
@@ -100,17 +107,19 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>),
     Ok((request, service))
 }
 
-/// Builds the request of a transfer function, with the pending headers, certificate and
-/// limits of the worker (they belong to this transfer, whatever its outcome), and where its
-/// answer may be cached. The script's headers and limits win over the service's.
+/// Builds the request of a transfer function, with the pending headers, certificate, limits
+/// and body form of the worker (they belong to this transfer, whatever its outcome), and
+/// where its answer may be cached. The script's headers and limits win over the service's.
 fn prepare(
     worker: &mut Worker,
-    args: &CallArgs,
+    args: &mut CallArgs,
 ) -> Result<(Request, Option<CacheSlot>), ResultCode> {
     let appended = std::mem::take(&mut worker.pending_headers);
     let cert = worker.pending_cert.take();
     let timeouts = worker.pending_timeouts.take();
+    let raw_body = std::mem::take(&mut worker.pending_raw_body);
     let (mut request, service) = build_request(args)?;
+    args.outputs.body_as_received = raw_body || service.is_some_and(|s| s.raw_body);
     request.headers = appended;
     if let Some(service) = service {
         let defaults: Vec<String> = service
@@ -211,9 +220,9 @@ fn conclude(result: Result<Result<Outcome, ResultCode>, String>, outputs: &Outpu
 }
 
 /// A transfer function (`rest_get`, `rest_post`, ..., `rest_request`), blocking.
-pub fn blocking_transfer(args: &CallArgs) -> i32 {
+pub fn blocking_transfer(mut args: CallArgs) -> i32 {
     let result = with_worker(|worker| {
-        let (request, slot) = prepare(worker, args)?;
+        let (request, slot) = prepare(worker, &mut args)?;
         run_blocking(worker, &request, slot.as_ref())
     });
     conclude(result, &args.outputs)
@@ -274,13 +283,13 @@ fn tighter_limit(a: Duration, b: Duration) -> Duration {
 /// The call's limit is the lower of the `async(..., seconds)` limit (if any) and the
 /// transfer's own (`curl_timeout`, `rest_timeout`, the service's), either applying alone when
 /// the other is none; libcurl enforces it (tm sets no timer for ASYNC_NO_FD calls).
-pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
+pub fn start_async(mut args: CallArgs, host: AsyncHost) -> AsyncStart {
     let Some(config) = config() else {
         error!("async transfer: the module is not initialised");
         return AsyncStart::Over(ResultCode::InternalError.code());
     };
     let result = with_worker(|worker| {
-        let (mut request, slot) = prepare(worker, &args)?;
+        let (mut request, slot) = prepare(worker, &mut args)?;
         if let Some(outcome) = cached(worker, slot.as_ref()) {
             return Ok(Begun::Done(outcome, args.outputs));
         }
@@ -487,7 +496,8 @@ pub fn resume_async(token: Token, msg: *mut c_void) -> Option<i32> {
 }
 
 /// The C module's blocking output rules (used for async calls too): the code variable
-/// always; body and Content-Type (trimmed) only on success or a transfer timeout.
+/// always; body and Content-Type (trimmed; the body as received when asked for) only on
+/// success or a transfer timeout.
 fn write_outputs(outcome: &Outcome, outputs: &Outputs) -> i32 {
     let status = i32::try_from(outcome.status).unwrap_or(0);
     if let Some(code) = &outputs.code
@@ -500,8 +510,13 @@ fn write_outputs(outcome: &Outcome, outputs: &Outputs) -> i32 {
     if result != ResultCode::Ok && result != ResultCode::TransferTimeout {
         return result.code();
     }
+    let body_text = if outputs.body_as_received {
+        &outcome.body[..]
+    } else {
+        trim_http_whitespace(&outcome.body)
+    };
     if let Some(body) = &outputs.body
-        && !body.set_str(trim_http_whitespace(&outcome.body))
+        && !body.set_str(body_text)
     {
         error!("cannot set the body variable");
         return ResultCode::InternalError.code();
@@ -542,6 +557,17 @@ pub fn append_header(header: Option<&[u8]>) -> i32 {
         Ok(()) => 1,
         Err(e) => {
             error!("rest_append_hf: {e}");
+            -1
+        }
+    }
+}
+
+/// `rest_raw_body()`: the next transfer of this process writes its body variable as received.
+pub fn keep_raw_body() -> i32 {
+    match with_worker(|w| w.pending_raw_body = true) {
+        Ok(()) => 1,
+        Err(e) => {
+            error!("rest_raw_body: {e}");
             -1
         }
     }

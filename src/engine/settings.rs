@@ -56,7 +56,7 @@ pub struct ClientSettings {
     /// Directory of CA certificates (`CURLOPT_CAPATH`).
     pub ca_path: Option<String>,
     pub http_version: HttpVersion,
-    /// Let libcurl send `Expect: 100-continue` for large bodies.
+    /// Send `Expect: 100-continue` for bodies over 1024 bytes (not with HTTP/1.0).
     pub expect_100: bool,
     /// Idle kept-alive connections the process's cache keeps (libcurl's default of 4 per
     /// handle would close most connections of concurrent async transfers).

@@ -163,9 +163,14 @@ static void test_requests(void)
 	CHECK(strstr(body.s, "\"body\": \"{\\\"a\\\":1}\"") != NULL);
 	CHECK_STR(&ctype, "application/json");
 
-	/* No type given: no Content-Type header at all. */
+	/* No type given, or an empty one: no Content-Type header at all, not libcurl's
+	 * application/x-www-form-urlencoded (as the C module 3.x; issue 13). */
 	CHECK_INT(send_body("rest_post", url("/echo"), "x=1", NULL), 1);
 	CHECK(!echoed_header(body.s, "Content-Type", value, sizeof value));
+	CHECK_INT(send_body("rest_put", url("/echo"), "x=1", NULL), 1);
+	CHECK(strstr(body.s, "\"body\": \"x=1\"") && !echoed_header(body.s, "Content-Type", value, sizeof value));
+	CHECK_INT(send_body("rest_post", url("/echo"), "x=1", " "), 1);
+	CHECK(strstr(body.s, "\"body\": \"x=1\"") && !echoed_header(body.s, "Content-Type", value, sizeof value));
 
 	/* Large body: no Expect: 100-continue by default. */
 	char big[1300];

@@ -1,5 +1,5 @@
-/* {rest.escape}, {rest.unescape} and {rest.escape_path}: parsing and evaluation as the core
- * drives them. */
+/* {rest.escape}, {rest.unescape}, {rest.escape_path} and {rest.escape_xml}: parsing and
+ * evaluation as the core drives them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +37,11 @@ int main(int argc, char **argv)
 	check_eval("escape", "a/b", 0, "a%2Fb");
 	check_eval("escape_path", NULL, 0, NULL);
 	check_eval("escape_path", "", -1, NULL);
+	/* escape_xml: entities for & < > " ', no control bytes XML cannot carry (issue 13). */
+	check_eval("escape_xml", "<b>Tom & \"Jerry's\"</b>\t\x1b\xc3\xbc", 0,
+		   "&lt;b&gt;Tom &amp; &quot;Jerry&apos;s&quot;&lt;/b&gt;\t\xc3\xbc");
+	check_eval("escape_xml", NULL, 0, NULL);
+	check_eval("escape_xml", "", -1, NULL);
 	/* NULL passes through; an empty string becomes NULL with an error. */
 	check_eval("escape", NULL, 0, NULL);
 	check_eval("escape", "", -1, NULL);

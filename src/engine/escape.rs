@@ -1,5 +1,5 @@
-//! URL escaping as libcurl's `curl_easy_escape` / `curl_easy_unescape` do it, and a path
-//! variant that keeps `/`.
+//! URL escaping as libcurl's `curl_easy_escape` / `curl_easy_unescape` do it, a path
+//! variant that keeps `/`, and XML text escaping.
 
 /// Percent-encodes every byte except RFC 3986 unreserved characters, with uppercase hex.
 pub fn escape(input: &[u8]) -> Vec<u8> {
@@ -21,6 +21,25 @@ fn escape_except(input: &[u8], kept: &[u8]) -> Vec<u8> {
             out.push(b);
         } else {
             out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+    out
+}
+
+/// Text for an XML element or attribute value: `& < > " '` become entities, control bytes
+/// that XML 1.0 cannot carry (all below 0x20 but tab, LF and CR) are dropped, others stay.
+pub fn escape_xml(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 8);
+    for &b in input {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'\'' => out.extend_from_slice(b"&apos;"),
+            b'\t' | b'\n' | b'\r' => out.push(b),
+            0..0x20 => {}
+            _ => out.push(b),
         }
     }
     out
@@ -69,6 +88,14 @@ mod tests {
         assert_eq!(
             escape_path("dir a/b?c#d/ü%/".as_bytes()),
             b"dir%20a/b%3Fc%23d/%C3%BC%25/"
+        );
+    }
+
+    #[test]
+    fn escape_xml_uses_entities_and_drops_what_xml_cannot_carry() {
+        assert_eq!(
+            escape_xml("<b>Tom & \"Jerry's\"</b>\tü\r\n\0\x1b".as_bytes()),
+            "&lt;b&gt;Tom &amp; &quot;Jerry&apos;s&quot;&lt;/b&gt;\tü\r\n".as_bytes()
         );
     }
 

@@ -25,7 +25,7 @@ mod watcher;
 pub use cache::ResponseCache;
 pub use client::{Client, Outcome};
 pub use connect_gate::{ConnectGate, GateTicket};
-pub use escape::{escape, escape_path, unescape};
+pub use escape::{escape, escape_path, escape_xml, unescape};
 pub use hub::{Hub, Token};
 pub use request::{ClientCert, KeyMaterial, Method, Request, breaks_header_line};
 pub use response_head::ResponseHead;

@@ -523,7 +523,7 @@ const fn acmd(name: &'static std::ffi::CStr, f: AcmdFunction, params: [CmdParam;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Transformations {rest.escape} / {rest.unescape} / {rest.escape_path}.
+// Transformations {rest.escape} / {rest.unescape} / {rest.escape_path} / {rest.escape_xml}.
 
 /// SAFETY: the core passes the text after `rest.` (not NUL-terminated) and the trans_t to fill.
 unsafe extern "C" fn tr_rest_parse(input: *mut Str, t: *mut TransT) -> c_int {

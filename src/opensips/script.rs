@@ -9,7 +9,7 @@ use log::{debug, error, warn};
 
 use crate::engine::{
     ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResponseCache, ResponseHead,
-    ResultCode, Service, Token, breaks_header_line, escape, escape_path, redact_url,
+    ResultCode, Service, Token, breaks_header_line, escape, escape_path, escape_xml, redact_url,
     service_reference, trim_http_whitespace, unescape,
 };
 
@@ -676,30 +676,39 @@ pub fn init_client_tls(domain: Option<&[u8]>) -> i32 {
     }
 }
 
-/// The `{rest.escape}` / `{rest.unescape}` / `{rest.escape_path}` subtypes.
+/// The `{rest.escape}` / `{rest.unescape}` / `{rest.escape_path}` / `{rest.escape_xml}`
+/// subtypes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
 pub enum Transform {
     Escape = 0,
     Unescape = 1,
     EscapePath = 2,
+    EscapeXml = 3,
 }
 
 impl Transform {
-    /// Parses the text after `rest.` (exactly `escape`, `unescape` or `escape_path`).
+    /// Parses the text after `rest.` (exactly `escape`, `unescape`, `escape_path` or
+    /// `escape_xml`).
     pub fn parse(name: &[u8]) -> Option<Self> {
         match name {
             b"escape" => Some(Self::Escape),
             b"unescape" => Some(Self::Unescape),
             b"escape_path" => Some(Self::EscapePath),
+            b"escape_xml" => Some(Self::EscapeXml),
             _ => None,
         }
     }
 
     pub fn from_subtype(subtype: i32) -> Option<Self> {
-        [Self::Escape, Self::Unescape, Self::EscapePath]
-            .into_iter()
-            .find(|t| *t as i32 == subtype)
+        [
+            Self::Escape,
+            Self::Unescape,
+            Self::EscapePath,
+            Self::EscapeXml,
+        ]
+        .into_iter()
+        .find(|t| *t as i32 == subtype)
     }
 
     pub fn apply(self, input: &[u8]) -> Vec<u8> {
@@ -707,6 +716,7 @@ impl Transform {
             Self::Escape => escape(input),
             Self::Unescape => unescape(input),
             Self::EscapePath => escape_path(input),
+            Self::EscapeXml => escape_xml(input),
         }
     }
 }

@@ -336,7 +336,11 @@ void h_start_as_worker(const char *so_path, const char *cfg_path)
 /* ------------------------------------------------------------------------------------------
  * Calls. */
 
-static char fake_msg[1024]; /* stands for struct sip_msg: opaque to the module */
+/* Stand for struct sip_msg (the module reads the id at offset 0 and the first line): the
+ * message being processed, tm's faked request of a resume, the core's dummy message. */
+static char fake_msg[1024], fake_resume_msg[1024], fake_dummy_msg[1024];
+/* The message the route that runs now processes: the functions get it. */
+static char *current_msg = fake_msg;
 static int passed, failed;
 #define POISON ((void *)0x5a5a5a5a5a5a5a5aULL)
 
@@ -418,7 +422,7 @@ int h_call(const char *name, int argc, const h_arg *args)
 	struct call_args a;
 	if (build_args(name, cmd->params, argc, args, &a))
 		return H_PARSE_ERROR;
-	int rc = cmd->function(fake_msg, a.p[0], a.p[1], a.p[2], a.p[3], a.p[4], a.p[5], a.p[6], a.p[7]);
+	int rc = cmd->function(current_msg, a.p[0], a.p[1], a.p[2], a.p[3], a.p[4], a.p[5], a.p[6], a.p[7]);
 	free_args(&a);
 	return rc;
 }
@@ -458,7 +462,6 @@ static struct fd_watch watches[MAX_WATCHES];
 static int pending_count, watch_count, resumed_twice, resumes_to_drop, reactor_fd = -1;
 static long long longest_callback_us;
 static pid_t reactor_pid;
-static char fake_resume_msg[1024]; /* tm's faked request, rebuilt for the resume */
 
 int h_resumed_twice(void) { return resumed_twice; }
 int h_reactor_watches(void) { return watch_count; }
@@ -477,11 +480,20 @@ static int reactor(void)
 	return reactor_fd;
 }
 
-static void run_route(struct pending_call *c, int rc)
+/* Runs a route for message `msg`. */
+static void run_route_for(char *msg, h_resume_route route, int rc, void *arg)
+{
+	char *outer = current_msg;
+	current_msg = msg;
+	route(rc, arg);
+	current_msg = outer;
+}
+
+static void run_route(struct pending_call *c, int rc, char *msg)
 {
 	if (c->resumed++)
 		resumed_twice++;
-	c->route(rc, c->arg);
+	run_route_for(msg, c->route, rc, c->arg);
 }
 
 static void forget(struct pending_call *c)
@@ -522,8 +534,10 @@ static int resume_pending(int fd, void *ctx, int is_launch, const char *resumer)
 		failed++;
 		return -1;
 	}
+	/* tm resumes with a request faked from the transaction, the core with its dummy one. */
+	char *msg = is_launch ? fake_dummy_msg : fake_resume_msg;
 	async_status = ASYNC_DONE;
-	int rc = c->ctx.resume_f(fd, fake_resume_msg, c->ctx.resume_param);
+	int rc = c->ctx.resume_f(fd, msg, c->ctx.resume_param);
 	if (async_status == ASYNC_CONTINUE)
 		return 0;
 	if (is_launch && async_status != ASYNC_DONE_NO_IO && fd < 0) {
@@ -531,7 +545,7 @@ static int resume_pending(int fd, void *ctx, int is_launch, const char *resumer)
 			async_status);
 		failed++;
 	}
-	run_route(c, rc);
+	run_route(c, rc, msg);
 	forget(c);
 	return 0;
 }
@@ -629,7 +643,7 @@ static int tm_handle_async(void *msg, void *action, void *resume_route, unsigned
 			async_status = ASYNC_DONE;
 			rc = c->ctx.resume_f(ASYNC_FD_NONE, msg, c->ctx.resume_param);
 		} while (async_status == ASYNC_CONTINUE);
-		run_route(c, rc);
+		run_route(c, rc, msg);
 		forget(c);
 		return 1;
 	}
@@ -662,7 +676,7 @@ int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route 
 	if (!st.acmd || build_args(name, st.acmd->params, argc, args, &st.args))
 		return H_PARSE_ERROR;
 	reactor();
-	int rc = async_script_start_f(fake_msg, &st, NULL, (unsigned)timeout_s, NULL);
+	int rc = async_script_start_f(current_msg, &st, NULL, (unsigned)timeout_s, NULL);
 	free_args(&st.args);
 	return rc;
 }
@@ -677,7 +691,7 @@ int h_launch_call(const char *name, h_resume_route report_route, void *arg, int 
 	reactor();
 	struct pending_call *c = new_pending(report_route, arg, 1);
 	async_status = ASYNC_NO_IO;
-	int rc = acmd->function(fake_msg, &c->ctx, a.p[0], a.p[1], a.p[2], a.p[3], a.p[4], a.p[5],
+	int rc = acmd->function(current_msg, &c->ctx, a.p[0], a.p[1], a.p[2], a.p[3], a.p[4], a.p[5],
 				a.p[6], a.p[7]);
 	free_args(&a);
 	if (async_status == ASYNC_NO_FD) {
@@ -685,12 +699,12 @@ int h_launch_call(const char *name, h_resume_route report_route, void *arg, int 
 		return 0;
 	}
 	/* The core's async_script_launch: SYNC runs the report route now (with the function's
-	 * code), NO_IO runs nothing and goes on with the script, any other status is an error
-	 * (-1) that runs nothing either. */
+	 * code, for its dummy message), NO_IO runs nothing and goes on with the script, any other
+	 * status is an error (-1) that runs nothing either. */
 	start_status_is_fd(name);
 	int status = async_status;
 	if (status == ASYNC_SYNC)
-		report_route(rc, arg);
+		run_route_for(fake_dummy_msg, report_route, rc, arg);
 	free(c);
 	return status == ASYNC_SYNC || status == ASYNC_NO_IO ? 1 : -1;
 }
@@ -729,6 +743,15 @@ void h_set_message_method(int method_value)
 	int request = method_value ? 1 : 0;
 	memcpy(fake_msg + 8, &request, sizeof request);
 	memcpy(fake_msg + 64, &method_value, sizeof method_value);
+}
+
+void h_new_message(void)
+{
+	/* Another message, maybe at the address of the previous one: the core numbers them. */
+	unsigned int id;
+	memcpy(&id, fake_msg, sizeof id);
+	id++;
+	memcpy(fake_msg, &id, sizeof id);
 }
 
 int h_transform(const char *cls, const char *spec, const char *input, char **out)

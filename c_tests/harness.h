@@ -98,6 +98,10 @@ void h_drop_resumes(int n);
 /* Makes the message the functions get a request with this method value (4 = ACK; 0 = not a
  * request, the default). */
 void h_set_message_method(int method_value);
+/* A new SIP message arrives: the functions called from now on (outside resume routes) get a
+ * message with another id. Resume routes run for tm's faked request, launch() report routes
+ * for the core's dummy message. */
+void h_new_message(void);
 /* Calls whose resume route ran more than once (must stay 0). */
 int h_resumed_twice(void);
 

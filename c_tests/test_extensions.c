@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -120,6 +121,64 @@ static void test_methods(void)
 	CHECK(body.is_set && strstr(body.s, "\"method\": \"DELETE\""));
 }
 
+/* What a resume route read of its call's response: header `name` and the reason phrase, then
+ * the same header after a blocking call made in the route (its response from then on). */
+struct head_read {
+	const char *name;
+	int rc;
+	char value[64], reason[64], after_blocking[64];
+};
+
+static void read_into(const char *name, char *dest, size_t size)
+{
+	hvar v = { 0 };
+	int found = name ? H_CALL("rest_response_header", A_STR(name), A_VAR(&v))
+			 : H_CALL("rest_response_reason", A_VAR(&v));
+	snprintf(dest, size, "%s", found == 1 && v.is_set ? v.s : "(none)");
+	hvar_reset(&v);
+}
+
+static void read_own_head(int rc, void *arg)
+{
+	struct head_read *r = arg;
+	r->rc = rc;
+	read_into(r->name, r->value, sizeof r->value);
+	read_into(NULL, r->reason, sizeof r->reason);
+	hvar b = { 0 };
+	H_CALL("rest_get", A_STR(url("/headers?h=X-Id:blocking")), A_VAR(&b));
+	hvar_reset(&b);
+	read_into(r->name, r->after_blocking, sizeof r->after_blocking);
+}
+
+/* Issue 9 (6): each resume route reads its own call's response, even when the transfers of
+ * several calls end in one reactor round and a route before it made a blocking call. */
+static void test_each_call_reads_its_own_response(void)
+{
+	struct head_read one = { .name = "X-Id" }, two = { .name = "X-Id" };
+	hvar body2 = { 0 };
+	reset();
+	H_ASYNC("rest_get", 0, read_own_head, &one,
+		A_STR(url("/headers?ms=600&reason=First&h=X-Id:one")), A_VAR(&body));
+	H_ASYNC("rest_get", 0, read_own_head, &two,
+		A_STR(url("/headers?ms=600&reason=Second&h=X-Id:two")), A_VAR(&body2));
+	h_reactor_run(200); /* both requests go out */
+	usleep(900 * 1000); /* both answers wait in their sockets: one round ends both calls */
+	CHECK_INT(h_reactor_run(3000), 0);
+	CHECK(one.rc == 1 && two.rc == 1);
+	CHECK(!strcmp(one.value, "one") && !strcmp(one.reason, "First"));
+	CHECK(!strcmp(two.value, "two") && !strcmp(two.reason, "Second"));
+	CHECK(!strcmp(one.after_blocking, "blocking") && !strcmp(two.after_blocking, "blocking"));
+	hvar_reset(&body2);
+
+	/* A new SIP message reads no response of the previous one's calls. */
+	reset();
+	CHECK_INT(H_CALL("rest_get", A_STR(url("/headers?h=X-Id:old")), A_VAR(&body)), 1);
+	CHECK_INT(H_CALL("rest_response_header", A_STR("X-Id"), A_VAR(&out)), 1);
+	h_new_message();
+	CHECK_INT(H_CALL("rest_response_header", A_STR("X-Id"), A_VAR(&out)), -1);
+	CHECK_INT(H_CALL("rest_response_reason", A_VAR(&out)), -1);
+}
+
 static void test_response_headers(void)
 {
 	const char *created = "/headers?status=201&reason=Created%20Here&h=Location:/v2/devices/7"
@@ -140,11 +199,12 @@ static void test_response_headers(void)
 	CHECK_STR(&out, "Created Here");
 
 	/* In the resume route of an async call: that transfer's headers. */
-	CHECK_INT(async_request("GET", "/headers?status=202&h=X-Job:%2042", NULL), 1);
-	CHECK_INT(H_CALL("rest_response_header", A_STR("x-job"), A_VAR(&out)), 1);
-	CHECK_STR(&out, "42");
-	CHECK_INT(H_CALL("rest_response_reason", A_VAR(&out)), 1);
-	CHECK_STR(&out, "Accepted");
+	struct head_read job = { .name = "x-job" };
+	H_ASYNC("rest_get", 0, read_own_head, &job, A_STR(url("/headers?status=202&h=X-Job:%2042")),
+		A_VAR(&body));
+	CHECK_INT(h_reactor_run(3000), 0);
+	CHECK_INT(job.rc, 1);
+	CHECK(!strcmp(job.value, "42") && !strcmp(job.reason, "Accepted"));
 
 	/* No response at all: nothing to read. */
 	char refused[128];
@@ -237,6 +297,7 @@ int main(int argc, char **argv)
 	port = h_start_server(NULL);
 	test_methods();
 	test_response_headers();
+	test_each_call_reads_its_own_response();
 	test_millisecond_limits();
 	test_raw_body();
 	CHECK_INT(h_resumed_twice(), 0);

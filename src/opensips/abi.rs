@@ -292,7 +292,7 @@ pub fn register_reactor_fd(fd: c_int, on_readable: FdResumeFn) -> bool {
 /// The head of `struct sip_msg` (identical in 3.4, 3.6 and 4.0): the id, then the first line.
 #[repr(C)]
 struct SipMsgHead {
-    _id: c_uint,
+    id: c_uint,
     first_line: MsgStart,
 }
 
@@ -317,6 +317,32 @@ pub fn is_ack(msg: *mut c_void) -> bool {
     unsafe { msg.cast::<SipMsgHead>().as_ref() }.is_some_and(|m| {
         m.first_line.kind == SIP_REQUEST && m.first_line.method_value == METHOD_ACK
     })
+}
+
+/// Which SIP message a script function runs for: the message's address and its id (the core
+/// numbers the messages a process receives). A message freed and another allocated at the same
+/// address have different ids; the dummy message of timer, event and `launch()` report routes
+/// is one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageId {
+    address: usize,
+    id: c_uint,
+}
+
+impl MessageId {
+    pub fn of(msg: *mut c_void) -> Self {
+        // SAFETY: the core passes NULL or a live `struct sip_msg`, whose id it sets on creation.
+        let id = unsafe { msg.cast::<SipMsgHead>().as_ref() }.map_or(0, |m| m.id);
+        Self {
+            address: msg as usize,
+            id,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn for_test(address: usize, id: c_uint) -> Self {
+        Self { address, id }
+    }
 }
 
 /// Sets the core's `async_status` (how an acmd or resume call ended, or the fd to watch).

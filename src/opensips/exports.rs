@@ -251,6 +251,7 @@ unsafe fn call_args<'a>(shape: Shape, msg: *mut c_void, p: [*mut c_void; 8]) -> 
     unsafe {
         match shape {
             Shape::Get => CallArgs {
+                message: MessageId::of(msg),
                 method: MethodArg::Fixed(Method::Get),
                 url: str_arg(p[0]),
                 body: None,
@@ -258,6 +259,7 @@ unsafe fn call_args<'a>(shape: Shape, msg: *mut c_void, p: [*mut c_void; 8]) -> 
                 outputs: outputs(msg, p[1], p[2], p[3]),
             },
             Shape::Send(method) => CallArgs {
+                message: MessageId::of(msg),
                 method: MethodArg::Fixed(method),
                 url: str_arg(p[0]),
                 body: str_arg(p[1]),
@@ -265,6 +267,7 @@ unsafe fn call_args<'a>(shape: Shape, msg: *mut c_void, p: [*mut c_void; 8]) -> 
                 outputs: outputs(msg, p[3], p[4], p[5]),
             },
             Shape::Request => CallArgs {
+                message: MessageId::of(msg),
                 method: MethodArg::Named(str_arg(p[0])),
                 url: str_arg(p[1]),
                 body: str_arg(p[2]),
@@ -306,36 +309,42 @@ cmd_entry!(w_rest_request, "rest_request", INTERNAL_ERROR, |m, p| {
     blocking(Shape::Request, m, p)
 });
 // SAFETY: one declared STR parameter (see `cmd_entry`).
-cmd_entry!(w_rest_append_hf, "rest_append_hf", -1, |_msg, p| {
-    script::append_header(unsafe { str_arg(p[0]) })
+cmd_entry!(w_rest_append_hf, "rest_append_hf", -1, |msg, p| {
+    script::append_header(MessageId::of(msg), unsafe { str_arg(p[0]) })
 });
 // SAFETY: one declared STR parameter (see `cmd_entry`).
 cmd_entry!(
     w_rest_init_client_tls,
     "rest_init_client_tls",
     -1,
-    |_msg, p| { script::init_client_tls(unsafe { str_arg(p[0]) }) }
+    |msg, p| { script::init_client_tls(MessageId::of(msg), unsafe { str_arg(p[0]) }) }
 );
 
 // SAFETY: one declared INT parameter and an optional one (see `cmd_entry`).
-cmd_entry!(w_rest_timeout, "rest_timeout", -1, |_msg, p| unsafe {
-    script::set_timeouts(int_arg(p[0]), int_arg(p[1]))
+cmd_entry!(w_rest_timeout, "rest_timeout", -1, |msg, p| unsafe {
+    script::set_timeouts(MessageId::of(msg), int_arg(p[0]), int_arg(p[1]))
 });
-cmd_entry!(w_rest_raw_body, "rest_raw_body", -1, |_msg, _p| {
-    script::keep_raw_body()
+cmd_entry!(w_rest_raw_body, "rest_raw_body", -1, |msg, _p| {
+    script::keep_raw_body(MessageId::of(msg))
 });
 // SAFETY: a STR and a VAR parameter (see `cmd_entry`).
 cmd_entry!(
     w_rest_response_header,
     "rest_response_header",
     -1,
-    |m, p| { script::response_header(unsafe { str_arg(p[0]) }, ScriptVar::from_arg(m, p[1])) }
+    |m, p| {
+        script::response_header(
+            MessageId::of(m),
+            unsafe { str_arg(p[0]) },
+            ScriptVar::from_arg(m, p[1]),
+        )
+    }
 );
 cmd_entry!(
     w_rest_response_reason,
     "rest_response_reason",
     -1,
-    |m, p| { script::response_reason(ScriptVar::from_arg(m, p[0])) }
+    |m, p| { script::response_reason(MessageId::of(m), ScriptVar::from_arg(m, p[0])) }
 );
 
 const INT: CmdParam = CmdParam::new(CMD_PARAM_INT);

@@ -4,6 +4,7 @@
 mod abi;
 mod exports;
 mod log_bridge;
+mod message;
 mod module;
 mod script;
 mod target;

@@ -1,5 +1,6 @@
 //! Module-wide configuration (validated module parameters, set once in mod_init) and the
-//! per-process worker state (client, connection cache, pending headers), created in child_init.
+//! per-process worker state (client, connection cache, the message being processed), created in
+//! child_init.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -11,11 +12,11 @@ use log::{error, warn};
 use parking_lot::Mutex;
 
 use crate::engine::{
-    Client, ClientCert, ClientSettings, ConnectGate, HttpVersion, ResponseCache, ResponseHead,
-    Service, Token,
+    Client, ClientSettings, ConnectGate, HttpVersion, ResponseCache, Service, Token,
 };
 
 use super::abi::TlsMgm;
+use super::message::MessageScope;
 use super::script::AsyncCall;
 
 /// Module parameters as the script set them (C module defaults in `Default`).
@@ -197,14 +198,9 @@ pub struct Worker {
     pid: u32,
     pub client: Client,
     pub gate: Option<ConnectGate>,
-    /// Headers added by `rest_append_hf`, used and cleared by the next transfer.
-    pub pending_headers: Vec<String>,
-    /// Client certificate set by `rest_init_client_tls`, for the next transfer.
-    pub pending_cert: Option<ClientCert>,
-    /// Limits set by `rest_timeout` for the next transfer: (transfer, connect).
-    pub pending_timeouts: Option<(Duration, Option<Duration>)>,
-    /// Set by `rest_raw_body`: the next transfer's body variable gets the body as received.
-    pub pending_raw_body: bool,
+    /// The state of the SIP message being processed: settings for its next transfer, the
+    /// response head its route can read.
+    pub message: MessageScope,
     /// Async calls started and not yet resumed, by transfer token.
     pub async_calls: HashMap<Token, AsyncCall>,
     /// The token of the last async transfer started.
@@ -212,8 +208,6 @@ pub struct Worker {
     /// Whether the core's reactor watches this process's async transfers (registered at the
     /// first async call: the reactor does not exist yet in child_init).
     pub hub_registered: bool,
-    /// Status line and headers of the last transfer that ended in this process.
-    pub last_head: Option<ResponseHead>,
     /// Response caches of the services that have one, by service name.
     pub caches: HashMap<String, ResponseCache>,
 }
@@ -232,14 +226,10 @@ fn new_worker() -> Result<Worker, String> {
         pid: std::process::id(),
         client: Client::new(config.settings.clone())?,
         gate: config.gate.clone(),
-        pending_headers: Vec::new(),
-        pending_cert: None,
-        pending_timeouts: None,
-        pending_raw_body: false,
+        message: MessageScope::default(),
         async_calls: HashMap::new(),
         last_token: 0,
         hub_registered: false,
-        last_head: None,
         caches: HashMap::new(),
     })
 }

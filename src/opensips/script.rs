@@ -13,8 +13,9 @@ use crate::engine::{
     service_reference, trim_http_whitespace, unescape,
 };
 
-use super::abi::{AsyncCaller, AsyncCtxRef, ResumeFn, ScriptVar};
-use super::module::{Worker, config, with_worker};
+use super::abi::{AsyncCaller, AsyncCtxRef, MessageId, ResumeFn, ScriptVar};
+use super::message::MessageScope;
+use super::module::{ModuleConfig, Worker, config, with_worker};
 
 /// Longest header line `rest_append_hf` accepts (as the C module).
 const MAX_HEADER_LEN: usize = 1023;
@@ -39,6 +40,7 @@ pub enum MethodArg<'a> {
 
 /// The arguments of a transfer function, as the core passed them.
 pub struct CallArgs<'a> {
+    pub message: MessageId,
     pub method: MethodArg<'a>,
     pub url: Option<&'a [u8]>,
     pub body: Option<&'a [u8]>,
@@ -98,7 +100,6 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>),
     request.content_type = args
         .content_type
         .map(|c| String::from_utf8_lossy(trim_http_whitespace(c)).into_owned());
-    request.want_content_type = args.outputs.content_type.is_some();
     if let Some(service) = service {
         request.auth = service.auth.clone();
         request.timeout = service.timeout;
@@ -107,20 +108,18 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>),
     Ok((request, service))
 }
 
-/// Builds the request of a transfer function, with the pending headers, certificate, limits
-/// and body form of the worker (they belong to this transfer, whatever its outcome), and
-/// where its answer may be cached. The script's headers and limits win over the service's.
+/// Builds the request of a transfer function, with the headers, certificate, limits and body
+/// form the script set for it while processing this message (they belong to this transfer,
+/// whatever its outcome), and where its answer may be cached. The script's headers and limits
+/// win over the service's.
 fn prepare(
     worker: &mut Worker,
     args: &mut CallArgs,
 ) -> Result<(Request, Option<CacheSlot>), ResultCode> {
-    let appended = std::mem::take(&mut worker.pending_headers);
-    let cert = worker.pending_cert.take();
-    let timeouts = worker.pending_timeouts.take();
-    let raw_body = std::mem::take(&mut worker.pending_raw_body);
+    let settings = worker.message.enter(args.message).start_call();
     let (mut request, service) = build_request(args)?;
-    args.outputs.body_as_received = raw_body || service.is_some_and(|s| s.raw_body);
-    request.headers = appended;
+    args.outputs.body_as_received = settings.raw_body || service.is_some_and(|s| s.raw_body);
+    request.headers = settings.headers;
     if let Some(service) = service {
         let defaults: Vec<String> = service
             .headers
@@ -130,8 +129,8 @@ fn prepare(
             .collect();
         request.headers.splice(0..0, defaults);
     }
-    request.client_cert = cert;
-    if let Some((transfer, connect)) = timeouts {
+    request.client_cert = settings.cert;
+    if let Some((transfer, connect)) = settings.timeouts {
         request.timeout = Some(transfer);
         request.connect_timeout = connect;
     }
@@ -147,14 +146,11 @@ fn prepare(
 /// A fresh cached answer for `slot`, if any.
 fn cached(worker: &mut Worker, slot: Option<&CacheSlot>) -> Option<Outcome> {
     let slot = slot?;
-    let mut outcome = worker.caches.get_mut(&slot.service.name)?.get(&slot.key)?;
-    worker.last_head = Some(std::mem::take(&mut outcome.head));
-    Some(outcome)
+    worker.caches.get_mut(&slot.service.name)?.get(&slot.key)
 }
 
-/// Records a finished transfer: its answer in the service's cache (when cacheable), its head
-/// as the process's last one.
-fn settle(worker: &mut Worker, slot: Option<&CacheSlot>, mut outcome: Outcome) -> Outcome {
+/// Records a finished transfer: its answer in the service's cache (when cacheable).
+fn settle(worker: &mut Worker, slot: Option<&CacheSlot>, outcome: Outcome) -> Outcome {
     if let Some(slot) = slot
         && let Some(limits) = slot.service.cache
     {
@@ -164,7 +160,12 @@ fn settle(worker: &mut Worker, slot: Option<&CacheSlot>, mut outcome: Outcome) -
             .or_insert_with(|| ResponseCache::new(limits));
         cache.put(slot.key.clone(), &outcome);
     }
-    worker.last_head = Some(std::mem::take(&mut outcome.head));
+    outcome
+}
+
+/// The script now sees a call's outcome: its response head becomes the one the route reads.
+fn show_head(scope: &mut MessageScope, mut outcome: Outcome) -> Outcome {
+    scope.response_head = Some(std::mem::take(&mut outcome.head));
     outcome
 }
 
@@ -223,7 +224,8 @@ fn conclude(result: Result<Result<Outcome, ResultCode>, String>, outputs: &Outpu
 pub fn blocking_transfer(mut args: CallArgs) -> i32 {
     let result = with_worker(|worker| {
         let (request, slot) = prepare(worker, &mut args)?;
-        run_blocking(worker, &request, slot.as_ref())
+        let outcome = run_blocking(worker, &request, slot.as_ref())?;
+        Ok(show_head(&mut worker.message, outcome))
     });
     conclude(result, &args.outputs)
 }
@@ -283,66 +285,21 @@ fn tighter_limit(a: Duration, b: Duration) -> Duration {
 /// The call's limit is the lower of the `async(..., seconds)` limit (if any) and the
 /// transfer's own (`curl_timeout`, `rest_timeout`, the service's), either applying alone when
 /// the other is none; libcurl enforces it (tm sets no timer for ASYNC_NO_FD calls).
-pub fn start_async(mut args: CallArgs, host: AsyncHost) -> AsyncStart {
+pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
     let Some(config) = config() else {
         error!("async transfer: the module is not initialised");
         return AsyncStart::Over(ResultCode::InternalError.code());
     };
     let result = with_worker(|worker| {
-        let (mut request, slot) = prepare(worker, &mut args)?;
-        if let Some(outcome) = cached(worker, slot.as_ref()) {
-            return Ok(Begun::Done(outcome, args.outputs));
-        }
-        let transfer_timeout = request.timeout.unwrap_or(config.settings.transfer_timeout);
-        let script_timeout = Duration::from_secs(host.ctx.script_timeout().into());
-        request.timeout = Some(tighter_limit(transfer_timeout, script_timeout));
-        let run_blocking_now = if worker.async_calls.len() >= config.max_async_transfers {
-            if config.no_async_fallback {
-                warn!(
-                    "max async transfers ({}) in flight, failing",
-                    config.max_async_transfers
-                );
-                return Err(ResultCode::AsyncLimitReached);
+        begin(worker, config, args, host).map(|begun| match begun {
+            Begun::Done(outcome, outputs) => {
+                // Its resume or report route reads it, whatever message that route runs for.
+                let outcome = show_head(&mut worker.message, outcome);
+                worker.message.hand_over();
+                Begun::Done(outcome, outputs)
             }
-            warn!(
-                "max async transfers ({}) in flight, running blocking",
-                config.max_async_transfers
-            );
-            true
-        } else {
-            let resumable = match host.caller {
-                AsyncCaller::Tm => !host.is_ack,
-                AsyncCaller::Launch => true,
-                AsyncCaller::Unknown => false,
-            };
-            !resumable || !hub_registered(worker, host.register)
-        };
-        if run_blocking_now {
-            let outcome = run_blocking(worker, &request, slot.as_ref())?;
-            return Ok(Begun::Done(outcome, args.outputs));
-        }
-        let ticket = enter_gate(worker, &request)?;
-        worker.last_token = worker.last_token.wrapping_add(1);
-        let token = worker.last_token;
-        if let Some(outcome) = worker.client.start(token, &request) {
-            leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
-            let outcome = settle(worker, slot.as_ref(), outcome);
-            return Ok(Begun::Done(outcome, args.outputs));
-        }
-        let mut ctx = host.ctx;
-        ctx.set_resume(host.resume, token);
-        worker.async_calls.insert(
-            token,
-            AsyncCall {
-                ctx: Some(ctx),
-                caller: host.caller,
-                outputs: args.outputs,
-                ticket,
-                slot,
-                outcome: None,
-            },
-        );
-        Ok(Begun::Running)
+            Begun::Running => Begun::Running,
+        })
     });
     match result {
         Ok(Ok(Begun::Running)) => AsyncStart::Running,
@@ -355,6 +312,70 @@ pub fn start_async(mut args: CallArgs, host: AsyncHost) -> AsyncStart {
             AsyncStart::Over(ResultCode::InternalError.code())
         }
     }
+}
+
+/// Starts an async call: its transfer runs, or it is over already (cached, failed at once, or
+/// run blocking).
+fn begin(
+    worker: &mut Worker,
+    config: &ModuleConfig,
+    mut args: CallArgs,
+    host: AsyncHost,
+) -> Result<Begun, ResultCode> {
+    let (mut request, slot) = prepare(worker, &mut args)?;
+    if let Some(outcome) = cached(worker, slot.as_ref()) {
+        return Ok(Begun::Done(outcome, args.outputs));
+    }
+    let transfer_timeout = request.timeout.unwrap_or(config.settings.transfer_timeout);
+    let script_timeout = Duration::from_secs(host.ctx.script_timeout().into());
+    request.timeout = Some(tighter_limit(transfer_timeout, script_timeout));
+    let run_blocking_now = if worker.async_calls.len() >= config.max_async_transfers {
+        if config.no_async_fallback {
+            warn!(
+                "max async transfers ({}) in flight, failing",
+                config.max_async_transfers
+            );
+            return Err(ResultCode::AsyncLimitReached);
+        }
+        warn!(
+            "max async transfers ({}) in flight, running blocking",
+            config.max_async_transfers
+        );
+        true
+    } else {
+        let resumable = match host.caller {
+            AsyncCaller::Tm => !host.is_ack,
+            AsyncCaller::Launch => true,
+            AsyncCaller::Unknown => false,
+        };
+        !resumable || !hub_registered(worker, host.register)
+    };
+    if run_blocking_now {
+        let outcome = run_blocking(worker, &request, slot.as_ref())?;
+        return Ok(Begun::Done(outcome, args.outputs));
+    }
+    let ticket = enter_gate(worker, &request)?;
+    worker.last_token = worker.last_token.wrapping_add(1);
+    let token = worker.last_token;
+    if let Some(outcome) = worker.client.start(token, &request) {
+        leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
+        let outcome = settle(worker, slot.as_ref(), outcome);
+        return Ok(Begun::Done(outcome, args.outputs));
+    }
+    let mut ctx = host.ctx;
+    ctx.set_resume(host.resume, token);
+    worker.async_calls.insert(
+        token,
+        AsyncCall {
+            ctx: Some(ctx),
+            caller: host.caller,
+            outputs: args.outputs,
+            ticket,
+            slot,
+            outcome: None,
+        },
+    );
+    Ok(Begun::Running)
 }
 
 /// Registers the process's transfer descriptor with the core's reactor, once.
@@ -468,7 +489,10 @@ pub fn resume_async(token: Token, msg: *mut c_void) -> Option<i32> {
                 // Transfers of other calls that ended meanwhile: the reactor resumes them.
                 worker.client.hub.wake_for_finished();
                 let mut call = worker.async_calls.remove(&token);
-                Ok(call.as_mut().and_then(|c| c.outcome.take()).zip(call))
+                let outcome = call.as_mut().and_then(|c| c.outcome.take());
+                // The resume route reads this call's response, whatever ended meanwhile.
+                let scope = worker.message.enter(MessageId::of(msg));
+                Ok(outcome.map(|o| show_head(scope, o)).zip(call))
             }
             None => Err(format!("async resume of unknown call {token}")),
         }
@@ -531,8 +555,9 @@ fn write_outputs(outcome: &Outcome, outputs: &Outputs) -> i32 {
     result.code()
 }
 
-/// `rest_append_hf(header)`: queues a header line for the next transfer of this process.
-pub fn append_header(header: Option<&[u8]>) -> i32 {
+/// `rest_append_hf(header)`: queues a header line for the next transfer made while processing
+/// message `msg`.
+pub fn append_header(msg: MessageId, header: Option<&[u8]>) -> i32 {
     let Some(header) = header else {
         error!("rest_append_hf: missing or invalid header");
         return -1;
@@ -553,18 +578,19 @@ pub fn append_header(header: Option<&[u8]>) -> i32 {
         error!("rest_append_hf: header is not valid UTF-8");
         return -1;
     };
-    match with_worker(|w| w.pending_headers.push(line)) {
-        Ok(()) => 1,
-        Err(e) => {
+    match with_worker(|w| w.message.enter(msg).append_header(line)) {
+        Ok(Ok(())) => 1,
+        Ok(Err(e)) | Err(e) => {
             error!("rest_append_hf: {e}");
             -1
         }
     }
 }
 
-/// `rest_raw_body()`: the next transfer of this process writes its body variable as received.
-pub fn keep_raw_body() -> i32 {
-    match with_worker(|w| w.pending_raw_body = true) {
+/// `rest_raw_body()`: the next transfer made while processing message `msg` writes its body
+/// variable as received.
+pub fn keep_raw_body(msg: MessageId) -> i32 {
+    match with_worker(|w| w.message.enter(msg).set_raw_body()) {
         Ok(()) => 1,
         Err(e) => {
             error!("rest_raw_body: {e}");
@@ -573,8 +599,9 @@ pub fn keep_raw_body() -> i32 {
     }
 }
 
-/// `rest_timeout(transfer_ms [, connect_ms])`: limits for the next transfer of this process.
-pub fn set_timeouts(transfer_ms: Option<i32>, connect_ms: Option<i32>) -> i32 {
+/// `rest_timeout(transfer_ms [, connect_ms])`: limits for the next transfer made while
+/// processing message `msg`.
+pub fn set_timeouts(msg: MessageId, transfer_ms: Option<i32>, connect_ms: Option<i32>) -> i32 {
     let positive = |ms: i32| {
         u64::try_from(ms)
             .ok()
@@ -593,7 +620,7 @@ pub fn set_timeouts(transfer_ms: Option<i32>, connect_ms: Option<i32>) -> i32 {
             return -1;
         }
     };
-    match with_worker(|w| w.pending_timeouts = Some((transfer, connect))) {
+    match with_worker(|w| w.message.enter(msg).set_timeouts(transfer, connect)) {
         Ok(()) => 1,
         Err(e) => {
             error!("rest_timeout: {e}");
@@ -602,10 +629,12 @@ pub fn set_timeouts(transfer_ms: Option<i32>, connect_ms: Option<i32>) -> i32 {
     }
 }
 
-/// Reads the last response's head of this process with `read`, into `var`; -1 when there
-/// is no such response or value.
-fn from_last_head(
+/// Reads, with `read`, the head of the response that the route processing `msg` sees (its last
+/// blocking call, or the async call it resumes), into `var`; -1 when there is no such response
+/// or value.
+fn from_response_head(
     what: &str,
+    msg: MessageId,
     var: Option<ScriptVar>,
     read: impl FnOnce(&ResponseHead) -> Option<Vec<u8>>,
 ) -> i32 {
@@ -613,7 +642,7 @@ fn from_last_head(
         error!("{what}: missing output variable");
         return -1;
     };
-    let value = with_worker(|w| w.last_head.as_ref().and_then(read))
+    let value = with_worker(|w| w.message.enter(msg).response_head.as_ref().and_then(read))
         .ok()
         .flatten();
     match value {
@@ -626,8 +655,8 @@ fn from_last_head(
     }
 }
 
-/// `rest_response_header(name, $var)`: a header of the last response (case-insensitive).
-pub fn response_header(name: Option<&[u8]>, var: Option<ScriptVar>) -> i32 {
+/// `rest_response_header(name, $var)`: a header of the call's response (case-insensitive).
+pub fn response_header(msg: MessageId, name: Option<&[u8]>, var: Option<ScriptVar>) -> i32 {
     let Some(name) = name
         .and_then(|n| std::str::from_utf8(n).ok())
         .filter(|n| !n.is_empty())
@@ -635,19 +664,21 @@ pub fn response_header(name: Option<&[u8]>, var: Option<ScriptVar>) -> i32 {
         error!("rest_response_header: missing or invalid header name");
         return -1;
     };
-    from_last_head("rest_response_header", var, |head| head.header(name.trim()))
+    from_response_head("rest_response_header", msg, var, |head| {
+        head.header(name.trim())
+    })
 }
 
-/// `rest_response_reason($var)`: the reason phrase of the last response.
-pub fn response_reason(var: Option<ScriptVar>) -> i32 {
-    from_last_head("rest_response_reason", var, |head| {
+/// `rest_response_reason($var)`: the reason phrase of the call's response.
+pub fn response_reason(msg: MessageId, var: Option<ScriptVar>) -> i32 {
+    from_response_head("rest_response_reason", msg, var, |head| {
         head.received().then(|| head.reason().to_vec())
     })
 }
 
-/// `rest_init_client_tls(domain)`: the next transfer presents this tls_mgm client domain's
-/// certificate and key.
-pub fn init_client_tls(domain: Option<&[u8]>) -> i32 {
+/// `rest_init_client_tls(domain)`: the next transfer made while processing message `msg`
+/// presents this tls_mgm client domain's certificate and key.
+pub fn init_client_tls(msg: MessageId, domain: Option<&[u8]>) -> i32 {
     let Some(domain) = domain.filter(|d| !d.is_empty()) else {
         error!("rest_init_client_tls: missing or empty TLS client domain name");
         return -1;
@@ -667,7 +698,7 @@ pub fn init_client_tls(domain: Option<&[u8]>) -> i32 {
         certificate: KeyMaterial::from_config(&certificate),
         private_key: KeyMaterial::from_config(&private_key),
     };
-    match with_worker(|w| w.pending_cert = Some(cert)) {
+    match with_worker(|w| w.message.enter(msg).set_cert(cert)) {
         Ok(()) => 1,
         Err(e) => {
             error!("rest_init_client_tls: {e}");

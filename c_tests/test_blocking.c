@@ -215,6 +215,41 @@ static void test_requests(void)
 	CHECK(!echoed_header(body.s, "X-Injected", value, sizeof value));
 }
 
+/* Issue 9 (8): at most 32 pending headers of at most 16 KB in all, and what one SIP message
+ * left pending never reaches the request of the next one. */
+static void test_pending_headers_bounded_and_per_message(void)
+{
+	char line[1024], value[256];
+	for (int i = 0; i < 32; i++) {
+		snprintf(line, sizeof line, "X-Pending-%d: v", i);
+		CHECK_INT(H_CALL("rest_append_hf", A_STR(line)), 1);
+	}
+	CHECK_INT(H_CALL("rest_append_hf", A_STR("X-One-Too-Many: v")), -1);
+	CHECK_INT(get(url("/echo")), 1);
+	CHECK(echoed_header(body.s, "X-Pending-31", value, sizeof value));
+	CHECK(!echoed_header(body.s, "X-One-Too-Many", value, sizeof value));
+
+	/* 16 lines of 1023 bytes fit in 16384 bytes, a 17th does not. */
+	for (int i = 0; i < 17; i++) {
+		int n = snprintf(line, sizeof line, "X-Big-%02d: ", i);
+		memset(line + n, 'v', sizeof line - 1 - (size_t)n);
+		line[sizeof line - 1] = 0;
+		CHECK_INT(H_CALL("rest_append_hf", A_STR(line)), i < 16 ? 1 : -1);
+	}
+	CHECK_INT(get(url("/echo")), 1);
+	CHECK(echoed_header(body.s, "X-Big-15", value, sizeof value));
+	CHECK(!echoed_header(body.s, "X-Big-16", value, sizeof value));
+
+	/* A header, then a 1 ms limit, set while processing a message that made no request. */
+	CHECK_INT(H_CALL("rest_append_hf", A_STR("X-Stale: 1")), 1);
+	h_new_message();
+	CHECK_INT(get(url("/echo")), 1);
+	CHECK(!echoed_header(body.s, "X-Stale", value, sizeof value));
+	CHECK_INT(H_CALL("rest_timeout", A_INT(1)), 1);
+	h_new_message();
+	CHECK_INT(get(url("/delay?ms=50")), 1);
+}
+
 static void test_keep_alive(void)
 {
 	CHECK_INT(get(url("/echo")), 1);
@@ -254,6 +289,7 @@ int main(int argc, char **argv)
 	test_bodies();
 	test_failures();
 	test_requests();
+	test_pending_headers_bounded_and_per_message();
 	test_keep_alive();
 	test_parse_time_checks();
 	return h_finish();

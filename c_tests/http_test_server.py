@@ -37,9 +37,10 @@ Routes (path before "?"):
   /stall-body?sent=K      Content-Length: 100000 + K (default 100) bytes, then stall
   /close-mid-body?sent=K  Content-Length: 100000 + K (default 100) bytes, then close
   /garbage                writes "this is not http\\r\\n\\r\\n" and closes
-  /headers?h=Name:Value&h=...[&status=N][&reason=Text][&ms=N]
+  /headers?h=Name:Value&h=...[&status=N][&reason=Text][&ms=N][&pad=P]
                           status N (default 200), each h sent as "Name: Value" in
-                          order, body "headers"; after N ms (default 0)
+                          order, then "X-Pad: " and P pattern bytes if pad is given,
+                          body "headers"; after N ms (default 0)
   /v2/user_auth           (PUT) Crossbar-style login: {"data": {"credentials", "account_name"}}
                           gives 201 {"auth_token", "data": {"account_id"}}, else 401
   /v2/accounts/<id>/devices?page_size=N[&start_key=K]
@@ -296,6 +297,8 @@ class Connection:
         if path == "/headers":
             time.sleep(req.int_arg("ms", 0) / 1000)
             headers = [tuple(h.partition(":")[::2]) for h in req.query.get("h", [])]
+            if "pad" in req.query:
+                headers.append(("X-Pad", pattern(req.int_arg("pad", 0)).decode()))
             return self.respond(req, req.int_arg("status", 200), b"headers", headers, reason=req.arg("reason"))
         if path == "/v2/user_auth" and req.method == "PUT":
             return self.crossbar_login(req)

@@ -61,6 +61,9 @@ static void define_services(void)
 	CHECK_INT(h_modparam("service", 1, spec, 0), -1);
 	snprintf(spec, sizeof spec, "name=cached; url=http://127.0.0.1:%d/; cache_ttl=1; cache_entries=10", port);
 	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	snprintf(spec, sizeof spec, "name=small; url=http://127.0.0.1:%d/; cache_ttl=60; cache_bytes=4000", port);
+	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	snprintf(spec, sizeof spec, "name=cached; url=http://127.0.0.1:%d/; cache_ttl=1; cache_entries=10", port);
 	/* Refused at startup: a duplicate name and a bad definition. */
 	CHECK_INT(h_modparam("service", 1, spec, 0), -1);
 	CHECK_INT(h_modparam("service", 1, "name=bad; url=http://h/; auth=token:sekret-token", 0), -1);
@@ -229,6 +232,26 @@ static void test_cache(void)
 	CHECK_INT(get("api://echo"), 1);
 	CHECK_INT(get("api://echo"), 1);
 	CHECK_INT(served(), 10);
+
+	/* Issue 9 (7): an entry holds the whole answer: a call that asks for the Content-Type
+	 * gets it from an entry stored by a call that did not. */
+	hvar ctype = { 0 };
+	CHECK_INT(get("cached://ctype?value=application/x-first"), 1);
+	CHECK_INT(served(), 11);
+	CHECK_INT(H_CALL("rest_get", A_STR("cached://ctype?value=application/x-first"), A_VAR(&body),
+			 A_VAR(&ctype)), 1);
+	CHECK_INT(served(), 11);
+	CHECK_STR(&ctype, "application/x-first");
+	hvar_reset(&ctype);
+
+	/* Issue 9 (12): the response headers count against cache_bytes (4000): two answers with
+	 * 2.5 KB of headers each do not fit together, the older one goes. */
+	CHECK_INT(get("small://headers?pad=2500&n=1"), 1);
+	CHECK_INT(get("small://headers?pad=2500&n=1"), 1);
+	CHECK_INT(served(), 12);
+	CHECK_INT(get("small://headers?pad=2500&n=2"), 1);
+	CHECK_INT(get("small://headers?pad=2500&n=1"), 1);
+	CHECK_INT(served(), 14);
 }
 
 int main(int argc, char **argv)

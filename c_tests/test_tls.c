@@ -36,11 +36,16 @@ static char *slurp(const char *file)
 	return b;
 }
 
-static int get(int port, const char *p)
+static int get_url(const char *url)
 {
 	hvar_reset(&body);
 	hvar_reset(&code);
-	return H_CALL("rest_get", A_STR(h_url("https", port, p)), A_VAR(&body), A_NONE, A_VAR(&code));
+	return H_CALL("rest_get", A_STR(url), A_VAR(&body), A_NONE, A_VAR(&code));
+}
+
+static int get(int port, const char *p)
+{
+	return get_url(h_url("https", port, p));
 }
 
 static int async_rc;
@@ -67,14 +72,16 @@ int main(int argc, char **argv)
 	CHECK_INT(h_modparam("ssl_capath", 1, path("capath"), 0), 0);
 	h_tls_add_client_domain("client", path("client.pem"), path("client.key"));
 	h_tls_add_client_domain("client-db", slurp(path("client.pem")), slurp(path("client.key")));
-	CHECK_INT(h_mod_init(), 0);
-	CHECK_INT(h_child_init(1), 0);
-
 	const char *mtls_args[] = { "--tls-cert", path("server.pem"), "--tls-key", path("server.key"),
 				    "--client-ca", path("ca.pem"), NULL };
 	const char *rogue_args[] = { "--tls-cert", path("rogue.pem"), "--tls-key", path("rogue.key"), NULL };
 	int mtls = h_start_server(mtls_args);
 	int rogue = h_start_server(rogue_args);
+	char service[128];
+	snprintf(service, sizeof service, "name=mtls; url=https://127.0.0.1:%d/; cache_ttl=60", mtls);
+	CHECK_INT(h_modparam("service", 1, service, 0), 0);
+	CHECK_INT(h_mod_init(), 0);
+	CHECK_INT(h_child_init(1), 0);
 
 	if (verify) {
 		/* The server's certificate verifies against ssl_capath; ours comes from tls_mgm. */
@@ -101,6 +108,14 @@ int main(int argc, char **argv)
 		CHECK_INT(h_reactor_run(5000), 0);
 		CHECK_INT(async_rc, 1);
 		CHECK(body.is_set && strstr(body.s, "\"client_cert_subject\": \"client-one\""));
+
+		/* Issue 9 (7): a cached answer is for the client it was given to: without the
+		 * certificate the request is made again, and refused. */
+		CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
+		CHECK_INT(get_url("mtls://echo"), 1);
+		CHECK(body.is_set && strstr(body.s, "\"client_cert_subject\": \"client-one\""));
+		CHECK_INT(get_url("mtls://echo"), -10);
+		CHECK(!body.is_set);
 
 		/* A certificate no CA in ssl_capath vouches for. */
 		CHECK_INT(get(rogue, "/echo"), -10);

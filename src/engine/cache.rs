@@ -1,28 +1,41 @@
 //! A service's per-process response cache: successful GET answers kept for a TTL, bounded in
-//! entries and bytes, keyed by method, full URL and the request's extra headers.
+//! entries and in bytes (everything an entry holds counts: key, body, Content-Type, response
+//! head), keyed by everything in the request that can change the answer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::time::Instant;
 
 use super::client::Outcome;
-use super::request::{Method, Request};
+use super::request::{KeyMaterial, Method, Request};
 use super::result_code::ResultCode;
-use super::service::CacheLimits;
+use super::service::{Auth, CacheLimits};
+
+/// Bytes an entry costs besides its key and answer: its records in both maps.
+const ENTRY_OVERHEAD: usize = 128;
 
 struct Entry {
     stored: Instant,
+    /// Its place in [`ResponseCache::order`].
+    seq: u64,
     outcome: Outcome,
     bytes: usize,
 }
 
 pub struct ResponseCache {
     limits: CacheLimits,
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Rc<[u8]>, Entry>,
+    /// The keys in the order they were stored: the oldest first, which (one TTL for all
+    /// entries) is also the first to expire. Eviction never scans the entries.
+    order: BTreeMap<u64, Rc<[u8]>>,
+    next_seq: u64,
     bytes: usize,
 }
 
-fn size(outcome: &Outcome) -> usize {
-    outcome.body.len() + outcome.content_type.as_ref().map_or(0, Vec::len) + 64
+/// Appends `bytes` to `key`, preceded by its length, so that no field can run into the next.
+fn field(key: &mut Vec<u8>, bytes: &[u8]) {
+    key.extend_from_slice(&bytes.len().to_le_bytes());
+    key.extend_from_slice(bytes);
 }
 
 impl ResponseCache {
@@ -30,21 +43,59 @@ impl ResponseCache {
         Self {
             limits,
             entries: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
             bytes: 0,
         }
     }
 
-    /// The key of a cacheable request (GET only).
-    pub fn key(request: &Request) -> Option<String> {
-        (request.method == Method::Get).then(|| {
-            let mut headers: Vec<&str> = request.headers.iter().map(String::as_str).collect();
-            headers.sort_unstable();
-            format!("GET {}\n{}", request.url, headers.join("\n"))
-        })
+    /// The key of a cacheable request (GET only): what can change the answer or whom it is
+    /// for (method, URL, extra headers in any order, credentials, client certificate), each
+    /// field length-prefixed. What the script wants to see of the answer is not part of it:
+    /// an entry holds the whole answer.
+    pub fn key(request: &Request) -> Option<Vec<u8>> {
+        if request.method != Method::Get {
+            return None;
+        }
+        let mut key = Vec::new();
+        field(&mut key, request.method.name().as_bytes());
+        field(&mut key, request.url.as_bytes());
+        let mut headers: Vec<&str> = request.headers.iter().map(String::as_str).collect();
+        headers.sort_unstable();
+        field(&mut key, &headers.len().to_le_bytes());
+        for header in headers {
+            field(&mut key, header.as_bytes());
+        }
+        match &request.auth {
+            None => field(&mut key, b"no auth"),
+            Some(Auth::Basic { user, password }) => {
+                field(&mut key, b"basic");
+                field(&mut key, user.as_bytes());
+                field(&mut key, password.as_bytes());
+            }
+            Some(Auth::Bearer(token)) => {
+                field(&mut key, b"bearer");
+                field(&mut key, token.as_bytes());
+            }
+        }
+        // The certificate names the client (a key that does not match it fails the
+        // handshake, and failures are never kept).
+        match request.client_cert.as_ref().map(|cert| &cert.certificate) {
+            None => field(&mut key, b"no certificate"),
+            Some(KeyMaterial::File(path)) => {
+                field(&mut key, b"certificate file");
+                field(&mut key, path.as_bytes());
+            }
+            Some(KeyMaterial::Pem(pem)) => {
+                field(&mut key, b"certificate");
+                field(&mut key, pem);
+            }
+        }
+        Some(key)
     }
 
     /// A fresh copy of the cached answer; an expired entry is dropped.
-    pub fn get(&mut self, key: &str) -> Option<Outcome> {
+    pub fn get(&mut self, key: &[u8]) -> Option<Outcome> {
         let expired = self.entries.get(key)?.stored.elapsed() >= self.limits.ttl;
         if expired {
             self.remove(key);
@@ -54,49 +105,46 @@ impl ResponseCache {
     }
 
     /// Keeps a successful (2xx) answer, evicting expired then oldest entries to stay in bounds.
-    pub fn put(&mut self, key: String, outcome: &Outcome) {
-        let bytes = size(outcome);
+    pub fn put(&mut self, key: Vec<u8>, outcome: &Outcome) {
+        let bytes = key.len()
+            + outcome.body.len()
+            + outcome.content_type.as_ref().map_or(0, Vec::len)
+            + outcome.head.byte_len()
+            + ENTRY_OVERHEAD;
         let cacheable = outcome.result == ResultCode::Ok && (200..300).contains(&outcome.status);
         if !cacheable || bytes > self.limits.max_bytes || self.limits.max_entries == 0 {
             return;
         }
         self.remove(&key);
-        let ttl = self.limits.ttl;
-        let expired: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.stored.elapsed() >= ttl)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in expired {
-            self.remove(&k);
-        }
-        while self.entries.len() >= self.limits.max_entries
-            || self.bytes + bytes > self.limits.max_bytes
-        {
-            let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.stored)
-                .map(|(k, _)| k.clone())
-            else {
+        while let Some((_, oldest)) = self.order.first_key_value() {
+            let expired = self.entries[oldest].stored.elapsed() >= self.limits.ttl;
+            let full = self.entries.len() >= self.limits.max_entries
+                || self.bytes + bytes > self.limits.max_bytes;
+            if !expired && !full {
                 break;
-            };
+            }
+            let oldest = Rc::clone(oldest);
             self.remove(&oldest);
         }
+        let key: Rc<[u8]> = key.into();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert(seq, Rc::clone(&key));
         self.bytes += bytes;
         self.entries.insert(
             key,
             Entry {
                 stored: Instant::now(),
+                seq,
                 outcome: outcome.clone(),
                 bytes,
             },
         );
     }
 
-    fn remove(&mut self, key: &str) {
+    fn remove(&mut self, key: &[u8]) {
         if let Some(entry) = self.entries.remove(key) {
+            self.order.remove(&entry.seq);
             self.bytes -= entry.bytes;
         }
     }
@@ -107,6 +155,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::engine::{ClientCert, ResponseHead};
 
     fn ok(body: &str) -> Outcome {
         let mut o = Outcome::failed(ResultCode::Ok);
@@ -123,10 +172,15 @@ mod tests {
         }
     }
 
+    fn get(url: &str, headers: &[&str]) -> Request {
+        let mut r = Request::new(Method::Get, url.into());
+        r.headers = headers.iter().map(|h| h.to_string()).collect();
+        r
+    }
+
     #[test]
     fn keys_only_gets_and_ignores_header_order() {
-        let mut a = Request::new(Method::Get, "http://h/x".into());
-        a.headers = vec!["B: 2".into(), "A: 1".into()];
+        let mut a = get("http://h/x", &["B: 2", "A: 1"]);
         let mut b = a.clone();
         b.headers.reverse();
         assert_eq!(ResponseCache::key(&a), ResponseCache::key(&b));
@@ -137,31 +191,111 @@ mod tests {
     }
 
     #[test]
-    fn keeps_successes_for_the_ttl_within_bounds() {
-        let mut cache = ResponseCache::new(limits(50, 2, 1000));
-        cache.put("a".into(), &ok("1"));
-        let mut not_found = ok("x");
-        not_found.status = 404;
-        cache.put("b".into(), &not_found);
-        assert_eq!(cache.get("a").map(|o| o.body), Some(b"1".to_vec()));
-        assert!(cache.get("b").is_none());
-        cache.put("b".into(), &ok("2"));
-        cache.put("c".into(), &ok("3"));
-        assert!(cache.get("a").is_none(), "oldest evicted past max_entries");
-        assert!(cache.get("c").is_some());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(cache.get("c").is_none(), "expired");
-        assert!(cache.entries.len() <= 1);
+    fn keys_differ_by_credentials_and_client_certificate() {
+        let plain = get("http://h/x", &[]);
+        let mut bearer = plain.clone();
+        bearer.auth = Some(Auth::Bearer("t1".into()));
+        let mut other_bearer = plain.clone();
+        other_bearer.auth = Some(Auth::Bearer("t2".into()));
+        let mut basic = plain.clone();
+        basic.auth = Some(Auth::Basic {
+            user: "u".into(),
+            password: "t1".into(),
+        });
+        let with_cert = |certificate| {
+            let mut r = plain.clone();
+            r.client_cert = Some(ClientCert {
+                certificate,
+                private_key: KeyMaterial::File("k.pem".into()),
+            });
+            r
+        };
+        let keys: Vec<Vec<u8>> = [
+            plain.clone(),
+            bearer,
+            other_bearer,
+            basic,
+            with_cert(KeyMaterial::File("a.pem".into())),
+            with_cert(KeyMaterial::File("b.pem".into())),
+            with_cert(KeyMaterial::Pem(b"a.pem".to_vec())),
+        ]
+        .iter()
+        .map(|r| ResponseCache::key(r).unwrap())
+        .collect();
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     #[test]
-    fn bounded_in_bytes() {
-        let mut cache = ResponseCache::new(limits(10_000, 100, 200));
-        cache.put("big".into(), &ok(&"x".repeat(300)));
-        assert!(cache.get("big").is_none());
-        cache.put("a".into(), &ok(&"x".repeat(100)));
-        cache.put("b".into(), &ok(&"x".repeat(100)));
-        assert!(cache.bytes <= 200);
-        assert!(cache.get("a").is_none() && cache.get("b").is_some());
+    fn separators_in_urls_and_headers_cannot_collide() {
+        // Joined with line ends, both were "GET http://h/x\nA: 1\nB: 2".
+        let a = get("http://h/x\nA: 1", &["B: 2"]);
+        let b = get("http://h/x", &["A: 1", "B: 2"]);
+        assert_ne!(ResponseCache::key(&a), ResponseCache::key(&b));
+        let a = get("http://h/x", &["A: 1B: 2"]);
+        let b = get("http://h/x", &["A: 1", "B: 2"]);
+        assert_ne!(ResponseCache::key(&a), ResponseCache::key(&b));
+    }
+
+    #[test]
+    fn keeps_successes_for_the_ttl_within_bounds() {
+        let mut cache = ResponseCache::new(limits(50, 2, 1000));
+        cache.put(b"a".to_vec(), &ok("1"));
+        let mut not_found = ok("x");
+        not_found.status = 404;
+        cache.put(b"b".to_vec(), &not_found);
+        assert_eq!(cache.get(b"a").map(|o| o.body), Some(b"1".to_vec()));
+        assert!(cache.get(b"b").is_none());
+        cache.put(b"b".to_vec(), &ok("2"));
+        cache.put(b"c".to_vec(), &ok("3"));
+        assert!(cache.get(b"a").is_none(), "oldest evicted past max_entries");
+        assert!(cache.get(b"c").is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        cache.put(b"d".to_vec(), &ok("4"));
+        assert_eq!(cache.entries.len(), 1, "expired entries dropped on insert");
+        assert_eq!(cache.order.len(), 1);
+        assert!(cache.get(b"d").is_some());
+    }
+
+    #[test]
+    fn counts_every_byte_an_entry_holds() {
+        let mut answer = ok("body");
+        answer.content_type = Some(b"text/plain".to_vec());
+        let mut head = ResponseHead::default();
+        head.set_status_line(b"HTTP/1.1 200 OK\r\n");
+        head.add_line(format!("X-Pad: {}\r\n", "p".repeat(500)).as_bytes(), 1000);
+        answer.head = head;
+        let key = vec![b'k'; 300];
+        let expected = 300 + 4 + 10 + answer.head.byte_len() + ENTRY_OVERHEAD;
+        let mut cache = ResponseCache::new(limits(10_000, 100, 2 * expected - 1));
+        cache.put(key.clone(), &answer);
+        assert_eq!(cache.bytes, expected);
+        // A second one does not fit beside it: the first goes.
+        let mut other = key.clone();
+        other[0] = b'o';
+        cache.put(other.clone(), &answer);
+        assert_eq!(cache.bytes, expected);
+        assert!(cache.get(&key).is_none() && cache.get(&other).is_some());
+        // Too large on its own (the key counts too): not kept.
+        let mut cache = ResponseCache::new(limits(10_000, 100, expected - 1));
+        cache.put(key.clone(), &answer);
+        assert_eq!((cache.bytes, cache.entries.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_replaced_entry_is_the_newest() {
+        let mut cache = ResponseCache::new(limits(10_000, 2, 100_000));
+        cache.put(b"a".to_vec(), &ok("1"));
+        cache.put(b"b".to_vec(), &ok("2"));
+        cache.put(b"a".to_vec(), &ok("3"));
+        cache.put(b"c".to_vec(), &ok("4"));
+        assert!(cache.get(b"b").is_none());
+        assert_eq!(cache.get(b"a").map(|o| o.body), Some(b"3".to_vec()));
+        assert_eq!(cache.order.len(), cache.entries.len());
+        let held: usize = cache.entries.values().map(|e| e.bytes).sum();
+        assert_eq!(cache.bytes, held);
     }
 }

@@ -25,7 +25,7 @@ pub struct Outcome {
     /// HTTP status of the final response, 0 if none was received.
     pub status: u32,
     pub body: Vec<u8>,
-    /// Value of the final response's Content-Type header, if any (and if asked for).
+    /// Value of the final response's Content-Type header, if any.
     pub content_type: Option<Vec<u8>>,
     /// The final response's status line and headers.
     pub head: ResponseHead,
@@ -127,8 +127,7 @@ pub(super) fn configure(
     }
     easy.reset();
     allow_http_only(easy)?;
-    easy.get_mut()
-        .start(settings.max_body_bytes, request.want_content_type);
+    easy.get_mut().start(settings.max_body_bytes);
     share.attach(easy)?;
     // Refused by libcurl before 7.87 (the module then waits for slow lookups as before).
     let _ = leave_slow_lookups_behind(easy);

@@ -11,18 +11,16 @@ pub struct Collector {
     body: Vec<u8>,
     max_body_bytes: Option<usize>,
     body_overflowed: bool,
-    capture_content_type: bool,
     content_type: Option<Vec<u8>>,
     head: ResponseHead,
 }
 
 impl Collector {
     /// Empties the collector for a new transfer.
-    pub fn start(&mut self, max_body_bytes: Option<usize>, capture_content_type: bool) {
+    pub fn start(&mut self, max_body_bytes: Option<usize>) {
         self.body.clear();
         self.max_body_bytes = max_body_bytes;
         self.body_overflowed = false;
-        self.capture_content_type = capture_content_type;
         self.content_type = None;
         self.head.clear();
     }
@@ -61,9 +59,7 @@ impl Handler for Collector {
             self.head.clear();
             self.head.set_status_line(line);
         } else {
-            if self.capture_content_type
-                && let Some(value) = header_value(line, b"content-type")
-            {
+            if let Some(value) = header_value(line, b"content-type") {
                 self.content_type = Some(value.to_vec());
             }
             self.head.add_line(line, MAX_HEAD_BYTES);
@@ -123,7 +119,7 @@ mod tests {
     #[test]
     fn final_response_content_type_wins() {
         let mut c = Collector::default();
-        c.start(None, true);
+        c.start(None);
         c.header(b"HTTP/1.1 301 Moved\r\n");
         c.header(b"Content-Type: text/html\r\n");
         c.header(b"HTTP/1.1 200 OK\r\n");
@@ -141,7 +137,7 @@ mod tests {
     #[test]
     fn body_over_limit_aborts() {
         let mut c = Collector::default();
-        c.start(Some(4), false);
+        c.start(Some(4));
         assert_eq!(c.write(b"abc").ok(), Some(3));
         assert_eq!(c.write(b"de").ok(), Some(0));
         assert!(c.body_overflowed());

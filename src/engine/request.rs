@@ -129,8 +129,6 @@ pub struct Request {
     pub client_cert: Option<ClientCert>,
     /// Credentials (from a service).
     pub auth: Option<Auth>,
-    /// Capture the response's Content-Type.
-    pub want_content_type: bool,
     /// Limit for this whole transfer, instead of the client's.
     pub timeout: Option<Duration>,
     /// Limit for this transfer's connect phase, instead of the client's (never above the
@@ -148,7 +146,6 @@ impl Request {
             headers: Vec::new(),
             client_cert: None,
             auth: None,
-            want_content_type: true,
             timeout: None,
             connect_timeout: None,
         }

@@ -35,6 +35,11 @@ impl ResponseHead {
         }
     }
 
+    /// Bytes held (status line and header lines).
+    pub fn byte_len(&self) -> usize {
+        self.status_line.len() + self.lines.len()
+    }
+
     /// Whether a response (a status line) was received.
     pub fn received(&self) -> bool {
         !self.status_line.is_empty()

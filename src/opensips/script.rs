@@ -56,7 +56,7 @@ fn invalid(what: &str) -> ResultCode {
 /// Where a cacheable answer of a service goes.
 pub struct CacheSlot {
     service: &'static Service,
-    key: String,
+    key: Vec<u8>,
 }
 
 /// The request of a transfer function, resolved against its service (`name://path`), if any.

@@ -4,7 +4,7 @@
 use curl::easy::{Easy2, List};
 use log::error;
 
-use super::collector::Collector;
+use super::collector::{Collector, InflightBodies, Overflow};
 use super::curl_raw::{CurlShare, allow_http_only, leave_slow_lookups_behind, request_sent};
 use super::hub::{Hub, Token};
 use super::redact_url;
@@ -56,9 +56,10 @@ pub struct Client {
 impl Client {
     pub fn new(settings: ClientSettings) -> Result<Self, String> {
         let share = CurlShare::new()?;
+        let inflight = InflightBodies::new(settings.max_inflight_body_bytes);
         Ok(Self {
-            blocking: Easy2::new(Collector::default()),
-            hub: Hub::new(&settings)?,
+            blocking: Easy2::new(Collector::new(std::rc::Rc::clone(&inflight))),
+            hub: Hub::new(&settings, inflight)?,
             share,
             settings,
         })
@@ -88,7 +89,9 @@ impl Client {
             return Outcome::failed(ResultCode::InternalError);
         }
         let result = self.blocking.perform();
-        finish(&mut self.blocking, result, request.method, &request.url)
+        let outcome = finish(&mut self.blocking, result, request.method, &request.url);
+        scrub(&mut self.blocking);
+        outcome
     }
 }
 
@@ -219,6 +222,17 @@ pub(super) fn configure(
     Ok(())
 }
 
+/// Forgets the options the last transfer set on `easy` (request body, credentials, client
+/// certificate and key, header list), so that a handle waiting for its next transfer holds none
+/// of them.
+pub(super) fn scrub(easy: &mut Easy2<Collector>) {
+    easy.reset();
+    // reset() leaves the header list with the handle: an empty one replaces it.
+    if let Err(e) = easy.http_headers(List::new()) {
+        error!("cannot clear a transfer's headers: {e}");
+    }
+}
+
 /// Reads the outcome of a finished transfer out of `easy`.
 pub(super) fn finish(
     easy: &mut Easy2<Collector>,
@@ -233,10 +247,16 @@ pub(super) fn finish(
     if let Err(e) = &result {
         let url = redact_url(url);
         let method = method.name();
+        let collector = easy.get_ref();
         match code {
-            _ if easy.get_ref().body_overflowed() => {
+            _ if collector.overflow() == Some(Overflow::TransferLimit) => {
                 error!("{method} {url}: response body larger than max_transfer_size, aborted")
             }
+            _ if collector.overflow() == Some(Overflow::InflightCap) => error!(
+                "{method} {url}: the response bodies of this process's unfinished transfers \
+                 would exceed max_inflight_body_bytes ({} bytes), aborted",
+                collector.inflight().cap().unwrap_or_default()
+            ),
             ResultCode::ConnectRefused => error!("connect refused for {url}"),
             ResultCode::ConnectTimeout => error!("connect timeout on {url}"),
             ResultCode::TransferTimeout => error!("connected, but transfer timed out for {url}"),
@@ -255,6 +275,10 @@ pub(super) fn finish(
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::thread;
+
     use super::*;
 
     /// A URL without a scheme lets libcurl guess one from the host name (`dict.` → DICT):
@@ -262,12 +286,70 @@ mod tests {
     #[test]
     fn a_guessed_scheme_other_than_http_is_refused_by_libcurl() {
         let share = CurlShare::new().unwrap();
-        let mut easy = Easy2::new(Collector::default());
+        let mut easy = Easy2::new(Collector::new(InflightBodies::new(None)));
         let request = Request::new(Method::Get, "dict.localhost:1/d".into());
         assert!(request.refusal().is_none());
         let settings = ClientSettings::default();
         assert!(configure(&mut easy, &share, &settings, &request).is_ok());
         let e = easy.perform().unwrap_err();
         assert!(e.is_unsupported_protocol(), "{e}");
+    }
+
+    /// A server on 127.0.0.1 that answers `count` requests with an empty 200, one connection
+    /// each, and returns what it received.
+    fn recording_server(count: usize) -> (u16, thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = thread::spawn(move || {
+            (0..count)
+                .map(|_| {
+                    let (mut conn, _) = listener.accept().unwrap();
+                    let mut received = Vec::new();
+                    let mut buf = [0; 4096];
+                    while !String::from_utf8_lossy(&received).contains("\r\n\r\n") {
+                        let n = conn.read(&mut buf).unwrap();
+                        received.extend_from_slice(&buf[..n]);
+                    }
+                    // The bodies of the test are small: one more read gets one still in flight.
+                    conn.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                        .unwrap();
+                    if let Ok(n) = conn.read(&mut buf) {
+                        received.extend_from_slice(&buf[..n]);
+                    }
+                    conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .unwrap();
+                    String::from_utf8_lossy(&received).into_owned()
+                })
+                .collect()
+        });
+        (port, server)
+    }
+
+    #[test]
+    fn a_handle_between_transfers_keeps_no_body_headers_or_credentials() {
+        let (port, server) = recording_server(2);
+        let url = format!("http://127.0.0.1:{port}/");
+        let mut client = Client::new(ClientSettings::default()).unwrap();
+        let mut request = Request::new(Method::Post, url.clone());
+        request.body = b"secret-body".to_vec();
+        request.headers = vec!["X-Secret: s1".into()];
+        request.auth = Some(Auth::Basic {
+            user: "u".into(),
+            password: "secret-password".into(),
+        });
+        assert_eq!(client.perform(&request).result, ResultCode::Ok);
+        // The idle handle, used as it is: nothing of the first request goes out again.
+        client.blocking.url(&url).unwrap();
+        client.blocking.perform().unwrap();
+        let received = server.join().unwrap();
+        assert!(received[0].starts_with("POST ") && received[0].contains("secret-body"));
+        assert!(received[0].contains("X-Secret") && received[0].contains("Authorization"));
+        let second = &received[1];
+        assert!(second.starts_with("GET "), "{second}");
+        for kept in ["secret-body", "X-Secret", "Authorization"] {
+            assert!(!second.contains(kept), "{kept} in {second}");
+        }
     }
 }

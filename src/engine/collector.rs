@@ -1,37 +1,103 @@
-//! The per-transfer libcurl handler: collects the body (bounded), the response's Content-Type,
-//! and the final response's status line and header lines (bounded) for later look-ups.
+//! The per-transfer libcurl handler: collects the body (bounded per transfer, and with the
+//! bodies of the process's other unfinished transfers), the response's Content-Type, and the
+//! final response's status line and header lines (bounded) for later look-ups.
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use curl::easy::{Handler, WriteError};
 
 use super::response_head::{MAX_HEAD_BYTES, ResponseHead};
 
-/// Receives what libcurl reads for one transfer.
-#[derive(Debug, Default)]
+/// The response body bytes that the unfinished transfers of one client hold, and their cap.
+#[derive(Debug)]
+pub struct InflightBodies {
+    cap: Option<usize>,
+    held: Cell<usize>,
+}
+
+impl InflightBodies {
+    pub fn new(cap: Option<usize>) -> Rc<Self> {
+        Rc::new(Self {
+            cap,
+            held: Cell::new(0),
+        })
+    }
+
+    pub fn cap(&self) -> Option<usize> {
+        self.cap
+    }
+
+    /// Counts `bytes` more, unless that goes past the cap.
+    fn reserve(&self, bytes: usize) -> bool {
+        let held = self.held.get() + bytes;
+        if self.cap.is_some_and(|cap| held > cap) {
+            return false;
+        }
+        self.held.set(held);
+        true
+    }
+
+    fn release(&self, bytes: usize) {
+        self.held.set(self.held.get() - bytes);
+    }
+}
+
+/// Why a transfer's body was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// The body grew past the transfer's limit (`max_transfer_size`).
+    TransferLimit,
+    /// The bodies of the client's unfinished transfers grew past their cap.
+    InflightCap,
+}
+
+/// Receives what libcurl reads for one transfer. The body it holds counts in its client's
+/// [`InflightBodies`] until it is taken or cleared.
+#[derive(Debug)]
 pub struct Collector {
     body: Vec<u8>,
     max_body_bytes: Option<usize>,
-    body_overflowed: bool,
+    overflow: Option<Overflow>,
+    inflight: Rc<InflightBodies>,
     content_type: Option<Vec<u8>>,
     head: ResponseHead,
 }
 
 impl Collector {
+    pub fn new(inflight: Rc<InflightBodies>) -> Self {
+        Self {
+            body: Vec::new(),
+            max_body_bytes: None,
+            overflow: None,
+            inflight,
+            content_type: None,
+            head: ResponseHead::default(),
+        }
+    }
+
     /// Empties the collector for a new transfer.
     pub fn start(&mut self, max_body_bytes: Option<usize>) {
+        self.inflight.release(self.body.len());
         self.body.clear();
         self.max_body_bytes = max_body_bytes;
-        self.body_overflowed = false;
+        self.overflow = None;
         self.content_type = None;
         self.head.clear();
     }
 
-    /// Whether the transfer was aborted because the body grew past the limit.
-    pub fn body_overflowed(&self) -> bool {
-        self.body_overflowed
+    /// Why the transfer was aborted because of its body, if it was.
+    pub fn overflow(&self) -> Option<Overflow> {
+        self.overflow
+    }
+
+    pub fn inflight(&self) -> &InflightBodies {
+        &self.inflight
     }
 
     /// Hands out the body, Content-Type and response head, leaving the collector empty.
     pub fn take(&mut self) -> (Vec<u8>, Option<Vec<u8>>, ResponseHead) {
+        self.inflight.release(self.body.len());
         (
             std::mem::take(&mut self.body),
             self.content_type.take(),
@@ -40,12 +106,26 @@ impl Collector {
     }
 }
 
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.inflight.release(self.body.len());
+    }
+}
+
 impl Handler for Collector {
     fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
-        if let Some(limit) = self.max_body_bytes
-            && self.body.len() + data.len() > limit
+        let overflow = if self
+            .max_body_bytes
+            .is_some_and(|limit| self.body.len() + data.len() > limit)
         {
-            self.body_overflowed = true;
+            Some(Overflow::TransferLimit)
+        } else if !self.inflight.reserve(data.len()) {
+            Some(Overflow::InflightCap)
+        } else {
+            None
+        };
+        if overflow.is_some() {
+            self.overflow = overflow;
             return Ok(0); // anything short of data.len() makes libcurl abort with WRITE_ERROR
         }
         self.body.extend_from_slice(data);
@@ -118,7 +198,7 @@ mod tests {
 
     #[test]
     fn final_response_content_type_wins() {
-        let mut c = Collector::default();
+        let mut c = Collector::new(InflightBodies::new(None));
         c.start(None);
         c.header(b"HTTP/1.1 301 Moved\r\n");
         c.header(b"Content-Type: text/html\r\n");
@@ -136,10 +216,32 @@ mod tests {
 
     #[test]
     fn body_over_limit_aborts() {
-        let mut c = Collector::default();
+        let mut c = Collector::new(InflightBodies::new(None));
         c.start(Some(4));
         assert_eq!(c.write(b"abc").ok(), Some(3));
         assert_eq!(c.write(b"de").ok(), Some(0));
-        assert!(c.body_overflowed());
+        assert_eq!(c.overflow(), Some(Overflow::TransferLimit));
+    }
+
+    #[test]
+    fn bodies_of_unfinished_transfers_share_the_cap() {
+        let inflight = InflightBodies::new(Some(10));
+        let mut a = Collector::new(Rc::clone(&inflight));
+        let mut b = Collector::new(Rc::clone(&inflight));
+        a.start(None);
+        b.start(None);
+        assert_eq!(a.write(b"123456").ok(), Some(6));
+        assert_eq!(b.write(b"12345").ok(), Some(0));
+        assert_eq!(b.overflow(), Some(Overflow::InflightCap));
+        b.start(None);
+        assert_eq!(b.write(b"1234").ok(), Some(4));
+        // Taken, cleared or dropped, a body no longer counts.
+        a.take();
+        assert_eq!(inflight.held.get(), 4);
+        b.start(None);
+        assert_eq!(inflight.held.get(), 0);
+        assert_eq!(b.write(b"123456789").ok(), Some(9));
+        drop(b);
+        assert_eq!(inflight.held.get(), 0);
     }
 }

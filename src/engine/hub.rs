@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,8 @@ use curl::multi::{Easy2Handle, Events, Multi};
 use log::error;
 use parking_lot::Mutex;
 
-use super::client::{Outcome, configure, finish};
-use super::collector::Collector;
+use super::client::{Outcome, configure, finish, scrub};
+use super::collector::{Collector, InflightBodies};
 use super::curl_raw::{CurlShare, request_sent};
 use super::redact_url;
 use super::request::{Method, Request};
@@ -55,16 +56,18 @@ pub struct Hub {
     running: HashMap<Token, Running>,
     /// Transfers that ended and were not collected yet.
     finished: Vec<(Token, Outcome)>,
-    /// Easy handles of ended transfers, ready for the next ones.
+    /// Easy handles of ended transfers, scrubbed, ready for the next ones.
     idle: Vec<Easy2<Collector>>,
     max_idle: usize,
+    /// The body bytes of the client's unfinished transfers, for new handles' collectors.
+    inflight: Rc<InflightBodies>,
     multi: Multi,
     requests: Arc<Mutex<Requests>>,
     watcher: Watcher,
 }
 
 impl Hub {
-    pub fn new(settings: &ClientSettings) -> Result<Self, String> {
+    pub fn new(settings: &ClientSettings, inflight: Rc<InflightBodies>) -> Result<Self, String> {
         let requests = Arc::new(Mutex::new(Requests::default()));
         let mut multi = Multi::new();
         // The cache is the process's (in the share): the limit of idle connections it keeps
@@ -94,6 +97,7 @@ impl Hub {
             finished: Vec::new(),
             idle: Vec::new(),
             max_idle: settings.max_idle_connections as usize,
+            inflight,
             multi,
             requests,
             watcher: Watcher::new().map_err(|e| format!("epoll/timerfd: {e}"))?,
@@ -118,7 +122,7 @@ impl Hub {
         let mut easy = self
             .idle
             .pop()
-            .unwrap_or_else(|| Easy2::new(Collector::default()));
+            .unwrap_or_else(|| Easy2::new(Collector::new(Rc::clone(&self.inflight))));
         let cannot = |e: &dyn std::fmt::Display| {
             error!(
                 "cannot set up {} {}: {e}",
@@ -128,6 +132,7 @@ impl Hub {
             Outcome::failed(ResultCode::InternalError)
         };
         if let Err(e) = configure(&mut easy, share, settings, request) {
+            scrub(&mut easy);
             self.idle.push(easy);
             return Err(cannot(&e));
         }
@@ -265,6 +270,7 @@ impl Hub {
         let outcome = match self.multi.remove2(handle) {
             Ok(mut easy) => {
                 let outcome = finish(&mut easy, result, method, &url);
+                scrub(&mut easy);
                 if self.idle.len() < self.max_idle {
                     self.idle.push(easy);
                 }

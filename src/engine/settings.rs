@@ -51,6 +51,9 @@ pub struct ClientSettings {
     pub transfer_timeout: Duration,
     /// Largest accepted response body in bytes; `None` = unlimited.
     pub max_body_bytes: Option<usize>,
+    /// Most response body bytes the unfinished transfers of a client hold together; `None` =
+    /// no cap (then up to `max_body_bytes` per transfer).
+    pub max_inflight_body_bytes: Option<usize>,
     pub verify_peer: bool,
     pub verify_host: bool,
     /// Directory of CA certificates (`CURLOPT_CAPATH`).
@@ -70,6 +73,7 @@ impl Default for ClientSettings {
             connect_timeout: Duration::from_secs(20),
             transfer_timeout: Duration::from_secs(20),
             max_body_bytes: Some(10240 * 1024),
+            max_inflight_body_bytes: None,
             verify_peer: true,
             verify_host: true,
             ca_path: None,

@@ -43,6 +43,7 @@ static CURL_CONN_LIFETIME: ParamCell<c_int> = ParamCell::new(0);
 static NO_ASYNC_FALLBACK: ParamCell<c_int> = ParamCell::new(0);
 static CURL_TIMEOUT_MS: ParamCell<c_int> = ParamCell::new(0);
 static CONNECTION_TIMEOUT_MS: ParamCell<c_int> = ParamCell::new(0);
+static MAX_INFLIGHT_BODY_BYTES: ParamCell<c_int> = ParamCell::new(0);
 
 fn read_params() -> ModuleParams {
     ModuleParams {
@@ -61,6 +62,7 @@ fn read_params() -> ModuleParams {
         no_async_fallback: NO_ASYNC_FALLBACK.get(),
         curl_timeout_ms: CURL_TIMEOUT_MS.get(),
         connection_timeout_ms: CONNECTION_TIMEOUT_MS.get(),
+        max_inflight_body_bytes: MAX_INFLIGHT_BODY_BYTES.get(),
     }
 }
 
@@ -94,7 +96,7 @@ const fn param(name: &'static std::ffi::CStr, param_type: u32, cell: *mut c_void
     }
 }
 
-static PARAMS: StaticTable<[ParamExport; 17]> = StaticTable([
+static PARAMS: StaticTable<[ParamExport; 18]> = StaticTable([
     param(
         c"connection_timeout",
         INT_PARAM,
@@ -166,6 +168,11 @@ static PARAMS: StaticTable<[ParamExport; 17]> = StaticTable([
         c"connection_timeout_ms",
         INT_PARAM,
         CONNECTION_TIMEOUT_MS.as_param_pointer(),
+    ),
+    param(
+        c"max_inflight_body_bytes",
+        INT_PARAM,
+        MAX_INFLIGHT_BODY_BYTES.as_param_pointer(),
     ),
     ParamExport {
         name: std::ptr::null(),

@@ -39,6 +39,8 @@ pub struct ModuleParams {
     /// Millisecond versions of `curl_timeout` / `connection_timeout` (0 = use the seconds).
     pub curl_timeout_ms: i32,
     pub connection_timeout_ms: i32,
+    /// Cap on the response body bytes of a process's unfinished transfers (0 = none).
+    pub max_inflight_body_bytes: i32,
 }
 
 impl Default for ModuleParams {
@@ -59,6 +61,7 @@ impl Default for ModuleParams {
             no_async_fallback: 0,
             curl_timeout_ms: 0,
             connection_timeout_ms: 0,
+            max_inflight_body_bytes: 0,
         }
     }
 }
@@ -139,6 +142,7 @@ impl ModuleParams {
         non_negative("max_async_transfers", self.max_async_transfers)?;
         non_negative("curl_conn_lifetime", self.curl_conn_lifetime)?;
         let max_kb = non_negative("max_transfer_size", self.max_transfer_size)?;
+        let max_inflight = non_negative("max_inflight_body_bytes", self.max_inflight_body_bytes)?;
         let http_version = HttpVersion::from_param(self.curl_http_version).ok_or_else(|| {
             format!(
                 "curl_http_version {} is not supported (0 = any, 1 = 1.0, 2 = 1.1, 3 = 2, \
@@ -150,6 +154,7 @@ impl ModuleParams {
             connect_timeout: Duration::from_millis(connection_timeout),
             transfer_timeout: Duration::from_millis(curl_timeout),
             max_body_bytes: (max_kb != 0).then(|| (max_kb * 1024) as usize),
+            max_inflight_body_bytes: (max_inflight != 0).then_some(max_inflight as usize),
             verify_peer: self.ssl_verifypeer != 0,
             verify_host: self.ssl_verifyhost != 0,
             ca_path: self.ssl_capath.clone(),
@@ -309,5 +314,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(p.to_settings().unwrap().max_body_bytes, None);
+        let p = ModuleParams {
+            max_inflight_body_bytes: 1 << 20,
+            ..Default::default()
+        };
+        assert_eq!(
+            p.to_settings().unwrap().max_inflight_body_bytes,
+            Some(1 << 20)
+        );
+        let p = ModuleParams {
+            max_inflight_body_bytes: -1,
+            ..Default::default()
+        };
+        assert!(p.to_settings().is_err());
     }
 }

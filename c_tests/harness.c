@@ -982,9 +982,25 @@ int h_server_stat(int port, const char *field)
 
 void h_record_route(int rc, void *arg)
 {
-	struct h_route_result *result = arg;
-	result->rc = rc;
-	result->runs++;
+	struct h_call *c = arg;
+	c->rc = rc;
+	c->runs++;
+	c->done_us = h_now_us();
+}
+
+void h_call_reset(struct h_call *c)
+{
+	hvar_reset(&c->body);
+	hvar_reset(&c->ctype);
+	hvar_reset(&c->code);
+	c->rc = 0;
+	c->runs = 0;
+	c->started_us = h_now_us();
+}
+
+int h_call_ms(const struct h_call *c)
+{
+	return (int)((c->done_us - c->started_us) / 1000);
 }
 
 char *h_http_get(int port, const char *path)

@@ -67,10 +67,19 @@ int h_call(const char *name, int argc, const h_arg *args);
 /* ---- async: tm's t_handle_async / t_resume_async (docs §5.3-5.4) ---- */
 /* The resume route: runs with $rc = rc once the call is over. */
 typedef void (*h_resume_route)(int rc, void *arg);
-/* A resume route that records its $rc and how often it ran, in the h_route_result its
- * argument points to. */
-struct h_route_result { int rc; int runs; };
+/* An async call as a test sees it: its output variables and what its route saw. */
+struct h_call {
+	hvar body, ctype, code;
+	int rc;                        /* $rc of the route's last run */
+	int runs;                      /* how often the route ran */
+	long long started_us, done_us; /* h_call_reset, the route's last run */
+};
+/* A resume (or report) route that records its run in the h_call its argument points to. */
 void h_record_route(int rc, void *arg);
+/* Clears the call's variables and record, and notes its start time. */
+void h_call_reset(struct h_call *c);
+/* Milliseconds from the call's h_call_reset to its route's last run. */
+int h_call_ms(const struct h_call *c);
 /* Calls an acmd like `async(name(...), route[, timeout_s])` (timeout_s 0 = none). With
  * sync_mode (a route type where async is not allowed) tm's resume loop runs at once. Returns 1
  * when the route already ran, 0 when the call waits for the module to resume it. */

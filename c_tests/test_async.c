@@ -23,57 +23,24 @@
 
 static int port;
 
-/* One async call and what its resume route saw. A call may legitimately end during its start
- * (e.g. a loopback server answering on a kept-alive connection): the route then runs at once
- * (ASYNC_SYNC), so most checks look at what the route saw, not at how the call went. */
-struct call {
-	hvar body, ctype, code;
-	int rc;
-	int done;
-	long long started_us, done_us;
-};
-
-static void resume_route(int rc, void *arg)
-{
-	struct call *c = arg;
-	c->rc = rc;
-	c->done++;
-	c->done_us = h_now_us();
-}
-
 static const char *url(const char *path)
 {
 	return h_url("http", port, path);
 }
 
-static void reset(struct call *c)
+static int async_get(struct h_call *c, const char *u, int timeout_s)
 {
-	hvar_reset(&c->body);
-	hvar_reset(&c->ctype);
-	hvar_reset(&c->code);
-	c->rc = 0;
-	c->done = 0;
-	c->started_us = h_now_us();
-}
-
-static int async_get(struct call *c, const char *u, int timeout_s)
-{
-	reset(c);
-	return H_ASYNC("rest_get", timeout_s, resume_route, c, A_STR(u), A_VAR(&c->body),
+	h_call_reset(c);
+	return H_ASYNC("rest_get", timeout_s, h_record_route, c, A_STR(u), A_VAR(&c->body),
 		       A_VAR(&c->ctype), A_VAR(&c->code));
-}
-
-static int elapsed_ms(const struct call *c)
-{
-	return (int)((c->done_us - c->started_us) / 1000);
 }
 
 static void test_outputs_like_blocking(void)
 {
-	struct call c = { 0 };
+	struct h_call c = { 0 };
 	async_get(&c, url("/body?size=10&pad=1&ctype=text/plain;%20x=1"), 0);
 	CHECK_INT(h_reactor_run(3000), 0);
-	CHECK_INT(c.done, 1);
+	CHECK_INT(c.runs, 1);
 	CHECK_INT(c.rc, 1);
 	CHECK_INT(c.code.ri, 200);
 	CHECK_STR(&c.body, "0123456789");
@@ -85,16 +52,16 @@ static void test_outputs_like_blocking(void)
 	CHECK_INT(c.code.ri, 404);
 
 	/* POST and PUT send their bodies and types. */
-	reset(&c);
-	H_ASYNC("rest_post", 0, resume_route, &c, A_STR(url("/echo")), A_STR("{\"k\":2}"),
+	h_call_reset(&c);
+	H_ASYNC("rest_post", 0, h_record_route, &c, A_STR(url("/echo")), A_STR("{\"k\":2}"),
 		A_STR("application/json"), A_VAR(&c.body), A_NONE, A_VAR(&c.code));
 	h_reactor_run(3000);
 	CHECK_INT(c.rc, 1);
 	CHECK(c.body.is_set && strstr(c.body.s, "\"method\": \"POST\"") &&
 	      strstr(c.body.s, "[\"Content-Type\", \"application/json\"]") &&
 	      strstr(c.body.s, "\"body\": \"{\\\"k\\\":2}\""));
-	reset(&c);
-	H_ASYNC("rest_put", 0, resume_route, &c, A_STR(url("/echo")), A_STR("abc"), A_NONE, A_VAR(&c.body));
+	h_call_reset(&c);
+	H_ASYNC("rest_put", 0, h_record_route, &c, A_STR(url("/echo")), A_STR("abc"), A_NONE, A_VAR(&c.body));
 	h_reactor_run(3000);
 	CHECK_INT(c.rc, 1);
 	CHECK(c.body.is_set && strstr(c.body.s, "\"method\": \"PUT\"") && strstr(c.body.s, "\"body_len\": 3"));
@@ -108,14 +75,14 @@ static void test_outputs_like_blocking(void)
 
 static void test_failures(void)
 {
-	struct call c = { 0 };
+	struct h_call c = { 0 };
 	char u[128];
 
 	/* Refused at once: the route runs right away, nothing waits in the reactor. */
 	snprintf(u, sizeof u, "http://127.0.0.1:%d/", h_closed_port());
 	int started = async_get(&c, u, 0);
 	h_reactor_run(3000);
-	CHECK_INT(c.done, 1);
+	CHECK_INT(c.runs, 1);
 	CHECK_INT(c.rc, -1);
 	CHECK(!c.body.is_set);
 	(void)started;
@@ -131,18 +98,18 @@ static void test_failures(void)
 	CHECK(h_now_us() - t0 < 50000);
 	h_reactor_run(4000);
 	CHECK_INT(c.rc, -2);
-	CHECK(elapsed_ms(&c) >= 900 && elapsed_ms(&c) < 2200);
+	CHECK(h_call_ms(&c) >= 900 && h_call_ms(&c) < 2200);
 
 	/* A silent server: -3 after curl_timeout (2 s); with async(..., 1) after about 1 s. */
 	async_get(&c, url("/stall-headers"), 0);
 	h_reactor_run(5000);
-	CHECK_INT(c.done, 1);
+	CHECK_INT(c.runs, 1);
 	CHECK_INT(c.rc, -3);
-	CHECK(elapsed_ms(&c) >= 1900 && elapsed_ms(&c) < 3100);
+	CHECK(h_call_ms(&c) >= 1900 && h_call_ms(&c) < 3100);
 	async_get(&c, url("/stall-headers"), 1);
 	h_reactor_run(5000);
 	CHECK_INT(c.rc, -3);
-	CHECK(elapsed_ms(&c) >= 700 && elapsed_ms(&c) < 2100);
+	CHECK(h_call_ms(&c) >= 700 && h_call_ms(&c) < 2100);
 
 	/* Stalls mid-body: -3 with the code and the partial body. */
 	async_get(&c, url("/stall-body?sent=100"), 0);
@@ -161,7 +128,7 @@ static void test_failures(void)
 static void test_many_in_flight(int failfast)
 {
 	enum { N = 2 * MAX_ASYNC };
-	static struct call calls[N];
+	static struct h_call calls[N];
 	int immediate = 0;
 	long long t0 = h_now_us();
 	for (int i = 0; i < N; i++)
@@ -170,7 +137,7 @@ static void test_many_in_flight(int failfast)
 	CHECK_INT(h_reactor_run(5000), 0);
 	int ok = 0, refused = 0;
 	for (int i = 0; i < N; i++) {
-		CHECK_INT(calls[i].done, 1);
+		CHECK_INT(calls[i].runs, 1);
 		ok += calls[i].rc == 1;
 		refused += calls[i].rc == -5;
 	}
@@ -186,7 +153,7 @@ static void test_many_in_flight(int failfast)
 		CHECK(start_ms >= 20 * (N - MAX_ASYNC));
 	}
 	/* The slots are free again. */
-	struct call c = { 0 };
+	struct h_call c = { 0 };
 	async_get(&c, url("/echo"), 0);
 	h_reactor_run(3000);
 	CHECK_INT(c.rc, 1);
@@ -205,7 +172,7 @@ static void test_many_in_flight(int failfast)
 static void test_keep_alive_and_mixing(void)
 {
 	/* Async and blocking calls of one process share kept-alive connections. */
-	struct call c = { 0 };
+	struct h_call c = { 0 };
 	async_get(&c, url("/echo"), 0);
 	h_reactor_run(3000);
 	int conn = h_json_int(c.body.s, "connection_id");
@@ -217,7 +184,7 @@ static void test_keep_alive_and_mixing(void)
 	CHECK_INT(h_json_int(c.body.s, "connection_id"), conn);
 
 	/* Blocking calls while async ones are in flight. */
-	struct call slow[5];
+	struct h_call slow[5];
 	memset(slow, 0, sizeof slow);
 	for (int i = 0; i < 5; i++)
 		CHECK_INT(async_get(&slow[i], url("/delay?ms=400"), 0), 0); /* cannot end at start */
@@ -240,7 +207,7 @@ static void test_keep_alive_and_mixing(void)
 	h_reactor_run(3000);
 	CHECK_INT(c.rc, 1);
 	CHECK_INT(h_json_int(c.body.s, "request_on_connection"), 1);
-	CHECK(elapsed_ms(&c) < 1000);
+	CHECK(h_call_ms(&c) < 1000);
 	/* The same for a blocking call. */
 	async_get(&c, url("/drop-next-request"), 0);
 	h_reactor_run(3000);
@@ -252,20 +219,20 @@ static void test_keep_alive_and_mixing(void)
 static void test_sync_mode(void)
 {
 	/* Where async is not allowed tm loops on the resume function: still correct. */
-	struct call c = { 0 };
-	reset(&c);
-	CHECK_INT(h_async_call("rest_get", 0, 1, resume_route, &c, 2,
+	struct h_call c = { 0 };
+	h_call_reset(&c);
+	CHECK_INT(h_async_call("rest_get", 0, 1, h_record_route, &c, 2,
 			       (h_arg[]){ A_STR(url("/delay?ms=200")), A_VAR(&c.body) }), 1);
-	CHECK_INT(c.done, 1);
+	CHECK_INT(c.runs, 1);
 	CHECK_INT(c.rc, 1);
 	CHECK_STR(&c.body, "delayed");
 }
 
 /* A resume route that starts the next async call, as a script may. */
-static struct call chained;
+static struct h_call chained;
 static void chaining_route(int rc, void *arg)
 {
-	resume_route(rc, arg);
+	h_record_route(rc, arg);
 	CHECK_INT(async_get(&chained, url("/delay?ms=50"), 0), 0);
 }
 
@@ -273,70 +240,70 @@ static void test_one_descriptor(void)
 {
 	/* However many calls are in flight, the reactor watches one descriptor of the module. */
 	enum { N = 8 };
-	struct call calls[N];
+	struct h_call calls[N];
 	memset(calls, 0, sizeof calls);
 	for (int i = 0; i < N; i++)
 		CHECK_INT(async_get(&calls[i], url("/delay?ms=100"), 0), 0);
 	CHECK_INT(h_reactor_watches(), 1);
 	/* A call run synchronously (tm's sync mode) meanwhile ends alone; the others are
 	 * resumed later by the reactor, each once. */
-	struct call sync_call = { 0 };
-	reset(&sync_call);
+	struct h_call sync_call = { 0 };
+	h_call_reset(&sync_call);
 	struct timespec cpu0, cpu1;
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
-	CHECK_INT(h_async_call("rest_get", 0, 1, resume_route, &sync_call, 2,
+	CHECK_INT(h_async_call("rest_get", 0, 1, h_record_route, &sync_call, 2,
 			       (h_arg[]){ A_STR(url("/delay?ms=200")), A_VAR(&sync_call.body) }), 1);
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
 	CHECK_INT(sync_call.rc, 1);
 	/* It waited on the descriptor, not in a busy loop, though other calls ended meanwhile. */
 	long cpu_ms = (cpu1.tv_sec - cpu0.tv_sec) * 1000 + (cpu1.tv_nsec - cpu0.tv_nsec) / 1000000;
-	CHECK(elapsed_ms(&sync_call) >= 150);
+	CHECK(h_call_ms(&sync_call) >= 150);
 	CHECK(cpu_ms < 50);
 	for (int i = 0; i < N; i++)
-		CHECK_INT(calls[i].done, 0); /* resumed by the reactor only */
+		CHECK_INT(calls[i].runs, 0); /* resumed by the reactor only */
 	CHECK_INT(h_reactor_run(3000), 0);
 	for (int i = 0; i < N; i++) {
-		CHECK_INT(calls[i].done, 1);
+		CHECK_INT(calls[i].runs, 1);
 		CHECK_INT(calls[i].rc, 1);
 		CHECK_STR(&calls[i].body, "delayed");
 	}
 	CHECK_INT(h_reactor_watches(), 1);
 
 	/* A resume route that starts another async call. */
-	struct call first = { 0 };
-	reset(&first);
-	reset(&chained);
+	struct h_call first = { 0 };
+	h_call_reset(&first);
+	h_call_reset(&chained);
 	CHECK_INT(H_ASYNC("rest_get", 0, chaining_route, &first, A_STR(url("/delay?ms=50")),
 			  A_VAR(&first.body)), 0);
 	CHECK_INT(h_reactor_run(3000), 0);
 	CHECK_INT(first.rc, 1);
-	CHECK_INT(chained.done, 1);
+	CHECK_INT(chained.runs, 1);
 	CHECK_INT(chained.rc, 1);
 	CHECK_STR(&chained.body, "delayed");
 
 	/* launch() jobs are resumed through the core, async() calls through tm, mixed. */
-	struct call jobs[4], waits[4];
+	struct h_call jobs[4], waits[4];
 	memset(jobs, 0, sizeof jobs);
 	memset(waits, 0, sizeof waits);
 	for (int i = 0; i < 4; i++) {
-		reset(&jobs[i]);
-		CHECK_INT(h_launch_call("rest_get", resume_route, &jobs[i], 2,
+		h_call_reset(&jobs[i]);
+		CHECK_INT(h_launch_call("rest_get", h_record_route, &jobs[i], 2,
 					(h_arg[]){ A_STR(url("/delay?ms=50")), A_VAR(&jobs[i].body) }),
 			  0);
 		CHECK_INT(async_get(&waits[i], url("/delay?ms=50"), 0), 0);
 	}
 	CHECK_INT(h_reactor_run(3000), 0);
 	for (int i = 0; i < 4; i++) {
-		CHECK_INT(jobs[i].done, 1);
+		CHECK_INT(jobs[i].runs, 1);
 		CHECK_INT(jobs[i].rc, 1);
 		CHECK_STR(&jobs[i].body, "delayed");
-		CHECK_INT(waits[i].done, 1);
+		CHECK_INT(waits[i].runs, 1);
 		CHECK_INT(waits[i].rc, 1);
 	}
 
 	/* An ACK has no transaction to resume: the call runs blocking and its route at once. */
 	h_set_message_method(4);
-	struct call ack = { 0 };
+	struct h_call ack = { 0 };
 	CHECK_INT(async_get(&ack, url("/delay?ms=50"), 0), 1);
 	CHECK_INT(ack.rc, 1);
 	CHECK_STR(&ack.body, "delayed");
@@ -346,7 +313,7 @@ static void test_one_descriptor(void)
 static int worker(int rank, void *arg)
 {
 	enum { N = 8 };
-	struct call calls[N];
+	struct h_call calls[N];
 	(void)arg;
 	memset(calls, 0, sizeof calls);
 	for (int round = 0; round < 3; round++) {
@@ -354,7 +321,7 @@ static int worker(int rank, void *arg)
 			async_get(&calls[i], url(i % 2 ? "/echo" : "/delay?ms=50"), 0);
 		CHECK_INT(h_reactor_run(3000), 0);
 		for (int i = 0; i < N; i++) {
-			CHECK_INT(calls[i].done, 1);
+			CHECK_INT(calls[i].runs, 1);
 			CHECK_INT(calls[i].rc, 1);
 		}
 	}

@@ -21,46 +21,17 @@
 
 static int port;
 
-struct call {
-	hvar body, code;
-	int rc;
-	int done;
-	long long started_us, done_us;
-};
-
-static void route(int rc, void *arg)
+static int async_get(struct h_call *c, const char *u, int timeout_s)
 {
-	struct call *c = arg;
-	c->rc = rc;
-	c->done++;
-	c->done_us = h_now_us();
-}
-
-static void reset(struct call *c)
-{
-	hvar_reset(&c->body);
-	hvar_reset(&c->code);
-	c->rc = 0;
-	c->done = 0;
-	c->started_us = h_now_us();
-}
-
-static int async_get(struct call *c, const char *u, int timeout_s)
-{
-	reset(c);
-	return H_ASYNC("rest_get", timeout_s, route, c, A_STR(u), A_VAR(&c->body), A_NONE,
+	h_call_reset(c);
+	return H_ASYNC("rest_get", timeout_s, h_record_route, c, A_STR(u), A_VAR(&c->body), A_NONE,
 		       A_VAR(&c->code));
 }
 
-static int launch_get(struct call *c, const char *u)
+static int launch_get(struct h_call *c, const char *u)
 {
-	reset(c);
-	return h_launch_call("rest_get", route, c, 2, (h_arg[]){ A_STR(u), A_VAR(&c->body) });
-}
-
-static int elapsed_ms(const struct call *c)
-{
-	return (int)((c->done_us - c->started_us) / 1000);
+	h_call_reset(c);
+	return h_launch_call("rest_get", h_record_route, c, 2, (h_arg[]){ A_STR(u), A_VAR(&c->body) });
 }
 
 static long long cpu_us(void)
@@ -78,18 +49,18 @@ static void test_slow_dns(void)
 
 	/* Async: the start returns at once, the call ends at its limit, and the reactor callback
 	 * that ends it does not wait for the lookup thread. */
-	struct call c = { 0 };
+	struct h_call c = { 0 };
 	long long cpu0 = cpu_us();
 	CHECK_INT(async_get(&c, u, 0), 0);
 	CHECK(h_now_us() - c.started_us < 50000);
 	CHECK_INT(h_reactor_run(3000), 0);
 	long long cpu = cpu_us() - cpu0;
-	CHECK_INT(c.done, 1);
+	CHECK_INT(c.runs, 1);
 	CHECK_INT(c.rc, -2);
-	CHECK(elapsed_ms(&c) >= 250 && elapsed_ms(&c) < 1500);
+	CHECK(h_call_ms(&c) >= 250 && h_call_ms(&c) < 1500);
 	long long longest = h_reactor_longest_callback_us();
 	printf("async call during a 5 s lookup: ended after %d ms; worker CPU %lld us; longest "
-	       "reactor callback %lld us\n", elapsed_ms(&c), cpu, longest);
+	       "reactor callback %lld us\n", h_call_ms(&c), cpu, longest);
 	CHECK(longest < 100000);
 	CHECK(cpu < 100000);
 
@@ -108,22 +79,22 @@ static void test_slow_dns(void)
 
 static void test_async_limit_without_curl_timeout(void)
 {
-	struct call c = { 0 };
+	struct h_call c = { 0 };
 	CHECK_INT(async_get(&c, h_url("http", port, "/stall-headers"), 1), 0);
 	CHECK_INT(h_reactor_run(4000), 0);
-	CHECK_INT(c.done, 1);
+	CHECK_INT(c.runs, 1);
 	CHECK_INT(c.rc, -3);
-	CHECK(elapsed_ms(&c) >= 700 && elapsed_ms(&c) < 2500);
+	CHECK(h_call_ms(&c) >= 700 && h_call_ms(&c) < 2500);
 }
 
 static void test_reactor_panic(void)
 {
 	/* The first reactor round panics (injected): the call still resumes in a later round. */
 	for (int i = 0; i < 2; i++) {
-		struct call c = { 0 };
+		struct h_call c = { 0 };
 		CHECK_INT(async_get(&c, h_url("http", port, "/delay?ms=50"), 0), 0);
 		CHECK_INT(h_reactor_run(3000), 0);
-		CHECK_INT(c.done, 1);
+		CHECK_INT(c.runs, 1);
 		CHECK_INT(c.rc, 1);
 		CHECK_STR(&c.body, "delayed");
 		CHECK_INT(h_reactor_watches(), 1);
@@ -135,22 +106,22 @@ static void test_reactor_panic(void)
 static void test_dropped_resumes(void)
 {
 	/* tm drops the resume of MAX_ASYNC calls: their routes never run... */
-	struct call lost[MAX_ASYNC];
+	struct h_call lost[MAX_ASYNC];
 	memset(lost, 0, sizeof lost);
 	h_drop_resumes(MAX_ASYNC);
 	for (int i = 0; i < MAX_ASYNC; i++)
 		CHECK_INT(async_get(&lost[i], h_url("http", port, "/delay?ms=50"), 0), 0);
 	CHECK_INT(h_reactor_run(3000), 0);
 	for (int i = 0; i < MAX_ASYNC; i++)
-		CHECK_INT(lost[i].done, 0);
+		CHECK_INT(lost[i].runs, 0);
 	/* ...but their slots are free: the next calls start (not -5) and resume. */
-	struct call next[MAX_ASYNC];
+	struct h_call next[MAX_ASYNC];
 	memset(next, 0, sizeof next);
 	for (int i = 0; i < MAX_ASYNC; i++)
 		CHECK_INT(async_get(&next[i], h_url("http", port, "/delay?ms=50"), 0), 0);
 	CHECK_INT(h_reactor_run(3000), 0);
 	for (int i = 0; i < MAX_ASYNC; i++) {
-		CHECK_INT(next[i].done, 1);
+		CHECK_INT(next[i].runs, 1);
 		CHECK_INT(next[i].rc, 1);
 	}
 }
@@ -158,18 +129,18 @@ static void test_dropped_resumes(void)
 static void test_launch_that_cannot_start(void)
 {
 	/* Unknown service: the report route runs at once with -10. */
-	struct call job = { 0 };
+	struct h_call job = { 0 };
 	CHECK_INT(launch_get(&job, "nosuch://x"), 1);
-	CHECK_INT(job.done, 1);
+	CHECK_INT(job.runs, 1);
 	CHECK_INT(job.rc, -10);
 
 	/* Past max_async_transfers with no_async_fallback: the report route runs with -5. */
-	struct call busy[MAX_ASYNC];
+	struct h_call busy[MAX_ASYNC];
 	memset(busy, 0, sizeof busy);
 	for (int i = 0; i < MAX_ASYNC; i++)
 		CHECK_INT(async_get(&busy[i], h_url("http", port, "/delay?ms=300"), 0), 0);
 	CHECK_INT(launch_get(&job, h_url("http", port, "/echo")), 1);
-	CHECK_INT(job.done, 1);
+	CHECK_INT(job.runs, 1);
 	CHECK_INT(job.rc, -5);
 	CHECK(!job.body.is_set);
 	CHECK_INT(h_reactor_run(3000), 0);

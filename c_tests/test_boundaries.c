@@ -32,7 +32,7 @@ static void test_only_http_and_https(void)
 		CHECK(!body.is_set);
 
 		hvar_reset(&body);
-		struct h_route_result resumed = { 0 };
+		struct h_call resumed = { 0 };
 		H_ASYNC("rest_get", 0, h_record_route, &resumed, A_STR(refused[i]), A_VAR(&body));
 		h_reactor_run(2000);
 		CHECK_INT(resumed.runs, 1);

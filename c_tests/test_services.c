@@ -2,7 +2,8 @@
  * Named services (name://path): base URL, default headers, bearer and basic credentials,
  * millisecond limits, default method, query parameters, bodies as received, names with '_'
  * in any case, unknown names; and a service's response cache (the server counts requests to
- * tell a hit from a miss), blocking and async.
+ * tell a hit from a miss), blocking and async; credentials renewed for every process
+ * (rest_update_service).
  * usage: test_services module.so services.cfg
  */
 #define _GNU_SOURCE
@@ -254,6 +255,50 @@ static void test_cache(void)
 	CHECK_INT(served(), 14);
 }
 
+/* Issue 12, part 3: rest_update_service renews a service's credentials for every process. */
+static int renew_in_another_process(int rank, void *arg)
+{
+	(void)rank;
+	(void)arg;
+	CHECK_INT(H_CALL("rest_update_service", A_STR("API"),
+			 A_STR("auth=bearer:fresh-sekret-token; header=X-Team: 9")), 1);
+	return 0;
+}
+
+static void test_renewed_credentials(void)
+{
+	/* Refused, without a change: unknown service, items other than auth and header, a CR/LF,
+	 * a bad auth (the value is never logged). */
+	CHECK_INT(H_CALL("rest_update_service", A_STR("nosuch"), A_STR("auth=bearer:x")), -1);
+	CHECK_INT(H_CALL("rest_update_service", A_STR("api"), A_STR("url=http://127.0.0.1:1/")), -1);
+	CHECK_INT(H_CALL("rest_update_service", A_STR("api"), A_STR("header=X-A: 1\r\nX-B: sekret")), -1);
+	CHECK_INT(H_CALL("rest_update_service", A_STR("api"), A_STR("auth=token:sekret")), -1);
+	CHECK_INT(get("api://echo"), 1);
+	CHECK(has_header("Authorization", "Bearer sekret-token"));
+
+	/* Another worker renews them: this process's next call carries the new ones. */
+	h_fork_worker(2, renew_in_another_process, NULL);
+	CHECK_INT(h_wait_workers(), 0);
+	CHECK_INT(get("api://echo"), 1);
+	CHECK(has_header("Authorization", "Bearer fresh-sekret-token"));
+	CHECK(!has_header("Authorization", "Bearer sekret-token"));
+	CHECK(has_header("X-Team", "9"));
+	CHECK(!has_header("X-Team", "7"));
+	CHECK(has_header("X-Auth-Token", "tok123"));
+
+	/* A per-call Authorization header replaces the service's credentials. */
+	CHECK_INT(H_CALL("rest_append_hf", A_STR("Authorization: Bearer per-call")), 1);
+	CHECK_INT(get("api://echo"), 1);
+	CHECK(has_header("Authorization", "Bearer per-call"));
+	CHECK(!has_header("Authorization", "Bearer fresh-sekret-token"));
+
+	/* An empty update gives the definition back. */
+	CHECK_INT(H_CALL("rest_update_service", A_STR("api"), A_STR("")), 1);
+	CHECK_INT(get("api://echo"), 1);
+	CHECK(has_header("Authorization", "Bearer sekret-token"));
+	CHECK(has_header("X-Team", "7"));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -268,6 +313,7 @@ int main(int argc, char **argv)
 	test_ergonomics();
 	test_limits_and_async();
 	test_cache();
+	test_renewed_credentials();
 	CHECK_INT(h_resumed_twice(), 0);
 	return h_finish();
 }

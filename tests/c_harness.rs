@@ -188,6 +188,10 @@ fn named_services_with_credentials_and_a_response_cache() {
         "bearer token must not contain CR, LF",
         "item 4 is not key=value",
         "service api: a '.' or '..' segment in the path is not allowed",
+        "rest_update_service: unknown service 'nosuch'",
+        "rest_update_service: service api: item 1: only auth and header items can be updated",
+        "rest_update_service: service api: header must be one 'Name: value' line",
+        "service api: credentials renewed for every process (update 1)",
     ] {
         assert!(stderr.contains(message), "{message}: {stderr}");
     }

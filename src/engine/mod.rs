@@ -1,5 +1,6 @@
 //! The host-neutral HTTP engine: requests, per-process client with its connection cache,
-//! result codes, cross-process connect gate and URL escaping.
+//! result codes, cross-process connect gate, services and their renewable credentials, and URL
+//! escaping.
 //!
 //! Nothing here names an OpenSIPS type; a host adaptor (see `crate::opensips`) turns script
 //! arguments into [`Request`]s and [`Outcome`]s back into script variables.
@@ -11,6 +12,7 @@ mod cache;
 mod client;
 mod collector;
 mod connect_gate;
+mod credentials;
 mod curl_raw;
 mod escape;
 mod hub;
@@ -25,6 +27,7 @@ mod watcher;
 pub use cache::ResponseCache;
 pub use client::{Client, Outcome};
 pub use connect_gate::{ConnectGate, GateTicket};
+pub use credentials::{RenewableCredentials, RenewedServices};
 pub use escape::{escape, escape_path, escape_xml, unescape};
 pub use hub::{Hub, Token};
 pub use request::{ClientCert, KeyMaterial, Method, Request, breaks_header_line};

@@ -78,6 +78,57 @@ fn count(key: &str, value: &str) -> Result<usize, String> {
         .map_err(|_| format!("{key} must be a number"))
 }
 
+/// A `header` item's value: one `Name: value` line.
+fn header_line(value: &str) -> Result<String, String> {
+    if !value.contains(':') || breaks_header_line(value.as_bytes()) {
+        return Err("header must be one 'Name: value' line".into());
+    }
+    Ok(value.to_string())
+}
+
+/// An `auth` item's value. The error never quotes it.
+fn auth(value: &str) -> Result<Auth, String> {
+    match value.split_once(':') {
+        Some(("bearer", token)) if token.chars().any(char::is_control) => {
+            Err("the bearer token must not contain CR, LF or other control characters".into())
+        }
+        Some(("bearer", token)) if !token.is_empty() => Ok(Auth::Bearer(token.into())),
+        Some(("basic", credentials)) => {
+            let (user, password) = credentials
+                .split_once(':')
+                .ok_or("auth=basic needs basic:user:password")?;
+            Ok(Auth::Basic {
+                user: user.into(),
+                password: password.into(),
+            })
+        }
+        _ => Err("auth must be bearer:TOKEN or basic:user:password".into()),
+    }
+}
+
+/// The name of a header line, for comparisons (any case).
+fn header_name(line: &str) -> &str {
+    line.split(':').next().unwrap_or_default().trim()
+}
+
+/// The non-empty `key=value` items of a definition or update, each with its position (from 1,
+/// counting empty items too, to name a bad item without quoting it).
+fn key_values(spec: &str) -> Result<Vec<(usize, String, String)>, String> {
+    let mut pairs = Vec::new();
+    for (position, item) in items(spec).iter().enumerate() {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let position = position + 1;
+        let (key, value) = item.split_once('=').ok_or_else(|| {
+            format!("item {position} is not key=value (write \\; for a ';' in a value)")
+        })?;
+        pairs.push((position, key.trim().to_string(), value.trim().to_string()));
+    }
+    Ok(pairs)
+}
+
 /// The `;`-separated items of a definition, with `\;` unescaped.
 fn items(spec: &str) -> Vec<String> {
     let mut items = vec![String::new()];
@@ -118,18 +169,8 @@ impl Service {
         };
         // An item is named by its position, never quoted: after a `;` left unescaped in a
         // credential, the rest of the credential is an item of its own.
-        for (position, item) in items(spec).iter().enumerate() {
-            let item = item.trim();
-            if item.is_empty() {
-                continue;
-            }
-            let position = position + 1;
-            let (key, value) = item
-                .split_once('=')
-                .map(|(k, v)| (k.trim(), v.trim()))
-                .ok_or_else(|| {
-                    format!("item {position} is not key=value (write \\; for a ';' in a value)")
-                })?;
+        for (position, key, value) in key_values(spec)? {
+            let (key, value) = (key.as_str(), value.as_str());
             match key {
                 "name" => service.name = value.to_string(),
                 "url" => {
@@ -140,32 +181,8 @@ impl Service {
                     }
                     service.base_url = value.to_string();
                 }
-                "header" => {
-                    if !value.contains(':') || breaks_header_line(value.as_bytes()) {
-                        return Err("header must be one 'Name: value' line".into());
-                    }
-                    service.headers.push(value.to_string());
-                }
-                "auth" => {
-                    service.auth = Some(match value.split_once(':') {
-                        Some(("bearer", token)) if token.chars().any(char::is_control) => {
-                            return Err("the bearer token must not contain CR, LF or other \
-                                        control characters"
-                                .into());
-                        }
-                        Some(("bearer", token)) if !token.is_empty() => Auth::Bearer(token.into()),
-                        Some(("basic", credentials)) => {
-                            let (user, password) = credentials
-                                .split_once(':')
-                                .ok_or("auth=basic needs basic:user:password")?;
-                            Auth::Basic {
-                                user: user.into(),
-                                password: password.into(),
-                            }
-                        }
-                        _ => return Err("auth must be bearer:TOKEN or basic:user:password".into()),
-                    })
-                }
+                "header" => service.headers.push(header_line(value)?),
+                "auth" => service.auth = Some(auth(value)?),
                 "connect_timeout_ms" => service.connect_timeout = Some(millis(key, value)?),
                 "timeout_ms" => service.timeout = Some(millis(key, value)?),
                 // Written in any case, sent upper-case.
@@ -215,6 +232,32 @@ impl Service {
             service.cache = Some(limits);
         }
         Ok(service)
+    }
+
+    /// This service with its credentials renewed by `update`: `auth` and `header` items in
+    /// the definition's syntax. `auth` replaces the definition's credentials, and each
+    /// `header` the definition's header of the same name (or is added). An empty update gives
+    /// the definition back. The error names a bad item without quoting it.
+    pub fn with_update(&self, update: &str) -> Result<Service, String> {
+        let mut renewed = self.clone();
+        for (position, key, value) in key_values(update)? {
+            match key.as_str() {
+                "auth" => renewed.auth = Some(auth(&value)?),
+                "header" => {
+                    let line = header_line(&value)?;
+                    renewed
+                        .headers
+                        .retain(|h| !header_name(h).eq_ignore_ascii_case(header_name(&line)));
+                    renewed.headers.push(line);
+                }
+                _ => {
+                    return Err(format!(
+                        "item {position}: only auth and header items can be updated"
+                    ));
+                }
+            }
+        }
+        Ok(renewed)
     }
 
     /// The URL of `path` (the part after `name://`) on this service, with the service's query

@@ -327,6 +327,14 @@ cmd_entry!(
     |msg, p| { script::init_client_tls(MessageId::of(msg), unsafe { str_arg(p[0]) }) }
 );
 
+// SAFETY: two declared STR parameters (see `cmd_entry`).
+cmd_entry!(
+    w_rest_update_service,
+    "rest_update_service",
+    -1,
+    |_msg, p| unsafe { script::update_service(str_arg(p[0]), str_arg(p[1])) }
+);
+
 // SAFETY: one declared INT parameter and an optional one (see `cmd_entry`).
 cmd_entry!(w_rest_timeout, "rest_timeout", -1, |msg, p| unsafe {
     script::set_timeouts(MessageId::of(msg), int_arg(p[0]), int_arg(p[1]))
@@ -368,6 +376,7 @@ const SEND_PARAMS: [CmdParam; 9] = [STR, STR, STR_OPT, VAR, VAR_OPT, VAR_OPT, EN
 const DELETE_PARAMS: [CmdParam; 9] = [STR, STR_OPT, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END, END];
 const REQUEST_PARAMS: [CmdParam; 9] = [STR, STR, STR_OPT, STR_OPT, VAR, VAR_OPT, VAR_OPT, END, END];
 const ONE_STR: [CmdParam; 9] = [STR, END, END, END, END, END, END, END, END];
+const TWO_STR: [CmdParam; 9] = [STR, STR, END, END, END, END, END, END, END];
 const ONE_VAR: [CmdParam; 9] = [VAR, END, END, END, END, END, END, END, END];
 const STR_VAR: [CmdParam; 9] = [STR, VAR, END, END, END, END, END, END, END];
 const INT_INT_OPT: [CmdParam; 9] = [INT, INT_OPT, END, END, END, END, END, END, END];
@@ -420,6 +429,7 @@ function_tables! {
         (c"rest_append_hf", w_rest_append_hf, ONE_STR),
         (c"rest_init_client_tls", w_rest_init_client_tls, ONE_STR),
         (c"rest_timeout", w_rest_timeout, INT_INT_OPT),
+        (c"rest_update_service", w_rest_update_service, TWO_STR),
         (c"rest_raw_body", w_rest_raw_body, NO_PARAMS),
         (c"rest_response_header", w_rest_response_header, STR_VAR),
         (c"rest_response_reason", w_rest_response_reason, ONE_VAR),

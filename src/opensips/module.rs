@@ -12,7 +12,8 @@ use log::{error, warn};
 use parking_lot::Mutex;
 
 use crate::engine::{
-    Client, ClientSettings, ConnectGate, HttpVersion, ResponseCache, Service, Token,
+    Client, ClientSettings, ConnectGate, HttpVersion, RenewableCredentials, RenewedServices,
+    ResponseCache, Service, Token,
 };
 
 use super::abi::TlsMgm;
@@ -80,6 +81,8 @@ pub struct ModuleConfig {
     pub connect_poll_interval: Duration,
     /// Named services (`service` module parameter).
     pub services: Vec<Service>,
+    /// Their credentials as renewed by `rest_update_service`, shared by every process.
+    pub credentials: RenewableCredentials,
 }
 
 /// Services defined by `modparam("rest_client", "service", "...")` lines, until mod_init.
@@ -181,6 +184,8 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
         None
     };
     curl::init();
+    let services = std::mem::take(&mut *SERVICES.lock());
+    let credentials = RenewableCredentials::create(services.len())?;
     MODULE
         .set(ModuleConfig {
             settings,
@@ -189,7 +194,8 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
             max_async_transfers: params.max_async_transfers as usize,
             no_async_fallback: params.no_async_fallback != 0,
             connect_poll_interval: Duration::from_millis(connect_poll_interval),
-            services: std::mem::take(&mut *SERVICES.lock()),
+            services,
+            credentials,
         })
         .map_err(|_| "mod_init called twice".to_string())
 }
@@ -215,6 +221,8 @@ pub struct Worker {
     pub hub_registered: bool,
     /// Response caches of the services that have one, by service name.
     pub caches: HashMap<String, ResponseCache>,
+    /// This process's copies of the services whose credentials were renewed.
+    pub renewed: RenewedServices,
 }
 
 thread_local! {
@@ -236,6 +244,7 @@ fn new_worker() -> Result<Worker, String> {
         last_token: 0,
         hub_registered: false,
         caches: HashMap::new(),
+        renewed: RenewedServices::default(),
     })
 }
 

@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
 
 use crate::engine::{
     ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResponseCache, ResponseHead,
@@ -59,8 +59,21 @@ pub struct CacheSlot {
     key: Vec<u8>,
 }
 
-/// The request of a transfer function, resolved against its service (`name://path`), if any.
-fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>), ResultCode> {
+/// A named service: its position in the module's list, and its definition.
+type ServiceEntry = (usize, &'static Service);
+
+/// The service named `name` (any case), if there is one.
+fn find_service(name: &str) -> Option<ServiceEntry> {
+    config()?
+        .services
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.name.eq_ignore_ascii_case(name))
+}
+
+/// The request of a transfer function, resolved against its service (`name://path`), if any:
+/// the service's position and definition.
+fn build_request(args: &CallArgs) -> Result<(Request, Option<ServiceEntry>), ResultCode> {
     let url = args
         .url
         .and_then(|u| String::from_utf8(u.to_vec()).ok())
@@ -68,23 +81,18 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>),
         .ok_or_else(|| invalid("missing, empty or invalid URL"))?;
     let (service, url) = match service_reference(&url) {
         Some((name, path)) => {
-            let service = config()
-                .and_then(|c| {
-                    c.services
-                        .iter()
-                        .find(|s| s.name.eq_ignore_ascii_case(name))
-                })
+            let (index, service) = find_service(name)
                 .ok_or_else(|| invalid(&format!("unknown service '{name}' in URL")))?;
             let url = service
                 .url(path)
                 .map_err(|e| invalid(&format!("service {}: {e}", service.name)))?;
-            (Some(service), url)
+            (Some((index, service)), url)
         }
         None => (None, url),
     };
     let method = match args.method {
         MethodArg::Fixed(method) => method,
-        MethodArg::Named(Some(b"")) => match service.and_then(|s| s.method) {
+        MethodArg::Named(Some(b"")) => match service.and_then(|(_, s)| s.method) {
             Some(method) => method,
             None if args.body.is_some_and(|b| !b.is_empty()) => Method::Post,
             None => Method::Get,
@@ -100,8 +108,7 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<&'static Service>),
     request.content_type = args
         .content_type
         .map(|c| String::from_utf8_lossy(trim_http_whitespace(c)).into_owned());
-    if let Some(service) = service {
-        request.auth = service.auth.clone();
+    if let Some((_, service)) = service {
         request.timeout = service.timeout;
         request.connect_timeout = service.connect_timeout;
     }
@@ -118,10 +125,15 @@ fn prepare(
 ) -> Result<(Request, Option<CacheSlot>), ResultCode> {
     let settings = worker.message.enter(args.message).start_call();
     let (mut request, service) = build_request(args)?;
-    args.outputs.body_as_received = settings.raw_body || service.is_some_and(|s| s.raw_body);
+    args.outputs.body_as_received = settings.raw_body || service.is_some_and(|(_, s)| s.raw_body);
     request.headers = settings.headers;
-    if let Some(service) = service {
-        let defaults: Vec<String> = service
+    if let (Some((index, definition)), Some(config)) = (service, config()) {
+        // The credentials and headers as last renewed by rest_update_service.
+        let current = worker
+            .renewed
+            .current(&config.credentials, index, definition);
+        request.auth = current.auth.clone();
+        let defaults: Vec<String> = current
             .headers
             .iter()
             .filter(|line| !request.has_header(line.split(':').next().unwrap_or_default()))
@@ -129,6 +141,7 @@ fn prepare(
             .collect();
         request.headers.splice(0..0, defaults);
     }
+    let service = service.map(|(_, definition)| definition);
     request.client_cert = settings.cert;
     if let Some((transfer, connect)) = settings.timeouts {
         request.timeout = Some(transfer);
@@ -594,6 +607,40 @@ pub fn keep_raw_body(msg: MessageId) -> i32 {
         Ok(()) => 1,
         Err(e) => {
             error!("rest_raw_body: {e}");
+            -1
+        }
+    }
+}
+
+/// `rest_update_service(name, update)`: renews the credentials of service `name` for every
+/// process (`auth` and `header` items, see `Service::with_update`). Values are never logged.
+pub fn update_service(name: Option<&[u8]>, update: Option<&[u8]>) -> i32 {
+    let (Some(name), Some(update)) = (name, update) else {
+        error!("rest_update_service: missing service name or update");
+        return -1;
+    };
+    let name = String::from_utf8_lossy(name);
+    let (Some((index, definition)), Some(config)) = (find_service(&name), config()) else {
+        error!("rest_update_service: unknown service '{name}'");
+        return -1;
+    };
+    let Ok(update) = std::str::from_utf8(update) else {
+        error!(
+            "rest_update_service: service {}: the update is not UTF-8",
+            definition.name
+        );
+        return -1;
+    };
+    match config.credentials.publish(index, definition, update) {
+        Ok(count) => {
+            info!(
+                "service {}: credentials renewed for every process (update {count})",
+                definition.name
+            );
+            1
+        }
+        Err(e) => {
+            error!("rest_update_service: service {}: {e}", definition.name);
             -1
         }
     }

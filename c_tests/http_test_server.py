@@ -3,7 +3,7 @@
 
 Usage:
     http_test_server.py [--host 127.0.0.1] [--port 0]
-                        [--tls-cert CERT --tls-key KEY [--client-ca CA]]
+                        [--tls-cert CERT --tls-key KEY [--client-ca CA [--client-cert-optional]]]
                         [--max-seconds 600]
 
 Prints "PORT <n>" as its first stdout line once listening.  Exits after
@@ -26,7 +26,8 @@ Routes (path before "?"):
                           application/octet-stream
   /echo                   JSON {method, version, path, headers: [[name, value]...], body
                           (latin-1), body_len, connection_id, request_on_connection,
-                          client_cert_subject (TLS only: client cert CN or null)}
+                          client_cert_subject, tls_session_reused (TLS only: client
+                          cert CN or null; whether the connection resumed a TLS session)}
   /delay?ms=N[&size=M]    200 after N ms, body "delayed" (or M pattern bytes)
   /close                  200 "closing" with Connection: close, then close
   /close-after-response?ms=N
@@ -270,6 +271,7 @@ class Connection:
                    "connection_id": self.cid, "request_on_connection": self.requests}
             if self.tls:
                 doc["client_cert_subject"] = self.client_cn()
+                doc["tls_session_reused"] = self.sock.session_reused
             return self.respond(req, 200, json.dumps(doc).encode(), [("Content-Type", "application/json")])
         if path == "/delay":
             time.sleep(req.int_arg("ms", 0) / 1000)
@@ -405,6 +407,7 @@ def main():
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--client-ca")
+    ap.add_argument("--client-cert-optional", action="store_true")
     ap.add_argument("--max-seconds", type=float, default=600)
     args = ap.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key) or (args.client_ca and not args.tls_cert):
@@ -415,7 +418,7 @@ def main():
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.tls_cert, args.tls_key)
         if args.client_ca:
-            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.verify_mode = ssl.CERT_OPTIONAL if args.client_cert_optional else ssl.CERT_REQUIRED
             ctx.load_verify_locations(args.client_ca)
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

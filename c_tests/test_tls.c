@@ -1,8 +1,13 @@
 /*
- * HTTPS: CA verification through ssl_capath, ssl_verifypeer/ssl_verifyhost = 0, and client
- * certificates from tls_mgm domains (file paths, or PEM text as database domains hold it)
- * through rest_init_client_tls, used by the next transfer only.
- * usage: test_tls module.so cfg verify|noverify   (cfg: tls.cfg / tls_noverify.cfg)
+ * HTTPS: server verification with a test CA given only through ssl_capath (never the machine's
+ * CA store), each verification failure with its result code, ssl_verifyhost = 0 and
+ * ssl_verifypeer = 0, client certificates from tls_mgm domains (file paths, or PEM text as
+ * database domains hold it) through rest_init_client_tls, used by the next transfer only, TLS
+ * sessions resumed on new connections (never across client identities), and a CA removed from
+ * or added to ssl_capath taking effect at the next new connection (issue 10: the CAs and
+ * client certificates are parsed once per process, not once per connection).
+ * usage: test_tls module.so cfg verify|nohostcheck|noverify
+ *        (cfg: tls.cfg / tls_nohostcheck.cfg / tls_noverify.cfg)
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -36,6 +41,16 @@ static char *slurp(const char *file)
 	return b;
 }
 
+/* An HTTPS test server presenting make_certs.sh's certificate `name`, with extra options. */
+static int tls_server(const char *name, const char *opt1, const char *opt2, const char *opt3)
+{
+	char cert[512], key[512];
+	snprintf(cert, sizeof cert, "%s/%s.pem", dir, name);
+	snprintf(key, sizeof key, "%s/%s.key", dir, name);
+	const char *args[] = { "--tls-cert", cert, "--tls-key", key, opt1, opt2, opt3, NULL };
+	return h_start_server(args);
+}
+
 static int get_url(const char *url)
 {
 	hvar_reset(&body);
@@ -48,6 +63,8 @@ static int get(int port, const char *p)
 	return get_url(h_url("https", port, p));
 }
 
+static int body_has(const char *text) { return body.is_set && strstr(body.s, text) != NULL; }
+
 static int async_rc;
 
 static void async_done(int rc, void *arg)
@@ -56,76 +73,134 @@ static void async_done(int rc, void *arg)
 	async_rc = rc;
 }
 
+static void shell(const char *fmt, const char *arg)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof cmd, fmt, arg, arg);
+	CHECK_INT(system(cmd), 0);
+}
+
+/* mtls: a server that requires a client certificate, also service "mtls" with a cache. */
+static void verify(int mtls)
+{
+	int plain = tls_server("server", NULL, NULL, NULL);
+	int rogue = tls_server("rogue", NULL, NULL, NULL);
+	int optional = tls_server("server", "--client-ca", path("ca.pem"), "--client-cert-optional");
+	int wronghost = tls_server("wronghost", NULL, NULL, NULL);
+	int expired = tls_server("expired", NULL, NULL, NULL);
+
+	/* The server's certificate verifies against ssl_capath; ours comes from tls_mgm. */
+	CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
+	CHECK_INT(h_tls_released(), 1);
+	CHECK_INT(get(mtls, "/echo"), 1);
+	CHECK(body_has("\"client_cert_subject\": \"client-one\""));
+
+	/* The certificate was for that transfer only: the server now refuses us (-10), on a new
+	 * connection and without resuming the session made with the certificate. */
+	CHECK_INT(get(mtls, "/echo"), -10);
+
+	/* A database domain carries PEM text instead of file names. */
+	CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client-db")), 1);
+	CHECK_INT(get(mtls, "/echo"), 1);
+	CHECK(body_has("\"client_cert_subject\": \"client-one\""));
+
+	/* A domain whose key is not the certificate's: the handshake is not even tried. */
+	CHECK_INT(H_CALL("rest_init_client_tls", A_STR("mismatched")), 1);
+	CHECK_INT(get(plain, "/echo"), -10);
+
+	CHECK_INT(H_CALL("rest_init_client_tls", A_STR("no-such-domain")), -1);
+	CHECK_INT(H_CALL("rest_init_client_tls", A_STR("")), -1);
+
+	/* Async HTTPS: handshake and client certificate through the reactor. */
+	hvar_reset(&body);
+	CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
+	H_ASYNC("rest_get", 0, async_done, NULL, A_STR(h_url("https", mtls, "/echo")), A_VAR(&body));
+	CHECK_INT(h_reactor_run(5000), 0);
+	CHECK_INT(async_rc, 1);
+	CHECK(body_has("\"client_cert_subject\": \"client-one\""));
+
+	/* Issue 9 (7): a cached answer is for the client it was given to: without the
+	 * certificate the request is made again, and refused. */
+	CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
+	CHECK_INT(get_url("mtls://echo"), 1);
+	CHECK(body_has("\"client_cert_subject\": \"client-one\""));
+	CHECK_INT(get_url("mtls://echo"), -10);
+	CHECK(!body.is_set);
+
+	/* A new connection resumes the TLS session of the previous one (the server closes the
+	 * first after /close), with a client certificate and without. */
+	CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
+	CHECK_INT(get(mtls, "/close"), 1);
+	CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
+	CHECK_INT(get(mtls, "/echo"), 1);
+	CHECK(body_has("\"request_on_connection\": 1") && body_has("\"tls_session_reused\": true"));
+	CHECK(body_has("\"client_cert_subject\": \"client-one\""));
+	CHECK_INT(get(plain, "/echo"), 1);
+	CHECK(body_has("\"tls_session_reused\": false"));
+	CHECK_INT(get(plain, "/close"), 1);
+	CHECK_INT(get(plain, "/echo"), 1);
+	CHECK(body_has("\"request_on_connection\": 1") && body_has("\"tls_session_reused\": true"));
+
+	/* A server that takes a client certificate but does not require one: a request without
+	 * one never rides on the connection or the TLS session made with one. */
+	CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
+	CHECK_INT(get(optional, "/echo"), 1);
+	CHECK(body_has("\"client_cert_subject\": \"client-one\""));
+	CHECK_INT(get(optional, "/echo"), 1);
+	CHECK(body_has("\"client_cert_subject\": null") && body_has("\"tls_session_reused\": false"));
+	CHECK(body_has("\"connection_id\": 2"));
+
+	/* Verification failures, all -10 with nothing written: no CA vouches for the
+	 * certificate, it names another host, it has expired. */
+	CHECK_INT(get(rogue, "/echo"), -10);
+	CHECK(!body.is_set);
+	CHECK_INT(get(wronghost, "/echo"), -10);
+	CHECK(!body.is_set);
+	CHECK_INT(get(expired, "/echo"), -10);
+	CHECK(!body.is_set);
+
+	/* The CA leaves ssl_capath: the next new connection (to a server without a session to
+	 * resume) no longer trusts it; it comes back: trusted again. */
+	int fresh = tls_server("server", NULL, NULL, NULL);
+	shell("rm %s/capath/*", dir);
+	CHECK_INT(get(fresh, "/echo"), -10);
+	shell("cp %s/ca.pem %s/capath/", dir);
+	shell("openssl rehash %s/capath", dir);
+	CHECK_INT(get(fresh, "/echo"), 1);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4 || !mkdtemp(dir))
 		return 2;
-	int verify = strcmp(argv[3], "verify") == 0;
-	char cmd[600];
-	snprintf(cmd, sizeof cmd, "sh c_tests/make_certs.sh %s", dir);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "make_certs.sh failed\n");
-		return 2;
-	}
+	const char *mode = argv[3];
+	shell("sh c_tests/make_certs.sh %s", dir);
 	h_load(argv[1]);
 	CHECK_INT(h_load_cfg(argv[2]), 0);
 	CHECK_INT(h_modparam("ssl_capath", 1, path("capath"), 0), 0);
 	h_tls_add_client_domain("client", path("client.pem"), path("client.key"));
 	h_tls_add_client_domain("client-db", slurp(path("client.pem")), slurp(path("client.key")));
-	const char *mtls_args[] = { "--tls-cert", path("server.pem"), "--tls-key", path("server.key"),
-				    "--client-ca", path("ca.pem"), NULL };
-	const char *rogue_args[] = { "--tls-cert", path("rogue.pem"), "--tls-key", path("rogue.key"), NULL };
-	int mtls = h_start_server(mtls_args);
-	int rogue = h_start_server(rogue_args);
+	h_tls_add_client_domain("mismatched", path("client.pem"), path("server.key"));
+	int mtls = tls_server("server", "--client-ca", path("ca.pem"), NULL);
 	char service[128];
 	snprintf(service, sizeof service, "name=mtls; url=https://127.0.0.1:%d/; cache_ttl=60", mtls);
 	CHECK_INT(h_modparam("service", 1, service, 0), 0);
 	CHECK_INT(h_mod_init(), 0);
 	CHECK_INT(h_child_init(1), 0);
 
-	if (verify) {
-		/* The server's certificate verifies against ssl_capath; ours comes from tls_mgm. */
-		CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
-		CHECK_INT(h_tls_released(), 1);
-		CHECK_INT(get(mtls, "/echo"), 1);
-		CHECK(body.is_set && strstr(body.s, "\"client_cert_subject\": \"client-one\""));
-
-		/* The certificate was for that transfer only: the server now refuses us. */
-		CHECK_INT(get(mtls, "/echo"), -10);
-
-		/* A database domain carries PEM text instead of file names. */
-		CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client-db")), 1);
-		CHECK_INT(get(mtls, "/echo"), 1);
-		CHECK(body.is_set && strstr(body.s, "\"client_cert_subject\": \"client-one\""));
-
-		CHECK_INT(H_CALL("rest_init_client_tls", A_STR("no-such-domain")), -1);
-		CHECK_INT(H_CALL("rest_init_client_tls", A_STR("")), -1);
-
-		/* Async HTTPS: handshake and client certificate through the reactor. */
-		hvar_reset(&body);
-		CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
-		H_ASYNC("rest_get", 0, async_done, NULL, A_STR(h_url("https", mtls, "/echo")), A_VAR(&body));
-		CHECK_INT(h_reactor_run(5000), 0);
-		CHECK_INT(async_rc, 1);
-		CHECK(body.is_set && strstr(body.s, "\"client_cert_subject\": \"client-one\""));
-
-		/* Issue 9 (7): a cached answer is for the client it was given to: without the
-		 * certificate the request is made again, and refused. */
-		CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client")), 1);
-		CHECK_INT(get_url("mtls://echo"), 1);
-		CHECK(body.is_set && strstr(body.s, "\"client_cert_subject\": \"client-one\""));
-		CHECK_INT(get_url("mtls://echo"), -10);
-		CHECK(!body.is_set);
-
-		/* A certificate no CA in ssl_capath vouches for. */
-		CHECK_INT(get(rogue, "/echo"), -10);
-		CHECK(!body.is_set);
+	if (strcmp(mode, "verify") == 0) {
+		verify(mtls);
+	} else if (strcmp(mode, "nohostcheck") == 0) {
+		/* ssl_verifyhost = 0: any host name, but still a trusted and valid certificate. */
+		CHECK_INT(get(tls_server("wronghost", NULL, NULL, NULL), "/echo"), 1);
+		CHECK_INT(get(tls_server("rogue", NULL, NULL, NULL), "/echo"), -10);
+		CHECK_INT(get(tls_server("expired", NULL, NULL, NULL), "/echo"), -10);
 	} else {
-		/* ssl_verifypeer = 0 and ssl_verifyhost = 0. */
-		CHECK_INT(get(rogue, "/echo"), 1);
+		/* ssl_verifypeer = 0 and ssl_verifyhost = 0: any certificate. */
+		CHECK_INT(get(tls_server("rogue", NULL, NULL, NULL), "/echo"), 1);
 		CHECK_INT(code.ri, 200);
+		CHECK_INT(get(tls_server("expired", NULL, NULL, NULL), "/echo"), 1);
 	}
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	CHECK_INT(system(cmd), 0);
+	shell("rm -rf %s", dir);
 	return h_finish();
 }

@@ -67,6 +67,11 @@ fn https_with_ca_path_and_tls_mgm_client_certificates() {
 }
 
 #[test]
+fn https_without_host_name_check() {
+    assert_passes("test_tls", Some("tls_nohostcheck.cfg"), &["nohostcheck"]);
+}
+
+#[test]
 fn https_without_verification() {
     assert_passes("test_tls", Some("tls_noverify.cfg"), &["noverify"]);
 }

@@ -1,18 +1,20 @@
-//! The per-process HTTP client: one connection cache (a libcurl share) used by every transfer
-//! of the process, and one reusable easy handle for blocking transfers.
+//! The per-process HTTP client: the connection caches (a libcurl share per client identity,
+//! see `tls.rs`) used by every transfer of the process, and one reusable easy handle for
+//! blocking transfers.
 
 use curl::easy::{Easy2, List};
 use log::error;
 
 use super::collector::{Collector, InflightBodies, Overflow};
-use super::curl_raw::{CurlShare, allow_http_only, leave_slow_lookups_behind, request_sent};
+use super::curl_raw::{allow_http_only, leave_slow_lookups_behind, request_sent};
 use super::hub::{Hub, Token};
 use super::redact_url;
-use super::request::{KeyMaterial, Method, Request, header_name_is};
+use super::request::{Method, Request, header_name_is};
 use super::response_head::ResponseHead;
 use super::result_code::ResultCode;
 use super::service::Auth;
 use super::settings::{ClientSettings, HttpVersion};
+use super::tls::ProcessTls;
 
 /// Bodies larger than this ask for `100-continue` when `expect_100` is on (the C module's
 /// documented threshold; libcurl 7.88 on its own only asks above 1 MiB).
@@ -44,23 +46,23 @@ impl Outcome {
     }
 }
 
-/// One process's client. Field order is drop order: easy handles before the share.
+/// One process's client. Field order is drop order: easy handles before the caches they use.
 pub struct Client {
     blocking: Easy2<Collector>,
     /// The process's async transfers.
     pub hub: Hub,
-    share: CurlShare,
+    tls: ProcessTls,
     settings: ClientSettings,
 }
 
 impl Client {
     pub fn new(settings: ClientSettings) -> Result<Self, String> {
-        let share = CurlShare::new()?;
+        let tls = ProcessTls::new(&settings)?;
         let inflight = InflightBodies::new(settings.max_inflight_body_bytes);
         Ok(Self {
             blocking: Easy2::new(Collector::new(std::rc::Rc::clone(&inflight))),
             hub: Hub::new(&settings, inflight)?,
-            share,
+            tls,
             settings,
         })
     }
@@ -68,7 +70,10 @@ impl Client {
     /// Starts `request` as async transfer `token` without waiting for anything: see [`Hub`].
     /// `Some` when it is already over (e.g. connection refused at once, or bad options).
     pub fn start(&mut self, token: Token, request: &Request) -> Option<Outcome> {
-        match self.hub.start(token, &self.share, &self.settings, request) {
+        match self
+            .hub
+            .start(token, &mut self.tls, &self.settings, request)
+        {
             Ok(()) => {
                 let outcome = self.hub.take_finished(token);
                 self.hub.wake_for_finished();
@@ -80,7 +85,7 @@ impl Client {
 
     /// Runs `request` to completion, blocking the calling thread.
     pub fn perform(&mut self, request: &Request) -> Outcome {
-        if let Err(e) = configure(&mut self.blocking, &self.share, &self.settings, request) {
+        if let Err(e) = configure(&mut self.blocking, &mut self.tls, &self.settings, request) {
             error!(
                 "cannot set up {} {}: {e}",
                 request.method.name(),
@@ -121,7 +126,7 @@ impl std::fmt::Display for SetupError {
 /// libcurl options a transfer gets. Only HTTP and HTTPS are allowed.
 pub(super) fn configure(
     easy: &mut Easy2<Collector>,
-    share: &CurlShare,
+    tls: &mut ProcessTls,
     settings: &ClientSettings,
     request: &Request,
 ) -> Result<(), SetupError> {
@@ -131,7 +136,7 @@ pub(super) fn configure(
     easy.reset();
     allow_http_only(easy)?;
     easy.get_mut().start(settings.max_body_bytes);
-    share.attach(easy)?;
+    tls.apply(easy, settings, request.client_cert.as_ref())?;
     // Refused by libcurl before 7.87 (the module then waits for slow lookups as before).
     let _ = leave_slow_lookups_behind(easy);
     easy.signal(false)?;
@@ -148,24 +153,11 @@ pub(super) fn configure(
     if let Some(version) = settings.http_version.to_curl() {
         easy.http_version(version)?;
     }
-    if let Some(path) = &settings.ca_path {
-        easy.capath(path)?;
-    }
     if !settings.verify_peer {
         easy.ssl_verify_peer(false)?;
     }
     if !settings.verify_host {
         easy.ssl_verify_host(false)?;
-    }
-    if let Some(cert) = &request.client_cert {
-        match &cert.certificate {
-            KeyMaterial::File(path) => easy.ssl_cert(path)?,
-            KeyMaterial::Pem(pem) => easy.ssl_cert_blob(pem)?,
-        }
-        match &cert.private_key {
-            KeyMaterial::File(path) => easy.ssl_key(path)?,
-            KeyMaterial::Pem(pem) => easy.ssl_key_blob(pem)?,
-        }
     }
     let own_type =
         request.sends_body() && request.content_type.as_ref().is_some_and(|c| !c.is_empty());
@@ -285,12 +277,12 @@ mod tests {
     /// the transfer's protocol list refuses it before any lookup or connect.
     #[test]
     fn a_guessed_scheme_other_than_http_is_refused_by_libcurl() {
-        let share = CurlShare::new().unwrap();
+        let settings = ClientSettings::default();
+        let mut tls = ProcessTls::new(&settings).unwrap();
         let mut easy = Easy2::new(Collector::new(InflightBodies::new(None)));
         let request = Request::new(Method::Get, "dict.localhost:1/d".into());
         assert!(request.refusal().is_none());
-        let settings = ClientSettings::default();
-        assert!(configure(&mut easy, &share, &settings, &request).is_ok());
+        assert!(configure(&mut easy, &mut tls, &settings, &request).is_ok());
         let e = easy.perform().unwrap_err();
         assert!(e.is_unsupported_protocol(), "{e}");
     }

@@ -1,13 +1,16 @@
 //! The per-transfer libcurl handler: collects the body (bounded per transfer, and with the
 //! bodies of the process's other unfinished transfers), the response's Content-Type, and the
-//! final response's status line and header lines (bounded) for later look-ups.
+//! final response's status line and header lines (bounded) for later look-ups, and gives the
+//! transfer's new TLS connections the process's TLS material.
 
 use std::cell::Cell;
+use std::ffi::c_void;
 use std::rc::Rc;
 
 use curl::easy::{Handler, WriteError};
 
 use super::response_head::{MAX_HEAD_BYTES, ResponseHead};
+use super::tls::ConnectionTls;
 
 /// The response body bytes that the unfinished transfers of one client hold, and their cap.
 #[derive(Debug)]
@@ -54,8 +57,9 @@ pub enum Overflow {
 
 /// Receives what libcurl reads for one transfer. The body it holds counts in its client's
 /// [`InflightBodies`] until it is taken or cleared.
-#[derive(Debug)]
 pub struct Collector {
+    /// What a new TLS connection of the transfer gets (set by `ProcessTls::apply`).
+    pub(super) tls: ConnectionTls,
     body: Vec<u8>,
     max_body_bytes: Option<usize>,
     overflow: Option<Overflow>,
@@ -67,6 +71,7 @@ pub struct Collector {
 impl Collector {
     pub fn new(inflight: Rc<InflightBodies>) -> Self {
         Self {
+            tls: ConnectionTls::default(),
             body: Vec::new(),
             max_body_bytes: None,
             overflow: None,
@@ -145,6 +150,10 @@ impl Handler for Collector {
             self.head.add_line(line, MAX_HEAD_BYTES);
         }
         true
+    }
+
+    fn ssl_ctx(&mut self, ssl_ctx: *mut c_void) -> Result<(), curl::Error> {
+        self.tls.install(ssl_ctx)
     }
 }
 

@@ -1,11 +1,12 @@
 //! The libcurl calls the `curl` crate does not wrap: a share handle holding one process's
 //! connection cache, DNS cache and TLS sessions (so that every transfer of the process,
 //! blocking or async, reuses the same kept-alive connections), `curl_easy_getinfo` on a
-//! handle that sits in a multi handle, the easy options newer than the crate, and the
-//! protocols a transfer may use.
+//! handle that sits in a multi handle, the easy options newer than the crate, the protocols a
+//! transfer may use, and the CA options that take NULL.
 #![allow(unsafe_code)]
 
-use std::ffi::CStr;
+use std::ffi::{CStr, c_char, c_long};
+use std::path::PathBuf;
 use std::ptr::NonNull;
 
 use curl::easy::Easy2;
@@ -126,3 +127,53 @@ pub fn request_sent(easy: *mut curl_sys::CURL) -> bool {
 
 /// CURLINFO_OFF_T (0x600000) + 53 (libcurl 7.61+), not exported by curl-sys.
 const CURLINFO_PRETRANSFER_TIME_T: curl_sys::CURLINFO = 0x600000 + 53;
+/// CURLINFO_STRING (0x100000) + 61 and + 62 (libcurl 7.84+): the built-in CA bundle and
+/// directory.
+const CURLINFO_CAINFO: curl_sys::CURLINFO = 0x100000 + 61;
+const CURLINFO_CAPATH: curl_sys::CURLINFO = 0x100000 + 62;
+/// CURLOPTTYPE_LONG + 321 (libcurl 7.87+): how long a multi handle keeps a CA store it parsed.
+const CURLOPT_CA_CACHE_TIMEOUT: curl_sys::CURLoption = 321;
+
+/// The CA bundle file and CA directory libcurl was built to use by default (Debian's:
+/// `/etc/ssl/certs/ca-certificates.crt` and `/etc/ssl/certs`). `Err` from a libcurl older than
+/// 7.84, which cannot tell.
+pub fn default_ca_locations() -> Result<(Option<PathBuf>, Option<PathBuf>), curl::Error> {
+    let probe = curl::easy::Easy::new();
+    let location = |info| {
+        let mut text: *const c_char = std::ptr::null();
+        // SAFETY: `probe` is a live easy handle; these infos take a char** and leave it NULL or
+        // pointing at a NUL-terminated string owned by libcurl, copied before `probe` drops.
+        let rc = unsafe { curl_sys::curl_easy_getinfo(probe.raw(), info, &mut text as *mut _) };
+        if rc != curl_sys::CURLE_OK {
+            return Err(curl::Error::new(rc));
+        }
+        // SAFETY: as above: NULL or a NUL-terminated string that lives as long as `probe`.
+        Ok((!text.is_null())
+            .then(|| PathBuf::from(unsafe { CStr::from_ptr(text) }.to_string_lossy().as_ref())))
+    };
+    Ok((location(CURLINFO_CAINFO)?, location(CURLINFO_CAPATH)?))
+}
+
+/// Makes `easy`'s new connections load no CA bundle and no CA directory (libcurl would parse
+/// its default bundle again for each one): the SSL_CTX callback gives each the process's store.
+/// Also turns off libcurl's own store cache (7.87+), which would otherwise keep the first
+/// connection's store in the multi handle and swap it into later connections in place of the
+/// process's current one.
+pub fn skip_ca_loading<H>(easy: &Easy2<H>) -> Result<(), curl::Error> {
+    for option in [curl_sys::CURLOPT_CAINFO, curl_sys::CURLOPT_CAPATH] {
+        // SAFETY: `easy` is live; both options take a char*, and NULL means "none".
+        let rc =
+            unsafe { curl_sys::curl_easy_setopt(easy.raw(), option, std::ptr::null::<c_char>()) };
+        if rc != curl_sys::CURLE_OK {
+            return Err(curl::Error::new(rc));
+        }
+    }
+    // SAFETY: `easy` is live; the option takes a long. Unknown before libcurl 7.87, which has no
+    // such cache to turn off.
+    let rc =
+        unsafe { curl_sys::curl_easy_setopt(easy.raw(), CURLOPT_CA_CACHE_TIMEOUT, 0 as c_long) };
+    match rc {
+        curl_sys::CURLE_OK | curl_sys::CURLE_UNKNOWN_OPTION => Ok(()),
+        _ => Err(curl::Error::new(rc)),
+    }
+}

@@ -21,11 +21,12 @@ use parking_lot::Mutex;
 
 use super::client::{Outcome, configure, finish, scrub};
 use super::collector::{Collector, InflightBodies};
-use super::curl_raw::{CurlShare, request_sent};
+use super::curl_raw::request_sent;
 use super::redact_url;
 use super::request::{Method, Request};
 use super::result_code::ResultCode;
 use super::settings::ClientSettings;
+use super::tls::ProcessTls;
 use super::watcher::{Interest, Watcher};
 
 /// The host's name for one transfer.
@@ -115,7 +116,7 @@ impl Hub {
     pub(super) fn start(
         &mut self,
         token: Token,
-        share: &CurlShare,
+        tls: &mut ProcessTls,
         settings: &ClientSettings,
         request: &Request,
     ) -> Result<(), Outcome> {
@@ -131,7 +132,7 @@ impl Hub {
             );
             Outcome::failed(ResultCode::InternalError)
         };
-        if let Err(e) = configure(&mut easy, share, settings, request) {
+        if let Err(e) = configure(&mut easy, tls, settings, request) {
             scrub(&mut easy);
             self.idle.push(easy);
             return Err(cannot(&e));

@@ -22,6 +22,8 @@ mod result_code;
 mod service;
 mod settings;
 mod shared_table;
+mod tls;
+mod tls_raw;
 mod watcher;
 
 pub use cache::ResponseCache;

@@ -66,7 +66,7 @@ impl Method {
 }
 
 /// Where a client certificate or key comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KeyMaterial {
     /// A PEM file on disk.
     File(String),
@@ -86,7 +86,7 @@ impl KeyMaterial {
 }
 
 /// A client certificate and its private key, for one transfer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ClientCert {
     pub certificate: KeyMaterial,
     pub private_key: KeyMaterial,

@@ -4,7 +4,8 @@
  * run with raw libcurl, against nginx (started and stopped here) on 127.0.0.1 and, for slow
  * answers, the scripted test server. One process = one OpenSIPS worker.
  *
- * usage: bench module.so bench.cfg nginx_dir
+ * usage: bench module.so bench.cfg nginx_dir (made by make_certs.sh: nginx's certificate, and
+ *        the test CA in nginx_dir/capath for ssl_capath)
  * environment: BENCH_REQUESTS (requests per throughput measure, default 20000),
  *              BENCH_LONG_RUN (requests of the memory run, default 1000000; 0 skips it).
  */
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,7 +26,7 @@ static int requests = 20000;
 /* ---- nginx ---- */
 
 static pid_t nginx_pid;
-static int nginx_keepalive, nginx_close, nginx_tls;
+static int nginx_keepalive, nginx_close, nginx_tls, nginx_tls_full;
 
 static void start_nginx(const char *dir)
 {
@@ -32,6 +34,7 @@ static void start_nginx(const char *dir)
 	nginx_keepalive = h_closed_port();
 	nginx_close = h_closed_port();
 	nginx_tls = h_closed_port();
+	nginx_tls_full = h_closed_port();
 	snprintf(conf, sizeof conf,
 		 "worker_processes 1;\nworker_rlimit_nofile 20000;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s/error.log;\n"
 		 "events { worker_connections 8192; }\n"
@@ -43,8 +46,13 @@ static void start_nginx(const char *dir)
 		 " location / { return 200 \"hello from nginx\\n\"; } }\n"
 		 " server { listen 127.0.0.1:%d ssl backlog=4096; keepalive_timeout 0;"
 		 " ssl_certificate %s/server.pem; ssl_certificate_key %s/server.key;"
+		 " location / { return 200 \"hello from nginx\\n\"; } }\n"
+		 " server { listen 127.0.0.1:%d ssl backlog=4096; keepalive_timeout 0;"
+		 " ssl_session_tickets off; ssl_session_cache off;"
+		 " ssl_certificate %s/server.pem; ssl_certificate_key %s/server.key;"
 		 " location / { return 200 \"hello from nginx\\n\"; } }\n}\n",
-		 dir, dir, dir, dir, dir, dir, dir, nginx_keepalive, nginx_close, nginx_tls, dir, dir);
+		 dir, dir, dir, dir, dir, dir, dir, nginx_keepalive, nginx_close, nginx_tls, dir, dir,
+		 nginx_tls_full, dir, dir);
 	snprintf(path, sizeof path, "%s/nginx.conf", dir);
 	FILE *f = fopen(path, "w");
 	fputs(conf, f);
@@ -302,6 +310,74 @@ static void start_cost(const char *label, const char *url, int n)
 	free(connect);
 }
 
+/* ---- 4. worker CPU per new, verified HTTPS connection ---- */
+
+static double cpu_us(void)
+{
+	struct rusage r;
+	getrusage(RUSAGE_SELF, &r);
+	return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1e6 + (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+}
+
+static int new_https_failed;
+
+static void count_failure(int rc, void *arg)
+{
+	(void)arg;
+	new_https_failed += rc != 1;
+}
+
+/* CPU time of this process (the worker) per call, each call on a new connection. */
+static double module_new_https(const char *url, int n, int async)
+{
+	hvar body = { 0 };
+	new_https_failed = 0;
+	double t0 = cpu_us();
+	for (int i = 0; i < n; i++) {
+		if (async) {
+			H_ASYNC("rest_get", 0, count_failure, NULL, A_STR(url), A_VAR(&body));
+			h_reactor_run(3000);
+		} else {
+			count_failure(H_CALL("rest_get", A_STR(url), A_VAR(&body)), NULL);
+		}
+	}
+	double per_call = (cpu_us() - t0) / n;
+	hvar_reset(&body);
+	if (new_https_failed)
+		fprintf(stderr, "  (module: %d of %d HTTPS calls failed)\n", new_https_failed, n);
+	return per_call;
+}
+
+/* The same with a raw easy handle and libcurl's own CA handling (its default CA bundle and
+ * `capath` for each new connection): what the module cost before issue 10. */
+static double raw_new_https(const char *url, const char *capath, int n)
+{
+	CURL *easy = curl_easy_init();
+	size_t received = 0;
+	int failed = 0;
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &received);
+	curl_easy_setopt(easy, CURLOPT_CAPATH, capath);
+	double t0 = cpu_us();
+	for (int i = 0; i < n; i++)
+		failed += curl_easy_perform(easy) != CURLE_OK;
+	double per_call = (cpu_us() - t0) / n;
+	curl_easy_cleanup(easy);
+	if (failed)
+		fprintf(stderr, "  (raw: %d of %d HTTPS calls failed)\n", failed, n);
+	return per_call;
+}
+
+static void new_https_cost(const char *label, const char *url, const char *capath, int n)
+{
+	module_new_https(url, 1, 0); /* the process's trust store is built at its first use */
+	double blocking = module_new_https(url, n, 0), async = module_new_https(url, n, 1);
+	double raw = raw_new_https(url, capath, n);
+	printf("%-26s module blocking %6.0f us  async %6.0f us CPU/call | raw easy, libcurl's CA loading %6.0f us CPU/call\n",
+	       label, blocking, async, raw);
+}
+
 /* ---- 5. memory ---- */
 
 static void memory(const char *slow_url, const char *fast_url, int long_run)
@@ -341,7 +417,14 @@ int main(int argc, char **argv)
 	int long_run = getenv("BENCH_LONG_RUN") ? atoi(getenv("BENCH_LONG_RUN")) : 1000000;
 	curl_global_init(CURL_GLOBAL_ALL);
 	h_set_log_level(-1);
-	h_start_as_worker(argv[1], argv[2]);
+	/* nginx's certificate is verified: the system CA bundle, and the test CA in ssl_capath. */
+	char capath[600];
+	snprintf(capath, sizeof capath, "%s/capath", argv[3]);
+	h_load(argv[1]);
+	CHECK_INT(h_load_cfg(argv[2]), 0);
+	CHECK_INT(h_modparam("ssl_capath", 1, capath, 0), 0);
+	CHECK_INT(h_mod_init(), 0);
+	CHECK_INT(h_child_init(1), 0);
 	start_nginx(argv[3]);
 	int slow = h_start_server(NULL);
 
@@ -369,6 +452,10 @@ int main(int argc, char **argv)
 	start_cost("async start, new HTTP", h_url("http", nginx_close, "/"), 300);
 	start_cost("async start, new HTTPS", h_url("https", nginx_tls, "/"), 300);
 	printf("\n");
+
+	new_https_cost("new HTTPS, resumed", h_url("https", nginx_tls, "/"), capath, 200);
+	new_https_cost("new HTTPS, full handshake", h_url("https", nginx_tls_full, "/"), capath, 200);
+	printf("%-26s (CPU of the worker process per call, each on a new verified connection)\n\n", "");
 
 	compare_async("async GET, 50 ms backend", h_url("http", slow, "/delay?ms=50"), 200, 4000);
 	printf("%-26s (the most 200 in flight can do at 50 ms each: 4000 req/s)\n\n", "");

@@ -15,6 +15,13 @@
 # in SIPp: SIPp needs about 4 ms per call of its own, so with 20 in flight every script runs at
 # about 5000 calls/s and the figure measures SIPp; far more in flight overflow the blocking
 # worker's UDP receive buffer and SIPp's retransmissions then dominate.
+#
+# The HTTPS rows call nginx with TLS and keepalive_timeout 0 (every call a new connection), its
+# certificate verified against a test CA given through ssl_capath, HTTPS_CALLS (default 2000)
+# calls each, HTTPS_CONCURRENT (default 1) in flight (a C module blocked tens of ms per call
+# with more in flight makes SIPp retransmit, and the retransmissions call again), without and
+# with tls_openssl + tls_mgm loaded (as in any OpenSIPS serving SIP over
+# TLS: tls_openssl points OpenSSL's allocator at shared memory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OPENSIPS_BIN:?set OPENSIPS_BIN to the opensips binary}"
@@ -22,6 +29,8 @@ cd "$(dirname "$0")/.."
 SIPP=${SIPP:-sipp}
 CALLS=${CALLS:-30000}
 CONCURRENT=${CONCURRENT:-100}
+HTTPS_CALLS=${HTTPS_CALLS:-2000}
+HTTPS_CONCURRENT=${HTTPS_CONCURRENT:-1}
 command -v "$SIPP" >/dev/null || { echo "SIPp not found: apt-get install sip-tester, or set SIPP"; exit 2; }
 command -v nginx >/dev/null || { echo "nginx not found: .ci/install-deps bench"; exit 2; }
 
@@ -33,7 +42,9 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 http_port=$(free_port)
+https_port=$(free_port)
 sip_port=$(free_port)
+sh c_tests/make_certs.sh "$work/pki"
 cat > "$work/nginx.conf" <<EOF
 worker_processes 1;
 pid $work/nginx.pid;
@@ -45,6 +56,9 @@ http {
   client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work;
   uwsgi_temp_path $work; scgi_temp_path $work;
   server { listen 127.0.0.1:$http_port; location / { return 200 "hello from nginx\n"; } }
+  server { listen 127.0.0.1:$https_port ssl; keepalive_timeout 0;
+    ssl_certificate $work/pki/server.pem; ssl_certificate_key $work/pki/server.key;
+    location / { return 200 "hello from nginx\n"; } }
 }
 EOF
 nginx -p "$work" -c "$work/nginx.conf"
@@ -78,14 +92,17 @@ opensips_ticks() {
   echo "$total"
 }
 
-# run MODULE_PATH MODE: prints calls/s and OpenSIPS CPU per call
+# run MODULE_PATH MODE [CALLS CONCURRENT [TLS_MODULES]]: prints calls/s and OpenSIPS CPU per call
 run() {
-  local module=$1 mode=$2 call
+  local module=$1 mode=$2 calls=${3:-$CALLS} concurrent=${4:-$CONCURRENT} tls_modules=${5:-} call
+  local https="https://127.0.0.1:$https_port/"
   case $mode in
     sl) call='sl_send_reply(200, "OK");' ;;
     tm) call='t_newtran(); t_reply(200, "OK");' ;;
     blocking) call="rest_get(\"http://127.0.0.1:$http_port/\", \$var(body), , \$var(code)); sl_send_reply(200, \"OK\");" ;;
     async) call="async(rest_get(\"http://127.0.0.1:$http_port/\", \$var(body), , \$var(code)), reply);" ;;
+    blocking_https) call="rest_get(\"$https\", \$var(body), , \$var(code)); sl_send_reply(200, \"OK\");" ;;
+    async_https) call="async(rest_get(\"$https\", \$var(body), , \$var(code)), reply);" ;;
   esac
   cat > "$work/opensips.cfg" <<EOF
 log_level=1
@@ -97,8 +114,10 @@ mpath="$MODULES_DIR/"
 loadmodule "proto_udp.so"
 loadmodule "tm.so"
 loadmodule "sl.so"
+$tls_modules
 loadmodule "$module"
 modparam("rest_client", "max_async_transfers", 1000)
+modparam("rest_client", "ssl_capath", "$work/pki/capath")
 route { $call }
 route[reply] { t_reply(200, "OK"); }
 EOF
@@ -111,13 +130,13 @@ EOF
   start=$(date +%s.%N)
   # A lost datagram is sent again after 500 ms; a call unanswered for 5 s fails (SIPp would
   # otherwise wait for it forever).
-  "$SIPP" -sf "$work/options.xml" "127.0.0.1:$sip_port" -m "$CALLS" -l "$CONCURRENT" -r 100000 \
+  "$SIPP" -sf "$work/options.xml" "127.0.0.1:$sip_port" -m "$calls" -l "$concurrent" -r 100000 \
     -timeout 120 -nostdin -trace_stat -stf "$work/stat.csv" > /dev/null 2>&1 || true
   end=$(date +%s.%N)
   ticks1=$(opensips_ticks)
   kill "$pid"; wait "$pid" 2>/dev/null || true
   ok=$(tail -1 "$work/stat.csv" | awk -F';' '{print $16}')
-  python3 -c "print(f'{$ok / ($end - $start):6.0f} calls/s, OpenSIPS CPU {($ticks1 - $ticks0) * 1e6 / $(getconf CLK_TCK) / max($ok, 1):4.0f} us/call ({$ok} of $CALLS answered)')"
+  python3 -c "print(f'{$ok / ($end - $start):6.0f} calls/s, OpenSIPS CPU {($ticks1 - $ticks0) * 1e6 / $(getconf CLK_TCK) / max($ok, 1):4.0f} us/call ({$ok} of $calls answered)')"
 }
 
 echo "OpenSIPS $("$OPENSIPS_BIN" -V | head -1 | sed 's/version: //'), 1 UDP worker, $CALLS OPTIONS, $CONCURRENT in flight"
@@ -129,4 +148,15 @@ for mode in blocking async; do
   if [ -n "${C_MODULE_DIR:-}" ]; then
     printf '%-9s C module:     %s\n' "$mode" "$(run "$C_MODULE_DIR/rest_client.so" "$mode")"
   fi
+done
+tls_openssl='loadmodule "tls_openssl.so"
+loadmodule "tls_mgm.so"'
+for mode in blocking_https async_https; do
+  for tls in "" "$tls_openssl"; do
+    label="$mode"; [ -n "$tls" ] && label="$mode+tls_openssl"
+    printf '%-26s this module:  %s\n' "$label" "$(run "$ours" "$mode" "$HTTPS_CALLS" "$HTTPS_CONCURRENT" "$tls")"
+    if [ -n "${C_MODULE_DIR:-}" ]; then
+      printf '%-26s C module:     %s\n' "$label" "$(run "$C_MODULE_DIR/rest_client.so" "$mode" "$HTTPS_CALLS" "$HTTPS_CONCURRENT" "$tls")"
+    fi
+  done
 done

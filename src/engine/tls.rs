@@ -3,7 +3,7 @@
 //! place of the directory) and the client certificates and keys of `rest_init_client_tls`.
 //!
 //! libcurl (7.88 with OpenSSL 3) builds a new OpenSSL context for each new connection and,
-//! left alone, parses its whole default CA bundle into it (about 140 certificates, 25 ms of
+//! left alone, parses its whole default CA bundle into it (about 140 certificates, 20 ms of
 //! CPU) and the client certificate and key again. Here each connection's context gets, in
 //! libcurl's SSL_CTX callback, one more reference to objects parsed once per process. A CA
 //! bundle, CA directory or certificate file that changes on disk (a `stat` per file and new

@@ -219,6 +219,8 @@ pub(super) fn configure(
 /// of them.
 pub(super) fn scrub(easy: &mut Easy2<Collector>) {
     easy.reset();
+    // The client identity stays parsed in the process's cache only.
+    easy.get_mut().tls = Default::default();
     // reset() leaves the header list with the handle: an empty one replaces it.
     if let Err(e) = easy.http_headers(List::new()) {
         error!("cannot clear a transfer's headers: {e}");

@@ -131,12 +131,16 @@ impl ResponseCache {
         self.next_seq += 1;
         self.order.insert(seq, Rc::clone(&key));
         self.bytes += bytes;
+        let outcome = Outcome {
+            transcript: None,
+            ..outcome.clone()
+        };
         self.entries.insert(
             key,
             Entry {
                 stored: Instant::now(),
                 seq,
-                outcome: outcome.clone(),
+                outcome,
                 bytes,
             },
         );

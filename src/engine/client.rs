@@ -15,6 +15,7 @@ use super::result_code::ResultCode;
 use super::service::Auth;
 use super::settings::{ClientSettings, HttpVersion};
 use super::tls::ProcessTls;
+use super::transcript::{Recorder, Transcript, socket_address};
 
 /// Bodies larger than this ask for `100-continue` when `expect_100` is on (the C module's
 /// documented threshold; libcurl 7.88 on its own only asks above 1 MiB).
@@ -31,6 +32,8 @@ pub struct Outcome {
     pub content_type: Option<Vec<u8>>,
     /// The final response's status line and headers.
     pub head: ResponseHead,
+    /// What was exchanged, for a request that asked for it ([`Request::trace`]).
+    pub transcript: Option<Box<Transcript>>,
 }
 
 impl Outcome {
@@ -42,6 +45,7 @@ impl Outcome {
             body: Vec::new(),
             content_type: None,
             head: ResponseHead::default(),
+            transcript: None,
         }
     }
 }
@@ -136,6 +140,11 @@ pub(super) fn configure(
     easy.reset();
     allow_http_only(easy)?;
     easy.get_mut().start(settings.max_body_bytes);
+    if request.trace {
+        // Only traced transfers pay for the debug callback.
+        easy.get_mut().record(Recorder::new(request));
+        easy.verbose(true)?;
+    }
     tls.apply(easy, settings, request.client_cert.as_ref())?;
     // Refused by libcurl before 7.87 (the module then waits for slow lookups as before).
     let _ = leave_slow_lookups_behind(easy);
@@ -238,25 +247,47 @@ pub(super) fn finish(
     // The request could be sent: connected (TLS included) on a new or a reused connection.
     let connected = request_sent(easy.raw());
     let code = ResultCode::from_curl(result.as_ref().map(|_| ()), connected);
-    if let Err(e) = &result {
+    let failure = result.as_ref().err().map(|e| {
         let url = redact_url(url);
         let method = method.name();
         let collector = easy.get_ref();
-        match code {
+        let message = match code {
             _ if collector.overflow() == Some(Overflow::TransferLimit) => {
-                error!("{method} {url}: response body larger than max_transfer_size, aborted")
+                format!("{method} {url}: response body larger than max_transfer_size, aborted")
             }
-            _ if collector.overflow() == Some(Overflow::InflightCap) => error!(
+            _ if collector.overflow() == Some(Overflow::InflightCap) => format!(
                 "{method} {url}: the response bodies of this process's unfinished transfers \
                  would exceed max_inflight_body_bytes ({} bytes), aborted",
                 collector.inflight().cap().unwrap_or_default()
             ),
-            ResultCode::ConnectRefused => error!("connect refused for {url}"),
-            ResultCode::ConnectTimeout => error!("connect timeout on {url}"),
-            ResultCode::TransferTimeout => error!("connected, but transfer timed out for {url}"),
-            _ => error!("{method} {url} failed: {e}"),
+            ResultCode::ConnectRefused => format!("connect refused for {url}"),
+            ResultCode::ConnectTimeout => format!("connect timeout on {url}"),
+            ResultCode::TransferTimeout => format!("connected, but transfer timed out for {url}"),
+            _ => format!("{method} {url} failed: {e}"),
+        };
+        error!("{message}");
+        let detail = e
+            .extra_description()
+            .map(str::to_owned)
+            .or_else(|| easy.take_error_buf())
+            .unwrap_or_else(|| e.description().to_string());
+        if message.contains(&detail) {
+            message
+        } else {
+            format!("{message} ({detail})")
         }
-    }
+    });
+    let transcript = easy.get_mut().take_recorder().map(|recorder| {
+        let local = socket_address(
+            easy.local_ip().ok().flatten(),
+            easy.local_port().unwrap_or(0),
+        );
+        let remote = socket_address(
+            easy.primary_ip().ok().flatten(),
+            easy.primary_port().unwrap_or(0),
+        );
+        Box::new(recorder.finish(easy.get_ref().body(), local, remote, failure))
+    });
     let (body, content_type, head) = easy.get_mut().take();
     Outcome {
         result: code,
@@ -264,6 +295,7 @@ pub(super) fn finish(
         body,
         content_type,
         head,
+        transcript,
     }
 }
 

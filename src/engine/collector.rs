@@ -1,16 +1,18 @@
 //! The per-transfer libcurl handler: collects the body (bounded per transfer, and with the
 //! bodies of the process's other unfinished transfers), the response's Content-Type, and the
 //! final response's status line and header lines (bounded) for later look-ups, and gives the
-//! transfer's new TLS connections the process's TLS material.
+//! transfer's new TLS connections the process's TLS material; for a traced transfer, also
+//! what libcurl's debug callback reports.
 
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::rc::Rc;
 
-use curl::easy::{Handler, WriteError};
+use curl::easy::{Handler, InfoType, WriteError};
 
 use super::response_head::{MAX_HEAD_BYTES, ResponseHead};
 use super::tls::ConnectionTls;
+use super::transcript::Recorder;
 
 /// The response body bytes that the unfinished transfers of one client hold, and their cap.
 #[derive(Debug)]
@@ -66,6 +68,8 @@ pub struct Collector {
     inflight: Rc<InflightBodies>,
     content_type: Option<Vec<u8>>,
     head: ResponseHead,
+    /// Present for a traced transfer.
+    recorder: Option<Recorder>,
 }
 
 impl Collector {
@@ -78,6 +82,7 @@ impl Collector {
             inflight,
             content_type: None,
             head: ResponseHead::default(),
+            recorder: None,
         }
     }
 
@@ -89,6 +94,22 @@ impl Collector {
         self.overflow = None;
         self.content_type = None;
         self.head.clear();
+        self.recorder = None;
+    }
+
+    /// Makes the transfer started last a traced one.
+    pub fn record(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
+    }
+
+    /// The body received so far.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Hands out the recorder of a traced transfer.
+    pub fn take_recorder(&mut self) -> Option<Recorder> {
+        self.recorder.take()
     }
 
     /// Why the transfer was aborted because of its body, if it was.
@@ -154,6 +175,19 @@ impl Handler for Collector {
 
     fn ssl_ctx(&mut self, ssl_ctx: *mut c_void) -> Result<(), curl::Error> {
         self.tls.install(ssl_ctx)
+    }
+
+    /// Runs only for traced transfers (libcurl's verbose mode is on for those alone).
+    fn debug(&mut self, kind: InfoType, data: &[u8]) {
+        let Some(recorder) = self.recorder.as_mut() else {
+            return;
+        };
+        match kind {
+            InfoType::HeaderOut => recorder.header_out(data),
+            InfoType::DataOut => recorder.data_out(data),
+            InfoType::HeaderIn => recorder.header_in(data),
+            _ => {}
+        }
     }
 }
 

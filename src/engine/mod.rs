@@ -24,6 +24,7 @@ mod settings;
 mod shared_table;
 mod tls;
 mod tls_raw;
+mod transcript;
 mod watcher;
 
 pub use cache::ResponseCache;
@@ -37,6 +38,7 @@ pub use response_head::ResponseHead;
 pub use result_code::ResultCode;
 pub use service::{Auth, CacheLimits, Service, service_reference};
 pub use settings::{ClientSettings, HttpVersion};
+pub use transcript::{MAX_TRACED_BODY, MAX_TRACED_HEADERS, TracedMessage, Transcript};
 
 /// Bytes trimmed from both ends of a body or Content-Type by the blocking functions.
 pub fn trim_http_whitespace(text: &[u8]) -> &[u8] {

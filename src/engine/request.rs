@@ -134,6 +134,9 @@ pub struct Request {
     /// Limit for this transfer's connect phase, instead of the client's (never above the
     /// transfer limit).
     pub connect_timeout: Option<Duration>,
+    /// Record a [`Transcript`](super::Transcript) of the exchange in the outcome (libcurl's
+    /// verbose debug callback runs for this transfer only).
+    pub trace: bool,
 }
 
 impl Request {
@@ -148,6 +151,7 @@ impl Request {
             auth: None,
             timeout: None,
             connect_timeout: None,
+            trace: false,
         }
     }
 

@@ -40,6 +40,16 @@ impl ResponseHead {
         self.status_line.len() + self.lines.len()
     }
 
+    /// The status line, with its line end.
+    pub fn status_line(&self) -> &[u8] {
+        &self.status_line
+    }
+
+    /// The header lines, each with its line end.
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.lines.split_inclusive(|&b| b == b'\n')
+    }
+
     /// Whether a response (a status line) was received.
     pub fn received(&self) -> bool {
         !self.status_line.is_empty()
@@ -57,7 +67,7 @@ impl ResponseHead {
     /// with `, `. `None` if the response had no such header.
     pub fn header(&self, name: &str) -> Option<Vec<u8>> {
         let mut found: Option<Vec<u8>> = None;
-        for line in self.lines.split_inclusive(|&b| b == b'\n') {
+        for line in self.lines() {
             if let Some(value) = header_value(line, name.as_bytes()) {
                 let value = value.trim_ascii_end();
                 match &mut found {

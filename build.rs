@@ -1,8 +1,8 @@
 //! Build script: stamps the module for one target OpenSIPS and regenerates the C header.
 //!
 //! The OpenSIPS core refuses (and exits) when a module's version string, compile-flag string or
-//! source-control type differ from its own, and the `async_ctx` layout differs between releases,
-//! so all of these are chosen here, at build time, from (first match wins):
+//! source-control type differ from its own, and the `async_ctx` and `sip_msg` layouts differ
+//! between releases, so all of these are chosen here, at build time, from (first match wins):
 //! 1. `OPENSIPS_BIN`: the `opensips` binary of the target; its `opensips -V` is parsed;
 //! 2. `OPENSIPS_VERSION` (e.g. `3.4.18`), `OPENSIPS_COMPILE_FLAGS`, `OPENSIPS_SCM_TYPE`,
 //!    `OPENSIPS_SCM_REV`;
@@ -44,6 +44,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/capi.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo::rustc-check-cfg=cfg(async_ctx, values(\"v3_4_0\", \"v3_4_3\", \"v4_0\"))");
+    println!("cargo::rustc-check-cfg=cfg(sip_msg, values(\"v3_4\", \"v3_6\"))");
 
     let target = match env::var("OPENSIPS_BIN") {
         Ok(bin) if !bin.is_empty() => target_from_binary(&bin),
@@ -98,6 +99,13 @@ fn main() {
     );
     fs::write(out.join("opensips_target.rs"), stamp).expect("write opensips_target.rs");
     println!("cargo:rustc-cfg=async_ctx=\"{layout}\"");
+    // 3.4's `struct sip_msg` has an `h_via2` pointer before `callid`; 3.6 and 4.0 do not.
+    let sip_msg = if (major, minor) == (3, 4) {
+        "v3_4"
+    } else {
+        "v3_6"
+    };
+    println!("cargo:rustc-cfg=sip_msg=\"{sip_msg}\"");
 
     generate_header();
 }

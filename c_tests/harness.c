@@ -208,6 +208,215 @@ void *find_export(const char *name, int flags)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * The tracer module and proto_hep (trace_api.h): function-pointer globals the tracer sets in
+ * its mod_init, and the trace protocol's functions; what would be sent is recorded. */
+
+/* Stand for struct sip_msg (the module reads the id at offset 0, the first line and the
+ * Call-ID header): the message being processed, tm's faked request of a resume, the core's
+ * dummy message. */
+static _Alignas(16) char fake_msg[1024], fake_resume_msg[1024], fake_dummy_msg[1024];
+
+union sockaddr_union { struct sockaddr s; struct sockaddr_in sin; struct sockaddr_in6 sin6; };
+struct modify_trace { void (*mod_f)(void *message, void *param); void *param; };
+typedef struct {
+	void *create_trace_message, *add_chunk;
+	int (*add_extra_correlation)(void *message, str *key, str *value);
+	int (*add_payload_part)(void *message, char *key, str *value);
+	void *send_message, *get_trace_dest_by_name, *new_trace_dest, *release_trace_dest,
+		*free_message, *get_message_id, *get_data_id;
+	unsigned char *(*generate_guid)(char *cookie);
+} trace_proto_t;
+_Static_assert(sizeof(trace_proto_t) == 96, "trace_proto_t");
+_Static_assert(sizeof(union sockaddr_union) == 28, "sockaddr_union");
+
+#define REST_TRACE_ID 0x58 /* proto_hep's id of "rest" */
+int (*register_trace_type)(char *name);
+int (*check_is_traced)(int id);
+int (*sip_context_trace)(int id, union sockaddr_union *from, union sockaddr_union *to,
+			 str *payload, int net_proto, str *correlation, struct modify_trace *mod);
+trace_proto_t *global_trace_api;
+
+/* The processing context of the SIP message being handled (the tracer keeps its state in
+ * it): set around script calls and tm's resumes. */
+static int context_active, context_traced, message_traced;
+static struct h_trace traces[H_MAX_TRACES];
+static int trace_count, traces_outside_context, rest_type_registered;
+
+/* Enters a message's context; returns the one to restore when leaving it (a route may run
+ * functions inside a resume). */
+static int enter_message_context(int traced)
+{
+	int outer = context_active | context_traced << 1;
+	context_active = 1;
+	context_traced = traced;
+	return outer;
+}
+
+static void leave_message_context(int outer)
+{
+	context_active = outer & 1;
+	context_traced = outer >> 1;
+}
+
+static int tracer_register_type(char *name)
+{
+	if (strcmp(name, "rest"))
+		return -1;
+	rest_type_registered++;
+	return REST_TRACE_ID;
+}
+
+static int tracer_is_traced(int id) { return context_active && context_traced && id == REST_TRACE_ID; }
+
+static void copy_str(char *dst, size_t size, const str *s)
+{
+	snprintf(dst, size, "%.*s", s ? s->len : 0, s && s->s ? s->s : "");
+}
+
+static void address_text(char *dst, size_t size, const union sockaddr_union *su)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int v6 = su->s.sa_family == AF_INET6;
+	inet_ntop(su->s.sa_family, v6 ? (const void *)&su->sin6.sin6_addr : (const void *)&su->sin.sin_addr,
+		  ip, sizeof ip);
+	snprintf(dst, size, v6 ? "[%s]:%d" : "%s:%d", ip,
+		 ntohs(v6 ? su->sin6.sin6_port : su->sin.sin_port));
+}
+
+/* The tracer's sip_context_trace: nothing leaves without the message's context (the tracer
+ * finds its destinations there). */
+static int tracer_sip_context_trace(int id, union sockaddr_union *from, union sockaddr_union *to,
+				    str *payload, int net_proto, str *correlation,
+				    struct modify_trace *mod)
+{
+	(void)payload;
+	if (!context_active || !context_traced) {
+		traces_outside_context++;
+		return 0;
+	}
+	if (trace_count == H_MAX_TRACES)
+		return -1;
+	struct h_trace *t = &traces[trace_count++];
+	memset(t, 0, sizeof *t);
+	t->id = id;
+	t->net_proto = net_proto;
+	address_text(t->from, sizeof t->from, from);
+	address_text(t->to, sizeof t->to, to);
+	copy_str(t->correlation, sizeof t->correlation, correlation);
+	if (mod && mod->mod_f)
+		mod->mod_f(t, mod->param);
+	return 0;
+}
+
+static int hep_add_payload_part(void *message, char *key, str *value)
+{
+	struct h_trace *t = message;
+	if (!value || !value->s || !value->len || t->part_count == H_MAX_PARTS)
+		return -1;
+	snprintf(t->keys[t->part_count], sizeof t->keys[0], "%s", key);
+	t->values[t->part_count] = strndup(value->s, (size_t)value->len);
+	t->part_count++;
+	return 0;
+}
+
+static int hep_add_extra_correlation(void *message, str *key, str *value)
+{
+	struct h_trace *t = message;
+	char name[16];
+	copy_str(name, sizeof name, key);
+	if (strcmp(name, "sip") || !value || !value->len)
+		return -1;
+	copy_str(t->sip_correlation, sizeof t->sip_correlation, value);
+	return 0;
+}
+
+/* Like proto_hep's: the cookie and a unique suffix, in a static buffer overwritten by the
+ * next call. */
+static unsigned char *hep_generate_guid(char *cookie)
+{
+	static unsigned char buf[64];
+	static unsigned next;
+	snprintf((char *)buf, sizeof buf, "%s%08u", cookie ? cookie : "", ++next);
+	return buf;
+}
+
+static trace_proto_t hep_api = {
+	.add_extra_correlation = hep_add_extra_correlation,
+	.add_payload_part = hep_add_payload_part,
+	.generate_guid = hep_generate_guid,
+};
+
+int trace_prot_bind(char *module_name, trace_proto_t *prot)
+{
+	(void)module_name;
+	(void)prot;
+	return -1; /* the tracer already published the protocol in global_trace_api */
+}
+
+void h_tracer_load(void)
+{
+	register_trace_type = tracer_register_type;
+	check_is_traced = tracer_is_traced;
+	sip_context_trace = tracer_sip_context_trace;
+	global_trace_api = &hep_api;
+}
+
+void h_trace_message(int on) { message_traced = on; }
+int h_rest_type_registered(void) { return rest_type_registered; }
+int h_trace_count(void) { return trace_count; }
+const struct h_trace *h_trace_get(int i) { return i >= 0 && i < trace_count ? &traces[i] : NULL; }
+int h_traces_outside_context(void) { return traces_outside_context; }
+
+const char *h_trace_part(const struct h_trace *t, const char *key)
+{
+	for (int i = 0; t && i < t->part_count; i++)
+		if (!strcmp(t->keys[i], key))
+			return t->values[i];
+	return NULL;
+}
+
+void h_trace_reset(void)
+{
+	for (int i = 0; i < trace_count; i++)
+		for (int j = 0; j < traces[i].part_count; j++)
+			free(traces[i].values[j]);
+	trace_count = traces_outside_context = 0;
+}
+
+/* struct hdr_field (type, name, body, ...) and sip_msg's `callid` pointer (3.6 layout). */
+struct hdr_field { int type; str name; str body; int len; void *parsed, *next, *sibling; };
+#define SIP_MSG_CALLID_OFFSET 120
+#define HDR_CALLID_F (1ULL << 6)
+static struct hdr_field call_id_header = { .type = 6, .name = { "Call-ID", 7 } };
+static int call_id_parses;
+
+void h_set_call_id(const char *call_id)
+{
+	free(call_id_header.body.s);
+	call_id_header.body.s = strdup(call_id);
+	call_id_header.body.len = (int)strlen(call_id);
+	/* tm's faked request is a copy of the transaction's, parsed. */
+	struct hdr_field *h = &call_id_header;
+	memcpy(fake_resume_msg + SIP_MSG_CALLID_OFFSET, &h, sizeof h);
+}
+
+int h_call_id_parses(void) { return call_id_parses; }
+
+/* The core's parse_headers (3.6+): the request's Call-ID is parsed on demand. */
+int parse_headers_aux(void *msg, unsigned long long flags, int next, int well_known)
+{
+	(void)next;
+	(void)well_known;
+	if ((flags & HDR_CALLID_F) && (msg == fake_msg || msg == fake_resume_msg) &&
+	    call_id_header.body.s) {
+		struct hdr_field *h = &call_id_header;
+		memcpy((char *)msg + SIP_MSG_CALLID_OFFSET, &h, sizeof h);
+		call_id_parses++;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
  * Loading. */
 
 static struct module_exports *mod;
@@ -336,9 +545,6 @@ void h_start_as_worker(const char *so_path, const char *cfg_path)
 /* ------------------------------------------------------------------------------------------
  * Calls. */
 
-/* Stand for struct sip_msg (the module reads the id at offset 0 and the first line): the
- * message being processed, tm's faked request of a resume, the core's dummy message. */
-static char fake_msg[1024], fake_resume_msg[1024], fake_dummy_msg[1024];
 /* The message the route that runs now processes: the functions get it. */
 static char *current_msg = fake_msg;
 static int passed, failed;
@@ -422,7 +628,9 @@ int h_call(const char *name, int argc, const h_arg *args)
 	struct call_args a;
 	if (build_args(name, cmd->params, argc, args, &a))
 		return H_PARSE_ERROR;
+	int outer_context = enter_message_context(message_traced);
 	int rc = cmd->function(current_msg, a.p[0], a.p[1], a.p[2], a.p[3], a.p[4], a.p[5], a.p[6], a.p[7]);
+	leave_message_context(outer_context);
 	free_args(&a);
 	return rc;
 }
@@ -443,6 +651,7 @@ int h_call(const char *name, int argc, const h_arg *args)
 struct pending_call {
 	async_ctx ctx;
 	int is_launch;
+	int traced;      /* the SIP message's tracing context, which tm keeps with the call */
 	h_resume_route route;
 	void *arg;
 	int resumed;
@@ -537,7 +746,13 @@ static int resume_pending(int fd, void *ctx, int is_launch, const char *resumer)
 	/* tm resumes with a request faked from the transaction, the core with its dummy one. */
 	char *msg = is_launch ? fake_dummy_msg : fake_resume_msg;
 	async_status = ASYNC_DONE;
+	/* tm restores the message's context for the resume; the core's launch() resume runs
+	 * with none. */
+	int outer_context = enter_message_context(c->traced);
+	if (is_launch)
+		leave_message_context(0);
 	int rc = c->ctx.resume_f(fd, msg, c->ctx.resume_param);
+	leave_message_context(outer_context);
 	if (async_status == ASYNC_CONTINUE)
 		return 0;
 	if (is_launch && async_status != ASYNC_DONE_NO_IO && fd < 0) {
@@ -623,6 +838,7 @@ static int tm_handle_async(void *msg, void *action, void *resume_route, unsigned
 	(void)params;
 	struct pending_call *c = new_pending(st->route, st->arg, 0);
 	c->ctx.timeout_s = timeout;
+	c->traced = message_traced;
 	async_status = ASYNC_NO_IO;
 	int rc = st->acmd->function(msg, &c->ctx, st->args.p[0], st->args.p[1], st->args.p[2],
 				    st->args.p[3], st->args.p[4], st->args.p[5], st->args.p[6],
@@ -676,7 +892,9 @@ int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route 
 	if (!st.acmd || build_args(name, st.acmd->params, argc, args, &st.args))
 		return H_PARSE_ERROR;
 	reactor();
+	int outer_context = enter_message_context(message_traced);
 	int rc = async_script_start_f(current_msg, &st, NULL, (unsigned)timeout_s, NULL);
+	leave_message_context(outer_context);
 	free_args(&st.args);
 	return rc;
 }
@@ -691,8 +909,10 @@ int h_launch_call(const char *name, h_resume_route report_route, void *arg, int 
 	reactor();
 	struct pending_call *c = new_pending(report_route, arg, 1);
 	async_status = ASYNC_NO_IO;
+	int outer_context = enter_message_context(message_traced);
 	int rc = acmd->function(current_msg, &c->ctx, a.p[0], a.p[1], a.p[2], a.p[3], a.p[4], a.p[5],
 				a.p[6], a.p[7]);
+	leave_message_context(outer_context);
 	free_args(&a);
 	if (async_status == ASYNC_NO_FD) {
 		add_pending(c, name);

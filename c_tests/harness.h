@@ -118,6 +118,39 @@ int h_resumed_twice(void);
  * (NUL-terminated copy, or NULL for a NULL value) in *out. Parse failure: H_PARSE_ERROR. */
 int h_transform(const char *cls, const char *spec, const char *input, char **out);
 
+/* ---- tracer module and proto_hep (trace_api.h) ---- */
+/* One message the tracer would send (what sip_context_trace got, and the parts added). */
+#define H_MAX_TRACES 64
+#define H_MAX_PARTS 8
+struct h_trace {
+	int id;
+	int net_proto;
+	char from[64], to[64];       /* "ip:port" */
+	char correlation[64];        /* the correlation id (generate_guid) */
+	char sip_correlation[128];   /* the extra "sip" correlation: the Call-ID */
+	int part_count;
+	char keys[H_MAX_PARTS][32];
+	char *values[H_MAX_PARTS];   /* payload parts (add_payload_part) */
+};
+/* Sets the tracer's globals as its mod_init does with proto_hep loaded (call before
+ * h_mod_init). */
+void h_tracer_load(void);
+/* Whether the SIP messages handled from now on are traced with the "rest" type (the script
+ * called trace()); the state travels with their async calls, as in tm's context. */
+void h_trace_message(int on);
+/* How many times the module registered the "rest" trace type. */
+int h_rest_type_registered(void);
+int h_trace_count(void);
+const struct h_trace *h_trace_get(int i);
+/* A payload part by key, NULL when absent. */
+const char *h_trace_part(const struct h_trace *t, const char *key);
+/* Traces attempted outside a SIP message's context (the tracer drops them). */
+int h_traces_outside_context(void);
+void h_trace_reset(void);
+/* The Call-ID of the message (parsed on demand through parse_headers_aux). */
+void h_set_call_id(const char *call_id);
+int h_call_id_parses(void);
+
 /* ---- fake tls_mgm ---- */
 void h_tls_add_client_domain(const char *name, const char *cert, const char *pkey);
 int h_tls_released(void);

@@ -208,6 +208,11 @@ fn named_services_with_credentials_and_a_response_cache() {
     }
 }
 
+#[test]
+fn hep_tracing_through_the_tracer_module() {
+    assert_passes("test_tracing", Some("tracing.cfg"), &[]);
+}
+
 /// Runs test_async_limits in `mode` with `cfg` and `env`; returns its stderr (the module's log).
 fn async_limits(mode: &str, cfg: &str, env: &[(&str, &str)]) -> String {
     passing_log("test_async_limits", Some(cfg), &[mode], env)

@@ -46,7 +46,7 @@ pub struct Transcript {
 
 /// Credentials of a request that must never reach a trace.
 #[derive(Clone, Debug, Default)]
-struct Secrets(Vec<String>);
+struct Secrets(Vec<Vec<u8>>);
 
 impl Secrets {
     fn of(request: &Request) -> Self {
@@ -65,15 +65,25 @@ impl Secrets {
         if let Some((user, password)) = url_credentials(&request.url) {
             secrets.extend(basic(user, password));
         }
-        secrets.retain(|s| !s.is_empty());
-        Self(secrets)
+        let mut secrets = Self(secrets.into_iter().map(String::into_bytes).collect());
+        for line in &request.headers {
+            secrets.learn(line.as_bytes());
+        }
+        secrets
+    }
+
+    /// Learns the credentials of a header line (a server may echo them in its answer).
+    fn learn(&mut self, line: &[u8]) {
+        if let Some(header) = SecretHeader::parse(line) {
+            self.0.push(header.credentials.to_vec());
+        }
     }
 
     /// `text` with every secret replaced by the mask.
     fn mask(&self, text: &[u8]) -> Vec<u8> {
         let mut out = text.to_vec();
-        for secret in &self.0 {
-            out = replace_all(&out, secret.as_bytes(), MASK.as_bytes());
+        for secret in self.0.iter().filter(|s| !s.is_empty()) {
+            out = replace_all(&out, secret, MASK.as_bytes());
         }
         out
     }
@@ -120,32 +130,51 @@ fn base64(input: &[u8]) -> String {
     out
 }
 
-/// Whether a header of this name carries credentials: its value is masked.
-fn is_secret_header(name: &[u8]) -> bool {
-    let name = name.trim_ascii().to_ascii_lowercase();
-    ["auth", "token", "secret", "key", "cookie", "password"]
-        .iter()
-        .any(|word| name.windows(word.len()).any(|w| w == word.as_bytes()))
+/// A header line that carries credentials: its value is masked.
+struct SecretHeader<'a> {
+    name: &'a [u8],
+    /// The scheme of an `Authorization` or `Proxy-Authorization` value (`Bearer`), kept.
+    scheme: Option<&'a [u8]>,
+    credentials: &'a [u8],
+}
+
+impl<'a> SecretHeader<'a> {
+    /// `Some` for a header whose name says it carries credentials.
+    fn parse(line: &'a [u8]) -> Option<Self> {
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = line[..colon].trim_ascii();
+        let lower = name.to_ascii_lowercase();
+        let contains = |word: &str| lower.windows(word.len()).any(|w| w == word.as_bytes());
+        let secret = ["auth", "token", "secret", "key", "cookie", "password"]
+            .into_iter()
+            .any(contains);
+        if !secret {
+            return None;
+        }
+        let value = line[colon + 1..].trim_ascii();
+        let scheme_end = lower
+            .ends_with(b"authorization")
+            .then(|| value.iter().position(|&b| b == b' '))
+            .flatten();
+        Some(Self {
+            name,
+            scheme: scheme_end.map(|end| &value[..end]),
+            credentials: scheme_end.map_or(value, |end| value[end..].trim_ascii()),
+        })
+    }
 }
 
 /// A header line with its value masked if the header carries credentials (the scheme of an
-/// `Authorization` or `Proxy-Authorization` value is kept: `Authorization: Bearer ***`).
+/// `Authorization` value is kept: `Authorization: Bearer ***`).
 fn mask_header_line(line: &[u8]) -> Vec<u8> {
-    let Some(colon) = line.iter().position(|&b| b == b':') else {
+    let Some(header) = SecretHeader::parse(line) else {
         return line.to_vec();
     };
-    if !is_secret_header(&line[..colon]) {
-        return line.to_vec();
-    }
-    let value = line[colon + 1..].trim_ascii();
-    let mut masked = line[..=colon].to_vec();
-    masked.push(b' ');
-    let names_a_scheme = line[..colon]
-        .trim_ascii()
-        .to_ascii_lowercase()
-        .ends_with(b"authorization");
-    if names_a_scheme && let Some(space) = value.iter().position(|&b| b == b' ') {
-        masked.extend_from_slice(&value[..=space]);
+    let mut masked = header.name.to_vec();
+    masked.extend_from_slice(b": ");
+    if let Some(scheme) = header.scheme {
+        masked.extend_from_slice(scheme);
+        masked.push(b' ');
     }
     masked.extend_from_slice(MASK.as_bytes());
     masked
@@ -216,6 +245,9 @@ impl Recorder {
     /// The request's header block as sent (the last one, if libcurl sent it again on a new
     /// connection).
     pub(super) fn header_out(&mut self, data: &[u8]) {
+        for line in data.split(|&b| b == b'\n') {
+            self.secrets.learn(line.trim_ascii_end());
+        }
         self.request_head.clear();
         self.request_body.clear();
         self.request_body_cut = 0;
@@ -349,7 +381,7 @@ mod tests {
         recorder.header_in(b"HTTP/1.1 200 OK\r\n");
         recorder.header_in(b"Set-Cookie: s=1\r\n");
         recorder.header_in(b"\r\n");
-        let t = recorder.finish(b"ok", None, None, Some("failed for tok-123".into()));
+        let t = recorder.finish(b"echo abc", None, None, Some("failed for tok-123".into()));
         assert_eq!(text(&t.request.first_line), "POST /x?k=*** HTTP/1.1");
         assert_eq!(
             text(&t.request.headers),
@@ -359,6 +391,11 @@ mod tests {
         let response = t.response.unwrap();
         assert_eq!(text(&response.first_line), "HTTP/1.1 200 OK");
         assert_eq!(text(&response.headers), "Set-Cookie: ***\r\n");
+        assert_eq!(
+            text(&response.body),
+            "echo ***",
+            "credentials sent are masked in echoes"
+        );
         assert_eq!(t.error.as_deref(), Some("failed for ***"));
     }
 

@@ -530,7 +530,7 @@ struct Core {
 unsafe impl Sync for Core {}
 unsafe impl Send for Core {}
 
-fn lookup(name: &CStr) -> *mut c_void {
+pub(super) fn lookup(name: &CStr) -> *mut c_void {
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
     unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
 }
@@ -538,7 +538,7 @@ fn lookup(name: &CStr) -> *mut c_void {
 /// Reinterprets a symbol address as a function pointer of type `F` (NULL → None).
 ///
 /// SAFETY: the caller names a symbol whose C prototype is `F` (docs §6, §4.4, §7).
-unsafe fn lookup_fn<F: Copy>(name: &CStr) -> Option<F> {
+pub(super) unsafe fn lookup_fn<F: Copy>(name: &CStr) -> Option<F> {
     let addr = lookup(name);
     // SAFETY: F is a function pointer type of the same size as a data pointer (x86_64 SysV).
     (!addr.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&addr) })

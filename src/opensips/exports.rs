@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use super::abi::*;
 use super::module::{self, ModuleParams};
 use super::script::{self, AsyncHost, AsyncStart, CallArgs, MethodArg, Outputs, Transform};
-use super::{log_bridge, target};
+use super::{log_bridge, target, tracing};
 use crate::engine::{Method, ResultCode};
 
 /// Runs `body`, turning a panic into a log line and `on_panic`: no unwind reaches the core.
@@ -258,6 +258,7 @@ unsafe fn call_args<'a>(shape: Shape, msg: *mut c_void, p: [*mut c_void; 8]) -> 
     unsafe {
         match shape {
             Shape::Get => CallArgs {
+                msg,
                 message: MessageId::of(msg),
                 method: MethodArg::Fixed(Method::Get),
                 url: str_arg(p[0]),
@@ -266,6 +267,7 @@ unsafe fn call_args<'a>(shape: Shape, msg: *mut c_void, p: [*mut c_void; 8]) -> 
                 outputs: outputs(msg, p[1], p[2], p[3]),
             },
             Shape::Send(method) => CallArgs {
+                msg,
                 message: MessageId::of(msg),
                 method: MethodArg::Fixed(method),
                 url: str_arg(p[0]),
@@ -274,6 +276,7 @@ unsafe fn call_args<'a>(shape: Shape, msg: *mut c_void, p: [*mut c_void; 8]) -> 
                 outputs: outputs(msg, p[3], p[4], p[5]),
             },
             Shape::Request => CallArgs {
+                msg,
                 message: MessageId::of(msg),
                 method: MethodArg::Named(str_arg(p[0])),
                 url: str_arg(p[1]),
@@ -670,6 +673,7 @@ unsafe extern "C" fn mod_init() -> c_int {
         } else {
             None
         };
+        tracing::init();
         match module::init(&read_params(), tls) {
             Ok(()) => 0,
             Err(e) => {

@@ -8,3 +8,5 @@ mod message;
 mod module;
 mod script;
 mod target;
+mod trace_api;
+mod tracing;

@@ -9,13 +9,14 @@ use log::{debug, error, info, warn};
 
 use crate::engine::{
     ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResponseCache, ResponseHead,
-    ResultCode, Service, Token, breaks_header_line, escape, escape_path, escape_xml, redact_url,
-    service_reference, trim_http_whitespace, unescape,
+    ResultCode, Service, Token, Transcript, breaks_header_line, escape, escape_path, escape_xml,
+    redact_url, service_reference, trim_http_whitespace, unescape,
 };
 
 use super::abi::{AsyncCaller, AsyncCtxRef, MessageId, ResumeFn, ScriptVar};
 use super::message::MessageScope;
 use super::module::{ModuleConfig, Worker, config, with_worker};
+use super::tracing;
 
 /// Longest header line `rest_append_hf` accepts (as the C module).
 const MAX_HEADER_LEN: usize = 1023;
@@ -41,6 +42,8 @@ pub enum MethodArg<'a> {
 /// The arguments of a transfer function, as the core passed them.
 pub struct CallArgs<'a> {
     pub message: MessageId,
+    /// The SIP message being processed (`struct sip_msg *`), for tracing.
+    pub msg: *mut c_void,
     pub method: MethodArg<'a>,
     pub url: Option<&'a [u8]>,
     pub body: Option<&'a [u8]>,
@@ -118,10 +121,11 @@ fn build_request(args: &CallArgs) -> Result<(Request, Option<ServiceEntry>), Res
 /// Builds the request of a transfer function, with the headers, certificate, limits and body
 /// form the script set for it while processing this message (they belong to this transfer,
 /// whatever its outcome), and where its answer may be cached. The script's headers and limits
-/// win over the service's.
+/// win over the service's. A `traced` request records a transcript for the tracer.
 fn prepare(
     worker: &mut Worker,
     args: &mut CallArgs,
+    traced: bool,
 ) -> Result<(Request, Option<CacheSlot>), ResultCode> {
     let settings = worker.message.enter(args.message).start_call();
     let (mut request, service) = build_request(args)?;
@@ -143,6 +147,7 @@ fn prepare(
     }
     let service = service.map(|(_, definition)| definition);
     request.client_cert = settings.cert;
+    request.trace = traced;
     if let Some((transfer, connect)) = settings.timeouts {
         request.timeout = Some(transfer);
         request.connect_timeout = connect;
@@ -156,10 +161,14 @@ fn prepare(
     Ok((request, slot))
 }
 
-/// A fresh cached answer for `slot`, if any.
-fn cached(worker: &mut Worker, slot: Option<&CacheSlot>) -> Option<Outcome> {
+/// A fresh cached answer for `slot`, if any (with its transcript, for a traced request).
+fn cached(worker: &mut Worker, request: &Request, slot: Option<&CacheSlot>) -> Option<Outcome> {
     let slot = slot?;
-    worker.caches.get_mut(&slot.service.name)?.get(&slot.key)
+    let mut outcome = worker.caches.get_mut(&slot.service.name)?.get(&slot.key)?;
+    if request.trace {
+        outcome.transcript = Some(Box::new(Transcript::cache_hit(request, &outcome)));
+    }
+    Some(outcome)
 }
 
 /// Records a finished transfer: its answer in the service's cache (when cacheable).
@@ -212,7 +221,7 @@ fn run_blocking(
     request: &Request,
     slot: Option<&CacheSlot>,
 ) -> Result<Outcome, ResultCode> {
-    if let Some(outcome) = cached(worker, slot) {
+    if let Some(outcome) = cached(worker, request, slot) {
         return Ok(outcome);
     }
     let ticket = enter_gate(worker, request)?;
@@ -221,10 +230,20 @@ fn run_blocking(
     Ok(settle(worker, slot, outcome))
 }
 
-/// The script result of a finished call: outputs written, or the code of what stopped it.
-fn conclude(result: Result<Result<Outcome, ResultCode>, String>, outputs: &Outputs) -> i32 {
+/// The script result of a finished call of SIP message `msg`: the transfer traced (if it was
+/// to be), outputs written, or the code of what stopped it.
+fn conclude(
+    result: Result<Result<Outcome, ResultCode>, String>,
+    outputs: &Outputs,
+    msg: *mut c_void,
+) -> i32 {
     match result {
-        Ok(Ok(outcome)) => write_outputs(&outcome, outputs),
+        Ok(Ok(outcome)) => {
+            if let Some(transcript) = &outcome.transcript {
+                tracing::send(msg, transcript);
+            }
+            write_outputs(&outcome, outputs)
+        }
         Ok(Err(code)) => code.code(),
         Err(e) => {
             error!("{e}");
@@ -235,12 +254,13 @@ fn conclude(result: Result<Result<Outcome, ResultCode>, String>, outputs: &Outpu
 
 /// A transfer function (`rest_get`, `rest_post`, ..., `rest_request`), blocking.
 pub fn blocking_transfer(mut args: CallArgs) -> i32 {
+    let traced = tracing::wanted();
     let result = with_worker(|worker| {
-        let (request, slot) = prepare(worker, &mut args)?;
+        let (request, slot) = prepare(worker, &mut args, traced)?;
         let outcome = run_blocking(worker, &request, slot.as_ref())?;
         Ok(show_head(&mut worker.message, outcome))
     });
-    conclude(result, &args.outputs)
+    conclude(result, &args.outputs, args.msg)
 }
 
 /// A running async call: the core's context to resume, where its results go, the gate it may
@@ -303,8 +323,11 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
         error!("async transfer: the module is not initialised");
         return AsyncStart::Over(ResultCode::InternalError.code());
     };
+    // The core resumes a launch() job without the SIP message's context: it cannot be traced.
+    let traced = host.caller != AsyncCaller::Launch && tracing::wanted();
+    let msg = args.msg;
     let result = with_worker(|worker| {
-        begin(worker, config, args, host).map(|begun| match begun {
+        begin(worker, config, args, host, traced).map(|begun| match begun {
             Begun::Done(outcome, outputs) => {
                 // Its resume or report route reads it, whatever message that route runs for.
                 let outcome = show_head(&mut worker.message, outcome);
@@ -317,7 +340,7 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
     match result {
         Ok(Ok(Begun::Running)) => AsyncStart::Running,
         Ok(Ok(Begun::Done(outcome, outputs))) => {
-            AsyncStart::Over(conclude(Ok(Ok(outcome)), &outputs))
+            AsyncStart::Over(conclude(Ok(Ok(outcome)), &outputs, msg))
         }
         Ok(Err(code)) => AsyncStart::Over(code.code()),
         Err(e) => {
@@ -334,9 +357,10 @@ fn begin(
     config: &ModuleConfig,
     mut args: CallArgs,
     host: AsyncHost,
+    traced: bool,
 ) -> Result<Begun, ResultCode> {
-    let (mut request, slot) = prepare(worker, &mut args)?;
-    if let Some(outcome) = cached(worker, slot.as_ref()) {
+    let (mut request, slot) = prepare(worker, &mut args, traced)?;
+    if let Some(outcome) = cached(worker, &request, slot.as_ref()) {
         return Ok(Begun::Done(outcome, args.outputs));
     }
     let transfer_timeout = request.timeout.unwrap_or(config.settings.transfer_timeout);
@@ -529,7 +553,7 @@ pub fn resume_async(token: Token, msg: *mut c_void) -> Option<i32> {
     {
         var.set_msg(msg);
     }
-    Some(conclude(Ok(Ok(outcome)), &call.outputs))
+    Some(conclude(Ok(Ok(outcome)), &call.outputs, msg))
 }
 
 /// The C module's blocking output rules (used for async calls too): the code variable

@@ -197,6 +197,10 @@ static void test_failures_carry_a_reason(void)
 	CHECK(part_is(0, "first_line", line));
 	CHECK(h_trace_part(trace(1), "first_line") == NULL);
 	CHECK(part_has(1, "error", "connect refused"));
+	/* No connection: the server's address from the URL, the unspecified one for ours. */
+	snprintf(line, sizeof line, "127.0.0.1:%d", closed);
+	CHECK(!strcmp(trace(0)->to, line) && !strcmp(trace(1)->from, line));
+	CHECK(!strcmp(trace(0)->from, "0.0.0.0:0"));
 	CHECK(!strcmp(trace(0)->sip_correlation, CALL_ID));
 
 	h_trace_reset();

@@ -89,12 +89,35 @@ impl Secrets {
     }
 }
 
+/// The scheme and the authority (`user:password@host:port`) of a URL.
+fn url_parts(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    Some((
+        scheme,
+        &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())],
+    ))
+}
+
 /// `user` and `password` of `scheme://user:password@host/...`.
 fn url_credentials(url: &str) -> Option<(&str, &str)> {
-    let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    userinfo.split_once(':')
+    let (_, authority) = url_parts(url)?;
+    authority[..authority.rfind('@')?].split_once(':')
+}
+
+/// The server's address when the URL names it by IP (`http://127.0.0.1:8080/`, `http://[::1]/`).
+fn url_address(url: &str) -> Option<SocketAddr> {
+    let (scheme, authority) = url_parts(url)?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    };
+    if let Ok(address) = host_port.parse() {
+        return Some(address);
+    }
+    let ip = host_port.trim_start_matches('[').trim_end_matches(']');
+    Some(SocketAddr::new(ip.parse().ok()?, default_port))
 }
 
 fn replace_all(text: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
@@ -226,6 +249,8 @@ pub(super) struct Recorder {
     secrets: Secrets,
     /// The request line as sent, for a transfer that never sent one: `METHOD url`.
     intended_line: Vec<u8>,
+    /// The server's address, for a transfer that never connected, when the URL gives it.
+    intended_remote: Option<SocketAddr>,
     request_head: Vec<u8>,
     request_body: Vec<u8>,
     request_body_cut: usize,
@@ -238,6 +263,7 @@ impl Recorder {
             secrets: Secrets::of(request),
             intended_line: format!("{} {}", request.method.name(), redact_url(&request.url))
                 .into_bytes(),
+            intended_remote: url_address(&request.url),
             ..Self::default()
         }
     }
@@ -311,7 +337,7 @@ impl Recorder {
             response,
             error: error.map(|e| String::from_utf8_lossy(&mask(e.as_bytes())).into_owned()),
             local,
-            remote,
+            remote: remote.or(self.intended_remote),
             from_cache: false,
         }
     }
@@ -457,5 +483,13 @@ mod tests {
         );
         assert_eq!(socket_address(Some(""), 80), None);
         assert_eq!(socket_address(None, 80), None);
+        let address = |url: &str| url_address(url).map(|a| a.to_string());
+        assert_eq!(
+            address("http://u:p@127.0.0.1:1/x").as_deref(),
+            Some("127.0.0.1:1")
+        );
+        assert_eq!(address("https://[::1]/").as_deref(), Some("[::1]:443"));
+        assert_eq!(address("http://[::1]:8/").as_deref(), Some("[::1]:8"));
+        assert_eq!(address("http://localhost/"), None);
     }
 }

@@ -31,25 +31,20 @@ static const char *url(const char *path) { return h_url("http", port, path); }
 
 static const struct h_trace *trace(int i) { return h_trace_get(i); }
 
-static int part_has(int i, const char *key, const char *text)
+/* Whether payload part `key` of trace `i` is `want` (exact) or contains it. */
+static int part_matches(int i, const char *key, const char *want, int exact)
 {
 	const char *value = h_trace_part(trace(i), key);
-	if (value && strstr(value, text))
+	if (value && (exact ? !strcmp(value, want) : strstr(value, want) != NULL))
 		return 1;
-	fprintf(stderr, "  trace %d part %s = '%s', wanted '%s' in it\n", i, key,
-		value ? value : "(absent)", text);
+	fprintf(stderr, "  trace %d part %s = '%s', want %s'%s'\n", i, key,
+		value ? value : "(absent)", exact ? "" : "in it ", want);
 	return 0;
 }
 
-static int part_is(int i, const char *key, const char *want)
-{
-	const char *value = h_trace_part(trace(i), key);
-	if (value && !strcmp(value, want))
-		return 1;
-	fprintf(stderr, "  trace %d part %s = '%s', want '%s'\n", i, key, value ? value : "(absent)",
-		want);
-	return 0;
-}
+static int part_has(int i, const char *key, const char *text) { return part_matches(i, key, text, 0); }
+
+static int part_is(int i, const char *key, const char *want) { return part_matches(i, key, want, 1); }
 
 /* No part, correlation or address of any trace contains `secret`. */
 static int nowhere(const char *secret)

@@ -192,15 +192,20 @@ unsafe extern "C" fn fill_parts(message: TraceMessage, param: *mut c_void) {
     let Some(filler) = (unsafe { param.cast::<PartsFiller>().as_ref() }) else {
         return;
     };
-    for (key, value) in filler.parts.iter().filter(|(_, v)| !v.is_empty()) {
-        let mut value = str_of(value);
-        // SAFETY: proto_hep copies the key and the value's bytes into its JSON payload.
-        unsafe { (filler.api.add_payload_part)(message, key.as_ptr().cast_mut(), &mut value) };
-    }
-    if let Some(call_id) = filler.call_id.filter(|c| !c.is_empty()) {
-        let (mut key, mut value) = (str_of(b"sip"), str_of(call_id));
-        // SAFETY: as above, both are copied.
-        unsafe { (filler.api.add_extra_correlation)(message, &mut key, &mut value) };
+    let added = std::panic::catch_unwind(|| {
+        for (key, value) in filler.parts.iter().filter(|(_, v)| !v.is_empty()) {
+            let mut value = str_of(value);
+            // SAFETY: proto_hep copies the key and the value's bytes into its JSON payload.
+            unsafe { (filler.api.add_payload_part)(message, key.as_ptr().cast_mut(), &mut value) };
+        }
+        if let Some(call_id) = filler.call_id.filter(|c| !c.is_empty()) {
+            let (mut key, mut value) = (str_of(b"sip"), str_of(call_id));
+            // SAFETY: as above, both are copied.
+            unsafe { (filler.api.add_extra_correlation)(message, &mut key, &mut value) };
+        }
+    });
+    if added.is_err() {
+        log::error!("internal error (panic) while filling a trace message");
     }
 }
 
@@ -274,8 +279,8 @@ pub fn call_id(msg: *mut c_void) -> Option<Vec<u8>> {
     if parsed < 0 {
         return None;
     }
-    // SAFETY: `callid` sits at this offset of the release built for (pinned in
-    // docs/opensips-module-abi.md); it is NULL or a parsed header whose body holds `len` bytes.
+    // SAFETY: `callid` sits at this offset in the release built for (3.4.18, 3.6.8 and 4.0.1
+    // checked); it is NULL or a parsed header whose body holds `len` bytes.
     unsafe {
         let header = *msg
             .cast::<u8>()

@@ -17,15 +17,8 @@
 #define CALL_ID "a84b4c76e66710@pc33.example.com"
 
 static int port, tls_port;
-static hvar body, code;
-static int route_rc, route_runs;
-
-static void route(int rc, void *arg)
-{
-	(void)arg;
-	route_rc = rc;
-	route_runs++;
-}
+/* The last call's variables and its resume (or report) route's record. */
+static struct h_call call;
 
 static const char *url(const char *path) { return h_url("http", port, path); }
 
@@ -80,9 +73,8 @@ static void check_pair(int first, int server_port)
 
 static int get(const char *u)
 {
-	hvar_reset(&body);
-	hvar_reset(&code);
-	return H_CALL("rest_get", A_STR(u), A_VAR(&body), A_NONE, A_VAR(&code));
+	h_call_reset(&call);
+	return H_CALL("rest_get", A_STR(u), A_VAR(&call.body), A_NONE, A_VAR(&call.code));
 }
 
 static void test_startup_registers_the_rest_type(void)
@@ -130,9 +122,9 @@ static void test_every_method(void)
 	};
 	for (size_t i = 0; i < sizeof sends / sizeof sends[0]; i++) {
 		h_trace_reset();
-		hvar_reset(&body);
+		h_call_reset(&call);
 		CHECK_INT(H_CALL(sends[i].fn, A_STR(url("/echo")), A_STR("{\"n\":1}"),
-				 A_STR("application/json"), A_VAR(&body)), 1);
+				 A_STR("application/json"), A_VAR(&call.body)), 1);
 		CHECK_INT(h_trace_count(), 2);
 		check_pair(0, port);
 		CHECK(part_is(0, "first_line", sends[i].line));
@@ -141,9 +133,9 @@ static void test_every_method(void)
 		CHECK(part_has(1, "payload", "\"body_len\": 7"));
 	}
 	h_trace_reset();
-	hvar_reset(&body);
+	h_call_reset(&call);
 	CHECK_INT(H_CALL("rest_request", A_STR("PURGE"), A_STR(url("/echo")), A_NONE, A_NONE,
-			 A_VAR(&body)), 1);
+			 A_VAR(&call.body)), 1);
 	CHECK(part_is(0, "first_line", "PURGE /echo HTTP/1.1"));
 	CHECK(part_has(1, "payload", "\"method\": \"PURGE\""));
 }
@@ -223,19 +215,18 @@ static void test_async_traced_from_the_resume(void)
 {
 	h_trace_message(1);
 	h_trace_reset();
-	hvar_reset(&body);
-	route_runs = 0;
+	h_call_reset(&call);
 	/* The server answers after a while: the transfer ends in a reactor round, and the
 	 * module traces it from the resume, where tm restored the message's context. */
-	int waits = H_ASYNC("rest_post", 0, route, NULL, A_STR(url("/delay?ms=200")), A_STR("x=1"),
-			    A_NONE, A_VAR(&body));
+	int waits = H_ASYNC("rest_post", 0, h_record_route, &call, A_STR(url("/delay?ms=200")), A_STR("x=1"),
+			    A_NONE, A_VAR(&call.body));
 	CHECK_INT(waits, 0);
 	h_trace_message(0); /* another, untraced message meanwhile */
 	CHECK_INT(get(url("/echo")), 1);
 	CHECK_INT(h_trace_count(), 0);
 	CHECK_INT(h_reactor_run(3000), 0);
-	CHECK_INT(route_runs, 1);
-	CHECK_INT(route_rc, 1);
+	CHECK_INT(call.runs, 1);
+	CHECK_INT(call.rc, 1);
 	CHECK_INT(h_trace_count(), 2);
 	check_pair(0, port);
 	CHECK(part_is(0, "first_line", "POST /delay?ms=200 HTTP/1.1"));
@@ -246,11 +237,11 @@ static void test_async_traced_from_the_resume(void)
 	/* A failure of an async call. */
 	h_trace_message(1);
 	h_trace_reset();
-	hvar_reset(&body);
-	H_ASYNC("rest_get", 0, route, NULL, A_STR(h_url("http", h_closed_port(), "/x")),
-		A_VAR(&body));
+	h_call_reset(&call);
+	H_ASYNC("rest_get", 0, h_record_route, &call, A_STR(h_url("http", h_closed_port(), "/x")),
+		A_VAR(&call.body));
 	CHECK_INT(h_reactor_run(3000), 0);
-	CHECK_INT(route_rc, -1);
+	CHECK_INT(call.rc, -1);
 	CHECK_INT(h_trace_count(), 2);
 	CHECK(part_has(1, "error", "connect refused"));
 	CHECK(!strcmp(trace(1)->sip_correlation, CALL_ID));
@@ -258,15 +249,15 @@ static void test_async_traced_from_the_resume(void)
 	/* An untraced message's async call sends nothing. */
 	h_trace_message(0);
 	h_trace_reset();
-	H_ASYNC("rest_get", 0, route, NULL, A_STR(url("/delay?ms=50")), A_VAR(&body));
+	H_ASYNC("rest_get", 0, h_record_route, &call, A_STR(url("/delay?ms=50")), A_VAR(&call.body));
 	CHECK_INT(h_reactor_run(3000), 0);
 	CHECK_INT(h_trace_count(), 0);
 
 	/* tm's sync mode (a route where async is not allowed). */
 	h_trace_message(1);
 	h_trace_reset();
-	CHECK_INT(h_async_call("rest_get", 0, 1, route, NULL, 2,
-			       (h_arg[]){ A_STR(url("/delay?ms=50")), A_VAR(&body) }), 1);
+	CHECK_INT(h_async_call("rest_get", 0, 1, h_record_route, &call, 2,
+			       (h_arg[]){ A_STR(url("/delay?ms=50")), A_VAR(&call.body) }), 1);
 	CHECK_INT(h_trace_count(), 2);
 	CHECK(part_is(1, "payload", "delayed"));
 }
@@ -277,12 +268,11 @@ static void test_launch_is_not_traced(void)
 {
 	h_trace_message(1);
 	h_trace_reset();
-	hvar_reset(&body);
-	route_runs = 0;
-	h_launch_call("rest_get", route, NULL, 2,
-		      (h_arg[]){ A_STR(url("/delay?ms=50")), A_VAR(&body) });
+	h_call_reset(&call);
+	h_launch_call("rest_get", h_record_route, &call, 2,
+		      (h_arg[]){ A_STR(url("/delay?ms=50")), A_VAR(&call.body) });
 	CHECK_INT(h_reactor_run(3000), 0);
-	CHECK_INT(route_runs, 1);
+	CHECK_INT(call.runs, 1);
 	CHECK_INT(h_trace_count(), 0);
 	CHECK_INT(h_traces_outside_context(), 0);
 }
@@ -306,7 +296,7 @@ static void test_cache_hits_are_marked(void)
 	CHECK(!strcmp(trace(0)->sip_correlation, CALL_ID));
 	/* An async call answered from the cache. */
 	h_trace_reset();
-	H_ASYNC("rest_get", 0, route, NULL, A_STR("cached://body?size=5"), A_VAR(&body));
+	H_ASYNC("rest_get", 0, h_record_route, &call, A_STR("cached://body?size=5"), A_VAR(&call.body));
 	CHECK_INT(h_trace_count(), 2);
 	CHECK(part_is(1, "cache", "hit"));
 }
@@ -316,7 +306,7 @@ static void test_payload_is_capped(void)
 	h_trace_message(1);
 	h_trace_reset();
 	CHECK_INT(get(url("/body?size=10000")), 1);
-	CHECK_INT(body.len, 10000);
+	CHECK_INT(call.body.len, 10000);
 	const char *payload = h_trace_part(trace(1), "payload");
 	CHECK(payload && strlen(payload) < 4096 + 64);
 	CHECK(part_has(1, "payload", "[5904 more bytes not traced]"));

@@ -42,15 +42,6 @@ Routes (path before "?"):
                           status N (default 200), each h sent as "Name: Value" in
                           order, then "X-Pad: " and P pattern bytes if pad is given,
                           body "headers"; after N ms (default 0)
-  /v2/user_auth           (PUT) Crossbar-style login: {"data": {"credentials", "account_name"}}
-                          gives 201 {"auth_token", "data": {"account_id"}}, else 401
-  /v2/accounts/<id>/devices?page_size=N[&start_key=K]
-                          with the X-Auth-Token of a login (else 401): 5 devices, N a page
-                          (default 2), {"data": [{"id", "name"}...], "next_start_key"} (the
-                          key only when more follow)
-  /rest                   (POST) Prosody mod_rest-style: with basic credentials (else 401), an
-                          application/xmpp+xml stanza (else 415), parsed as XML (else 400);
-                          200 JSON {"kind", "to", "body"} with the body text as parsed
   /stats                  JSON {connections, requests, open_connections}
   /stats/reset            zero connections and requests, answer like /stats
   anything else           404 "not found"
@@ -68,16 +59,12 @@ import ssl
 import sys
 import threading
 import time
-import xml.etree.ElementTree as ElementTree
 from urllib.parse import parse_qs, urlsplit
 
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz"
 LOCK = threading.Lock()
 STATS = {"connections": 0, "requests": 0, "open_connections": 0}
 CONNECTION_IDS = itertools.count(1)
-AUTH_TOKENS = set()
-TOKEN_IDS = itertools.count(1)
-DEVICES = [{"id": f"dev{i}", "name": f"Desk phone {i}"} for i in range(1, 6)]
 
 
 class BadRequest(Exception):
@@ -302,12 +289,6 @@ class Connection:
             if "pad" in req.query:
                 headers.append(("X-Pad", pattern(req.int_arg("pad", 0)).decode()))
             return self.respond(req, req.int_arg("status", 200), b"headers", headers, reason=req.arg("reason"))
-        if path == "/v2/user_auth" and req.method == "PUT":
-            return self.crossbar_login(req)
-        if path.startswith("/v2/accounts/") and path.endswith("/devices"):
-            return self.crossbar_devices(req)
-        if path == "/rest" and req.method == "POST":
-            return self.xmpp_stanza(req)
         if path == "/stats":
             return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
         if path == "/stats/reset":
@@ -315,50 +296,6 @@ class Connection:
                 STATS["connections"] = STATS["requests"] = 0
             return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
         return self.respond(req, 404, b"not found")
-
-    def json_reply(self, req, status, doc):
-        return self.respond(req, status, json.dumps(doc).encode(), [("Content-Type", "application/json")])
-
-    def crossbar_login(self, req):
-        try:
-            data = json.loads(req.body)["data"]
-            ok = bool(data["credentials"]) and bool(data["account_name"])
-        except (ValueError, KeyError, TypeError):
-            ok = False
-        if not ok:
-            return self.json_reply(req, 401, {"status": "error", "message": "invalid credentials"})
-        token = f"tok{next(TOKEN_IDS)}"
-        with LOCK:
-            AUTH_TOKENS.add(token)
-        return self.json_reply(req, 201, {"auth_token": token, "status": "success",
-                                          "data": {"account_id": "acct1", "owner_id": "user1"}})
-
-    def crossbar_devices(self, req):
-        with LOCK:
-            known = req.header("x-auth-token") in AUTH_TOKENS
-        if not known:
-            return self.json_reply(req, 401, {"status": "error", "message": "invalid credentials"})
-        size = req.int_arg("page_size", 2)
-        ids = [d["id"] for d in DEVICES]
-        start = ids.index(req.arg("start_key")) if req.arg("start_key") in ids else 0
-        doc = {"data": DEVICES[start : start + size], "page_size": size, "status": "success"}
-        if start + size < len(DEVICES):
-            doc["next_start_key"] = ids[start + size]
-        return self.json_reply(req, 200, doc)
-
-    def xmpp_stanza(self, req):
-        if not req.header("authorization").startswith("Basic "):
-            return self.respond(req, 401, b"log in with the JID and password")
-        if req.header("content-type").split(";")[0].strip() != "application/xmpp+xml":
-            return self.respond(req, 415, b"want application/xmpp+xml")
-        try:
-            stanza = ElementTree.fromstring(req.body)
-        except ElementTree.ParseError as e:
-            return self.respond(req, 400, f"not XML: {e}".encode())
-        local = {e.tag.rpartition("}")[2]: e for e in stanza.iter()}
-        body = local.get("body")
-        return self.json_reply(req, 200, {"kind": stanza.tag.rpartition("}")[2], "to": stanza.get("to"),
-                                          "body": None if body is None else body.text})
 
 
 def serve_connection(sock, cid, ctx):

@@ -32,8 +32,9 @@ Routes (path before "?"):
   /close                  200 "closing" with Connection: close, then close
   /close-after-response?ms=N
                           keep-alive 200 "ok", then close the socket N ms later
-  /drop-next-request      keep-alive 200 "ok"; the next request on that connection is read
-                          and the connection closed without an answer
+  /drop-next-request[?ms=N]
+                          keep-alive 200 "ok" after N ms (default 0); the next request on
+                          that connection is read and the connection closed without an answer
   /stall-headers          read the request, never answer (until client closes or 120 s)
   /stall-body?sent=K      Content-Length: 100000 + K (default 100) bytes, then stall
   /close-mid-body?sent=K  Content-Length: 100000 + K (default 100) bytes, then close
@@ -267,6 +268,7 @@ class Connection:
         if path == "/close":
             return self.respond(req, 200, b"closing", close=True)
         if path == "/drop-next-request":
+            time.sleep(req.int_arg("ms", 0) / 1000)
             self.drop_next = True
             return self.respond(req, 200, b"ok")
         if path == "/close-after-response":

@@ -214,6 +214,31 @@ static void test_keep_alive_and_mixing(void)
 	CHECK_INT(H_CALL("rest_get", A_STR(url("/echo")), A_VAR(&body)), 1);
 	CHECK_INT(h_json_int(body.s, "request_on_connection"), 1);
 	hvar_reset(&body);
+
+	/* A server that closed every kept-alive connection (an nginx reload, a keep-alive timeout
+	 * with TLS, whose close_notify makes a closed connection look alive to libcurl): libcurl
+	 * 7.88 retries on the next cached connection, gives up after five retries with
+	 * CURLE_SEND_ERROR (-10); the module then tries one new connection. */
+	for (int blocking = 0; blocking <= 1; blocking++) {
+		struct h_call dropping[6];
+		memset(dropping, 0, sizeof dropping);
+		port = h_start_server(NULL);
+		for (int i = 0; i < 6; i++)
+			async_get(&dropping[i], url("/drop-next-request?ms=200"), 0);
+		CHECK_INT(h_reactor_run(3000), 0);
+		for (int i = 0; i < 6; i++)
+			CHECK_INT(dropping[i].rc, 1);
+		if (blocking) {
+			CHECK_INT(H_CALL("rest_get", A_STR(url("/echo")), A_VAR(&body)), 1);
+			CHECK_INT(h_json_int(body.s, "request_on_connection"), 1);
+			hvar_reset(&body);
+		} else {
+			async_get(&c, url("/echo"), 0);
+			h_reactor_run(3000);
+			CHECK_INT(c.rc, 1);
+			CHECK_INT(h_json_int(c.body.s, "request_on_connection"), 1);
+		}
+	}
 }
 
 static void test_sync_mode(void)

@@ -2,8 +2,10 @@
 //! see `tls.rs`) used by every transfer of the process, and one reusable easy handle for
 //! blocking transfers.
 
+use std::time::Duration;
+
 use curl::easy::{Easy2, List};
-use log::error;
+use log::{error, info};
 
 use super::collector::{Collector, InflightBodies, Overflow};
 use super::curl_raw::{allow_http_only, leave_slow_lookups_behind, request_sent};
@@ -97,7 +99,16 @@ impl Client {
             );
             return Outcome::failed(ResultCode::InternalError);
         }
-        let result = self.blocking.perform();
+        let mut result = self.blocking.perform();
+        if retry_on_new_connection(
+            &mut self.blocking,
+            &result,
+            transfer_limit(&self.settings, request),
+            request.method,
+            &request.url,
+        ) {
+            result = self.blocking.perform();
+        }
         let outcome = finish(&mut self.blocking, result, request.method, &request.url);
         scrub(&mut self.blocking);
         outcome
@@ -151,7 +162,7 @@ pub(super) fn configure(
     easy.signal(false)?;
     easy.max_connects(settings.max_idle_connections)?;
     easy.url(&request.url)?;
-    let transfer_timeout = request.timeout.unwrap_or(settings.transfer_timeout);
+    let transfer_timeout = transfer_limit(settings, request);
     let connect_timeout = request.connect_timeout.unwrap_or(settings.connect_timeout);
     easy.connect_timeout(if transfer_timeout.is_zero() {
         connect_timeout
@@ -221,6 +232,57 @@ pub(super) fn configure(
         easy.post_fields_copy(&request.body)?;
     }
     Ok(())
+}
+
+/// The time limit of `request`'s whole transfer; zero for none.
+pub(super) fn transfer_limit(settings: &ClientSettings, request: &Request) -> Duration {
+    request.timeout.unwrap_or(settings.transfer_timeout)
+}
+
+/// libcurl (7.88) reuses a kept-alive connection the server has already closed when the close
+/// does not show yet (a TLS connection whose close_notify waits unread looks alive), retries on
+/// the next cached connection of that server when nothing came back, and gives up with
+/// CURLE_SEND_ERROR after five such retries, which a server closing all its idle connections
+/// at once (an nginx reload) reaches. When `result` failed that way (a send or receive error,
+/// no response byte, only kept-alive connections tried), this sets `easy` up for one more
+/// attempt on a new connection within what is left of `limit` (zero: no limit), and says so.
+pub(super) fn retry_on_new_connection(
+    easy: &mut Easy2<Collector>,
+    result: &Result<(), curl::Error>,
+    limit: Duration,
+    method: Method,
+    url: &str,
+) -> bool {
+    let Err(e) = result else {
+        return false;
+    };
+    let stale = (e.is_send_error() || e.is_recv_error())
+        && easy.header_size().is_ok_and(|bytes| bytes == 0)
+        && easy.num_connects().is_ok_and(|new| new == 0);
+    if !stale {
+        return false;
+    }
+    let left = if limit.is_zero() {
+        Duration::ZERO
+    } else {
+        match easy
+            .total_time()
+            .ok()
+            .and_then(|spent| limit.checked_sub(spent))
+        {
+            Some(left) if !left.is_zero() => left,
+            _ => return false,
+        }
+    };
+    if easy.timeout(left).and(easy.fresh_connect(true)).is_err() {
+        return false;
+    }
+    info!(
+        "{} {}: the server closed the kept-alive connections tried ({e}), trying a new one",
+        method.name(),
+        redact_url(url)
+    );
+    true
 }
 
 /// Forgets the options the last transfer set on `easy` (request body, credentials, client

@@ -19,7 +19,7 @@ use curl::multi::{Easy2Handle, Events, Multi};
 use log::error;
 use parking_lot::Mutex;
 
-use super::client::{Outcome, configure, finish, scrub};
+use super::client::{Outcome, configure, finish, retry_on_new_connection, scrub, transfer_limit};
 use super::collector::{Collector, InflightBodies};
 use super::curl_raw::request_sent;
 use super::redact_url;
@@ -49,6 +49,8 @@ struct Running {
     handle: Easy2Handle<Collector>,
     method: Method,
     url: String,
+    /// The whole transfer's time limit (zero: none).
+    limit: Duration,
 }
 
 /// The process's async transfers. Field order is drop order: running transfers leave the
@@ -137,16 +139,9 @@ impl Hub {
             self.idle.push(easy);
             return Err(cannot(&e));
         }
-        let mut handle = self.multi.add2(easy).map_err(|e| cannot(&e))?;
-        handle.set_token(token).map_err(|e| cannot(&e))?;
-        self.running.insert(
-            token,
-            Running {
-                handle,
-                method: request.method,
-                url: request.url.clone(),
-            },
-        );
+        let limit = transfer_limit(settings, request);
+        self.add(token, easy, request.method, request.url.clone(), limit)
+            .map_err(|e| cannot(&e))?;
         // Only libcurl's timers: the new transfer is due at once; other transfers' ready
         // sockets are left to the reactor's next round.
         self.step(Readiness::TimersOnly);
@@ -258,24 +253,41 @@ impl Hub {
     }
 
     /// Takes transfer `token` out of the multi handle (its connection goes back to the
-    /// process's cache) and sets its outcome aside.
+    /// process's cache) and sets its outcome aside, or adds it again for one attempt on a new
+    /// connection (see [`retry_on_new_connection`]).
     fn end(&mut self, token: Token, result: Result<(), curl::Error>) {
         let Some(Running {
             handle,
             method,
             url,
+            limit,
         }) = self.running.remove(&token)
         else {
             return;
         };
         let outcome = match self.multi.remove2(handle) {
             Ok(mut easy) => {
-                let outcome = finish(&mut easy, result, method, &url);
-                scrub(&mut easy);
-                if self.idle.len() < self.max_idle {
-                    self.idle.push(easy);
+                if retry_on_new_connection(&mut easy, &result, limit, method, &url) {
+                    let transfer = format!("{} {}", method.name(), redact_url(&url));
+                    match self.add(token, easy, method, url, limit) {
+                        Ok(()) => {
+                            // The descriptor fires at once: the next round starts it.
+                            self.wake();
+                            return;
+                        }
+                        Err(e) => {
+                            error!("{transfer}: {e}");
+                            Outcome::failed(ResultCode::InternalError)
+                        }
+                    }
+                } else {
+                    let outcome = finish(&mut easy, result, method, &url);
+                    scrub(&mut easy);
+                    if self.idle.len() < self.max_idle {
+                        self.idle.push(easy);
+                    }
+                    outcome
                 }
-                outcome
             }
             Err(e) => {
                 error!("{} {}: {e}", method.name(), redact_url(&url));
@@ -283,5 +295,28 @@ impl Hub {
             }
         };
         self.finished.push((token, outcome));
+    }
+
+    /// Adds the set-up `easy` to the multi handle as transfer `token`.
+    fn add(
+        &mut self,
+        token: Token,
+        easy: Easy2<Collector>,
+        method: Method,
+        url: String,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let mut handle = self.multi.add2(easy).map_err(|e| e.to_string())?;
+        handle.set_token(token).map_err(|e| e.to_string())?;
+        self.running.insert(
+            token,
+            Running {
+                handle,
+                method,
+                url,
+                limit,
+            },
+        );
+        Ok(())
     }
 }

@@ -5,7 +5,8 @@
  * database domains hold it) through rest_init_client_tls, used by the next transfer only, TLS
  * sessions resumed on new connections (never across client identities), and a CA removed from
  * or added to ssl_capath taking effect at the next new connection (issue 10: the CAs and
- * client certificates are parsed once per process, not once per connection).
+ * client certificates are parsed once per process, not once per connection), and async calls
+ * to an HTTP/2 server (nginx) multiplexed on one connection.
  * usage: test_tls module.so cfg verify|nohostcheck|noverify
  *        (cfg: tls.cfg / tls_nohostcheck.cfg / tls_noverify.cfg)
  */
@@ -169,6 +170,65 @@ static void verify(int mtls)
 	CHECK_INT(get(fresh, "/echo"), 1);
 }
 
+/* nginx offering HTTP/2 on a free loopback port, from this test's directory; answers each
+ * request with its protocol and its connection's serial number. Stopped by stop_nginx(). */
+static int start_nginx(void)
+{
+	int port = h_closed_port();
+	FILE *conf = fopen(path("nginx.conf"), "w");
+	CHECK(conf != NULL);
+	if (!conf)
+		return port;
+	fprintf(conf,
+		"worker_processes 1;\npid %s/nginx.pid;\nerror_log %s/nginx.log;\n"
+		"events { worker_connections 256; }\n"
+		"http {\n  access_log off;\n  client_body_temp_path %s; proxy_temp_path %s;\n"
+		"  fastcgi_temp_path %s; uwsgi_temp_path %s; scgi_temp_path %s;\n"
+		"  server { listen 127.0.0.1:%d ssl http2;\n"
+		"    ssl_certificate %s/server.pem; ssl_certificate_key %s/server.key;\n"
+		"    location / { return 200 \"$server_protocol $connection\"; } }\n}\n",
+		dir, dir, dir, dir, dir, dir, dir, port, dir, dir);
+	fclose(conf);
+	shell("nginx -e %s/nginx.log -p %s -c nginx.conf", dir);
+	return port;
+}
+
+static void stop_nginx(void)
+{
+	shell("nginx -e %s/nginx.log -p %s -c nginx.conf -s stop", dir);
+}
+
+static void http2_multiplexing(void)
+{
+	enum { N = 20 };
+	int port = start_nginx();
+	const char *u = h_url("https", port, "/");
+	/* The first call opens the connection (HTTP/2 through ALPN). */
+	struct h_call first = { 0 };
+	h_call_reset(&first);
+	H_ASYNC("rest_get", 0, h_record_route, &first, A_STR(u), A_VAR(&first.body));
+	CHECK_INT(h_reactor_run(5000), 0);
+	CHECK_INT(first.rc, 1);
+	CHECK(first.body.is_set && strncmp(first.body.s, "HTTP/2.0 ", 9) == 0);
+	/* N calls in flight at once all ride on it, as streams of the one connection. */
+	static struct h_call calls[N];
+	for (int i = 0; i < N; i++) {
+		/* A call may end within its start: libcurl reads the connection's other streams. */
+		h_call_reset(&calls[i]);
+		H_ASYNC("rest_get", 0, h_record_route, &calls[i], A_STR(u), A_VAR(&calls[i].body));
+	}
+	CHECK_INT(h_reactor_run(5000), 0);
+	for (int i = 0; i < N; i++) {
+		CHECK_INT(calls[i].runs, 1);
+		CHECK_INT(calls[i].rc, 1);
+		CHECK_STR(&calls[i].body, first.body.s);
+	}
+	/* A blocking call shares the process's connections too. */
+	CHECK_INT(get_url(u), 1);
+	CHECK_STR(&body, first.body.s);
+	stop_nginx();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4 || !mkdtemp(dir))
@@ -190,6 +250,7 @@ int main(int argc, char **argv)
 
 	if (strcmp(mode, "verify") == 0) {
 		verify(mtls);
+		http2_multiplexing();
 	} else if (strcmp(mode, "nohostcheck") == 0) {
 		/* ssl_verifyhost = 0: any host name, but still a trusted and valid certificate. */
 		CHECK_INT(get(tls_server("wronghost", NULL, NULL, NULL), "/echo"), 1);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -65,7 +66,7 @@ struct module_exports {
 	const cmd_export_t *cmds;
 	const acmd_export_t *acmds;
 	const param_export_t *params;
-	const void *stats, *mi_cmds, *items;
+	const void *stats, *mi_cmds, *items; /* stat_export_t *, mi_export_t * */
 	const trans_export_t *trans;
 	const void *procs;
 	int (*preinit_f)(void);
@@ -530,7 +531,152 @@ int h_load_cfg(const char *cfg_path)
 	return rc;
 }
 
-int h_mod_init(void) { return mod->init_f ? mod->init_f() : 0; }
+/* ---- statistics: the core's register_module_stats, after mod_init ---- */
+typedef struct { char *s; int len; } h_str;
+typedef struct stat_var {
+	unsigned int mod_idx;
+	h_str name;
+	unsigned short flags;
+	void *context;
+	unsigned long *val;
+	struct stat_var *hnext, *lnext;
+} stat_var;
+typedef struct { const char *name; unsigned short flags; stat_var **stat_pointer; } stat_export_t;
+_Static_assert(sizeof(stat_var) == 64, "stat_var");
+_Static_assert(sizeof(stat_export_t) == 24, "stat_export_t");
+
+#define MAX_STATS 64
+static stat_var *stats[MAX_STATS];
+static int stats_count;
+
+/* Like the core: each statistic a stat_var whose value sits in shared memory (mapped before
+ * the workers fork, so that every process adds to the same counters). */
+static void register_module_stats(void)
+{
+	const stat_export_t *e = mod->stats;
+	unsigned long *values = mmap(NULL, MAX_STATS * sizeof *values, PROT_READ | PROT_WRITE,
+				     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	for (; e && e->name && stats_count < MAX_STATS; e++, stats_count++) {
+		stat_var *v = calloc(1, sizeof *v);
+		v->name.s = (char *)e->name;
+		v->name.len = (int)strlen(e->name);
+		v->flags = e->flags;
+		v->val = &values[stats_count];
+		*e->stat_pointer = v;
+		stats[stats_count] = v;
+	}
+}
+
+long h_stat(const char *name)
+{
+	for (int i = 0; i < stats_count; i++)
+		if (!strcmp(stats[i]->name.s, name))
+			return (long)__atomic_load_n(stats[i]->val, __ATOMIC_RELAXED);
+	fprintf(stderr, "harness: no statistic %s\n", name);
+	return -1;
+}
+
+int h_stat_flags(const char *name)
+{
+	for (int i = 0; i < stats_count; i++)
+		if (!strcmp(stats[i]->name.s, name))
+			return stats[i]->flags;
+	return -1;
+}
+
+/* ---- MI: the core's mi_export_t and response builders (mi/mi.h, mi/item.h) ---- */
+typedef void *(*mi_cmd_f)(const void *params, void *async_hdl);
+typedef struct { mi_cmd_f cmd; char *params[10]; } mi_recipe_t;
+typedef struct {
+	char *name, *help;
+	unsigned int flags;
+	int (*init_f)(void);
+	mi_recipe_t recipes[48];
+} mi_export_t;
+_Static_assert(sizeof(mi_export_t) == 4256, "mi_export_t");
+
+/* A response item: an object, an array, a string or a number. */
+struct mi_item {
+	enum { MI_OBJECT, MI_ARRAY, MI_STRING, MI_NUMBER } kind;
+	char *name, *text;
+	double number;
+	struct mi_item *first, *last, *next;
+};
+
+static struct mi_item *mi_add(void *to, int kind, const char *name, int name_len)
+{
+	struct mi_item *parent = to, *item = calloc(1, sizeof *item);
+	item->kind = kind;
+	if (name && name_len > 0)
+		item->name = strndup(name, (size_t)name_len);
+	if (parent->last)
+		parent->last->next = item;
+	else
+		parent->first = item;
+	parent->last = item;
+	return item;
+}
+
+void *init_mi_result_array(void **arr_out)
+{
+	struct mi_item *root = calloc(1, sizeof *root);
+	root->kind = MI_ARRAY;
+	*arr_out = root;
+	return root;
+}
+void *add_mi_object(void *to, char *name, int len) { return mi_add(to, MI_OBJECT, name, len); }
+void *add_mi_array(void *to, char *name, int len) { return mi_add(to, MI_ARRAY, name, len); }
+int add_mi_string(void *to, char *name, int len, const char *value, int value_len)
+{
+	mi_add(to, MI_STRING, name, len)->text = strndup(value, (size_t)value_len);
+	return 0;
+}
+int add_mi_number(void *to, char *name, int len, double value)
+{
+	mi_add(to, MI_NUMBER, name, len)->number = value;
+	return 0;
+}
+
+static void mi_print(const struct mi_item *item, FILE *out)
+{
+	if (item->name)
+		fprintf(out, "\"%s\": ", item->name);
+	switch (item->kind) {
+	case MI_STRING: fprintf(out, "\"%s\"", item->text); break;
+	case MI_NUMBER: fprintf(out, "%.15g", item->number); break;
+	default:
+		fputc(item->kind == MI_OBJECT ? '{' : '[', out);
+		for (const struct mi_item *c = item->first; c; c = c->next)
+			mi_print(c, out), fputs(c->next ? ", " : "", out);
+		fputc(item->kind == MI_OBJECT ? '}' : ']', out);
+	}
+}
+
+char *h_mi(const char *command)
+{
+	const mi_export_t *e = mod->mi_cmds;
+	while (e && e->name && strcmp(e->name, command))
+		e++;
+	if (!e || !e->name || !e->recipes[0].cmd)
+		return NULL;
+	struct mi_item *response = e->recipes[0].cmd(NULL, NULL);
+	if (!response)
+		return NULL;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	mi_print(response, out);
+	fclose(out);
+	return text;
+}
+
+int h_mod_init(void)
+{
+	int rc = mod->init_f ? mod->init_f() : 0;
+	if (rc == 0)
+		register_module_stats();
+	return rc;
+}
 
 int h_child_init(int rank) { return mod->init_child_f ? mod->init_child_f(rank) : 0; }
 

@@ -53,7 +53,15 @@ void h_load(const char *so_path);
 int h_load_cfg(const char *cfg_path);
 /* One modparam: `is_str` selects STR_PARAM (value) or INT_PARAM (ivalue). */
 int h_modparam(const char *name, int is_str, const char *value, int ivalue);
+/* mod_init, then (when it succeeded) the registration of the module's statistics. */
 int h_mod_init(void);
+/* A module statistic's value (the sum over every process), or -1 if there is none. */
+long h_stat(const char *name);
+/* Its stat_export_t flags (STAT_NO_RESET = 1), or -1. */
+int h_stat_flags(const char *name);
+/* Runs the module's MI command (its first recipe, no parameters) as the core's MI layer
+ * would; returns its response as JSON text (malloc'd), or NULL for no command or an error. */
+char *h_mi(const char *command);
 int h_child_init(int rank);
 /* The usual start of a test: load, cfg, mod_init and child_init(1) in this process (a failed
  * step is a failed check). */

@@ -292,3 +292,9 @@ fn only_http_and_https_and_log_lines_safe_to_read() {
         "a log line was split: {stderr}"
     );
 }
+
+/// Issue 11: statistics in the core's shared counters, summed over processes.
+#[test]
+fn statistics_add_up_over_processes() {
+    assert_passes("test_statistics", Some("stats.cfg"), &[]);
+}

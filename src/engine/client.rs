@@ -36,6 +36,22 @@ pub struct Outcome {
     pub head: ResponseHead,
     /// What was exchanged, for a request that asked for it ([`Request::trace`]).
     pub transcript: Option<Box<Transcript>>,
+    /// What the transfer cost on the wire (all zero for an answer that did not come from one).
+    pub traffic: Traffic,
+}
+
+/// What one transfer did on the wire, for statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Connections opened for it (0: it reused a kept-alive one, or none was made).
+    pub connections_opened: u64,
+    /// Whether a request was sent (on a new or a reused connection).
+    pub request_sent: bool,
+    /// Whether its connections are TLS (`https://`).
+    pub tls: bool,
+    /// Request and response bytes, headers included (as libcurl counts them).
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
 }
 
 impl Outcome {
@@ -48,6 +64,7 @@ impl Outcome {
             content_type: None,
             head: ResponseHead::default(),
             transcript: None,
+            traffic: Traffic::default(),
         }
     }
 }
@@ -85,7 +102,7 @@ impl Client {
                 self.hub.wake_for_finished();
                 outcome
             }
-            Err(outcome) => Some(outcome),
+            Err(code) => Some(Outcome::failed(code)),
         }
     }
 
@@ -350,6 +367,16 @@ pub(super) fn finish(
         );
         Box::new(recorder.finish(easy.get_ref().body(), local, remote, failure))
     });
+    let traffic = Traffic {
+        connections_opened: easy.num_connects().unwrap_or(0),
+        request_sent: connected,
+        tls: url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://")),
+        bytes_sent: easy.request_size().unwrap_or(0) + easy.upload_size().unwrap_or(0.0) as u64,
+        bytes_received: easy.header_size().unwrap_or(0)
+            + easy.download_size().unwrap_or(0.0) as u64,
+    };
     let (body, content_type, head) = easy.get_mut().take();
     Outcome {
         result: code,
@@ -358,6 +385,7 @@ pub(super) fn finish(
         content_type,
         head,
         transcript,
+        traffic,
     }
 }
 

@@ -23,6 +23,11 @@ impl RenewableCredentials {
         })
     }
 
+    /// How many updates service `index` has had.
+    pub fn updates(&self, index: usize) -> u64 {
+        self.updates.generation(index)
+    }
+
     /// Checks `update` against the definition of service `index` and publishes it for every
     /// process; returns how many updates the service has had. The error never quotes a value.
     pub fn publish(&self, index: usize, definition: &Service, update: &str) -> Result<u64, String> {

@@ -113,15 +113,15 @@ impl Hub {
     }
 
     /// Adds `request` as transfer `token` and lets libcurl start it (send it, on a kept-alive
-    /// connection). `Err` when it could not be set up; it may also have ended at once: see
-    /// [`take_finished`](Self::take_finished).
+    /// connection). `Err` (with the result code) when it could not be set up; it may also have
+    /// ended at once: see [`take_finished`](Self::take_finished).
     pub(super) fn start(
         &mut self,
         token: Token,
         tls: &mut ProcessTls,
         settings: &ClientSettings,
         request: &Request,
-    ) -> Result<(), Outcome> {
+    ) -> Result<(), ResultCode> {
         let mut easy = self
             .idle
             .pop()
@@ -132,7 +132,7 @@ impl Hub {
                 request.method.name(),
                 redact_url(&request.url)
             );
-            Outcome::failed(ResultCode::InternalError)
+            ResultCode::InternalError
         };
         if let Err(e) = configure(&mut easy, tls, settings, request) {
             scrub(&mut easy);

@@ -28,7 +28,7 @@ mod transcript;
 mod watcher;
 
 pub use cache::ResponseCache;
-pub use client::{Client, Outcome};
+pub use client::{Client, Outcome, Traffic};
 pub use connect_gate::{ConnectGate, GateTicket};
 pub use credentials::{RenewableCredentials, RenewedServices};
 pub use escape::{escape, escape_path, escape_xml, unescape};
@@ -38,6 +38,7 @@ pub use response_head::ResponseHead;
 pub use result_code::ResultCode;
 pub use service::{Auth, CacheLimits, Service, service_reference};
 pub use settings::{ClientSettings, HttpVersion};
+pub use shared_table::SharedCounters;
 pub use transcript::{MAX_TRACED_BODY, MAX_TRACED_HEADERS, TracedMessage, Transcript};
 
 /// Bytes trimmed from both ends of a body or Content-Type by the blocking functions.

@@ -1,6 +1,6 @@
 //! Tables in anonymous shared memory, mapped before the workers fork so that every process
-//! sees the same slots: which process holds which key (the connect gate), and the credentials
-//! of named services renewed at run time. This file's unsafe code is the `mmap` call and the
+//! sees the same slots: which process holds which key (the connect gate), the credentials of
+//! named services renewed at run time, and counters every process adds to. This file's unsafe code is the `mmap` call and the
 //! cast of the fresh mapping to the table type.
 //!
 //! Every operation runs under a spin lock and reads and writes atomics only: no system call and
@@ -243,5 +243,35 @@ impl SharedTexts {
             *byte = cell.load(Ordering::Relaxed);
         }
         (slot.generation.load(Ordering::Relaxed), &buffer[..len])
+    }
+}
+
+/// Counters in shared memory that every process adds to.
+pub struct SharedCounters {
+    cells: &'static [AtomicU64],
+}
+
+impl SharedCounters {
+    /// Maps `count` zeroed counters shared with every process forked after this call.
+    pub fn map(count: usize) -> Result<Self, String> {
+        let addr = map_zeroed(count * std::mem::size_of::<AtomicU64>())?;
+        // SAFETY: the mapping is page aligned, holds `count` zero-filled (valid) atomics and is
+        // never unmapped; all access goes through atomics.
+        let cells = unsafe { std::slice::from_raw_parts(addr as *const AtomicU64, count) };
+        Ok(Self { cells })
+    }
+
+    /// Adds `n` to counter `index` (nothing if there is no such counter).
+    pub fn add(&self, index: usize, n: u64) {
+        if let Some(cell) = self.cells.get(index) {
+            cell.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counter `index` (0 if there is no such counter).
+    pub fn get(&self, index: usize) -> u64 {
+        self.cells
+            .get(index)
+            .map_or(0, |cell| cell.load(Ordering::Relaxed))
     }
 }

@@ -436,8 +436,8 @@ pub struct ModuleExports {
     pub cmds: *const CmdExport,
     pub acmds: *const AcmdExport,
     pub params: *const ParamExport,
-    pub stats: *const c_void,
-    pub mi_cmds: *const c_void,
+    pub stats: *const StatExport,
+    pub mi_cmds: *const MiExport,
     pub items: *const c_void,
     pub trans: *const TransExport,
     pub procs: *const c_void,
@@ -869,4 +869,239 @@ pub fn core_scm_version() -> Option<(*const c_char, *const c_char)> {
     // SAFETY: `core_scm_ver` is a `{const char *type, *rev}` pair of static strings (§1.2).
     let [scm_type, rev] = unsafe { addr.as_ref() }.copied()?;
     (!scm_type.is_null() && !rev.is_null()).then_some((scm_type, rev))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics: `stat_export_t` and `stat_var` (statistics.h, identical in 3.4, 3.6 and 4.0).
+
+/// `STAT_NO_RESET`: a gauge that `reset_statistics` leaves alone.
+pub const STAT_NO_RESET: u16 = 1;
+
+/// `stat_var`: allocated by the core in shared memory when it registers the module's
+/// statistics (after mod_init); `value` points to an `atomic_t` (an unsigned long on x86_64,
+/// updated with atomic adds by every process).
+#[repr(C)]
+pub struct StatVar {
+    _mod_idx: c_uint,
+    _name: Str,
+    flags: u16,
+    _context: *mut c_void,
+    value: *mut c_void,
+    _hnext: *mut c_void,
+    _lnext: *mut c_void,
+}
+
+/// `stat_export_t`: a name, flags, and where the core stores the `stat_var` it allocates.
+#[repr(C)]
+pub struct StatExport {
+    pub name: *const c_char,
+    pub flags: u16,
+    pub stat_pointer: *const StatCell,
+}
+
+/// The module's slot for one `stat_var *`, written by the core once, before the workers fork.
+#[repr(transparent)]
+pub struct StatCell(std::cell::UnsafeCell<*mut StatVar>);
+
+// SAFETY: the core writes the cell once in the main process before any fork or other thread;
+// afterwards it is only read.
+unsafe impl Sync for StatCell {}
+
+impl StatCell {
+    pub const fn new() -> Self {
+        Self(std::cell::UnsafeCell::new(std::ptr::null_mut()))
+    }
+
+    /// Adds `delta` (two's complement for a decrement) to the statistic, if the core registered
+    /// it (a core built without STATISTICS does not).
+    pub fn add(&self, delta: i64) {
+        // SAFETY: see the Sync impl: the pointer is written once, before this can run.
+        let var = unsafe { *self.0.get() };
+        // SAFETY: a non-NULL pointer is a `stat_var` in shared memory that the core keeps for
+        // the life of the process.
+        let Some(var) = (unsafe { var.as_ref() }) else {
+            return;
+        };
+        const STAT_IS_FUNC: u16 = 1 << 3;
+        if var.flags & STAT_IS_FUNC != 0 || var.value.is_null() {
+            return;
+        }
+        // SAFETY: `value` points to the core's 8-byte aligned `atomic_t` (unsigned long), in
+        // shared memory, only ever accessed atomically.
+        let value = unsafe { &*(var.value as *const std::sync::atomic::AtomicU64) };
+        value.fetch_add(delta as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+const _: () = {
+    assert!(std::mem::size_of::<StatVar>() == 64);
+    assert!(std::mem::offset_of!(StatVar, flags) == 24);
+    assert!(std::mem::offset_of!(StatVar, value) == 40);
+    assert!(std::mem::size_of::<StatExport>() == 24);
+    assert!(std::mem::offset_of!(StatExport, stat_pointer) == 16);
+};
+
+// ---------------------------------------------------------------------------------------------
+// MI: `mi_export_t` (mi/mi.h) and the response builders of mi/item.h.
+
+#[cfg(mi_export = "v3")]
+const MAX_MI_PARAMS: usize = 10;
+#[cfg(mi_export = "v4")]
+const MAX_MI_PARAMS: usize = 20;
+const MAX_MI_RECIPES: usize = 48;
+
+/// `mi_cmd_f`: `mi_response_t *f(const mi_params_t *params, struct mi_handler *async_hdl)`.
+pub type MiCmdFn = unsafe extern "C" fn(*const c_void, *mut c_void) -> *mut c_void;
+
+/// `mi_recipe_t`: a handler and the names of its parameters (NULL-terminated).
+#[repr(C)]
+pub struct MiRecipe {
+    pub cmd: Option<MiCmdFn>,
+    pub params: [*const c_char; MAX_MI_PARAMS],
+}
+
+/// `mi_export_t`; a table of them ends with an all-zero entry.
+#[repr(C)]
+pub struct MiExport {
+    pub name: *const c_char,
+    pub help: *const c_char,
+    pub flags: c_uint,
+    pub init_f: Option<unsafe extern "C" fn() -> c_int>,
+    pub recipes: [MiRecipe; MAX_MI_RECIPES],
+    #[cfg(mi_export = "v4")]
+    pub aliases: [*const c_char; 4],
+}
+
+impl MiExport {
+    /// A command without parameters, answered by `cmd`.
+    pub const fn without_params(name: &'static CStr, help: &'static CStr, cmd: MiCmdFn) -> Self {
+        let mut export = Self::END;
+        export.name = name.as_ptr();
+        export.help = help.as_ptr();
+        export.recipes[0].cmd = Some(cmd);
+        export
+    }
+
+    pub const END: Self = Self {
+        name: std::ptr::null(),
+        help: std::ptr::null(),
+        flags: 0,
+        init_f: None,
+        recipes: [const {
+            MiRecipe {
+                cmd: None,
+                params: [std::ptr::null(); MAX_MI_PARAMS],
+            }
+        }; MAX_MI_RECIPES],
+        #[cfg(mi_export = "v4")]
+        aliases: [std::ptr::null(); 4],
+    };
+}
+
+#[cfg(mi_export = "v3")]
+const _: () = assert!(std::mem::size_of::<MiExport>() == 4256);
+#[cfg(mi_export = "v4")]
+const _: () = assert!(std::mem::size_of::<MiExport>() == 8128);
+
+type MiInitArrayFn = unsafe extern "C" fn(*mut *mut c_void) -> *mut c_void;
+type MiAddContainerFn = unsafe extern "C" fn(*mut c_void, *const c_char, c_int) -> *mut c_void;
+type MiAddStringFn =
+    unsafe extern "C" fn(*mut c_void, *const c_char, c_int, *const c_char, c_int) -> c_int;
+type MiAddNumberFn = unsafe extern "C" fn(*mut c_void, *const c_char, c_int, f64) -> c_int;
+
+/// The core's MI response builders (resolved once; absent in a core without MI).
+struct MiBuilders {
+    init_result_array: MiInitArrayFn,
+    add_object: MiAddContainerFn,
+    add_array: MiAddContainerFn,
+    add_string: MiAddStringFn,
+    add_number: MiAddNumberFn,
+}
+
+fn mi_builders() -> Option<&'static MiBuilders> {
+    static BUILDERS: OnceLock<Option<MiBuilders>> = OnceLock::new();
+    BUILDERS
+        .get_or_init(|| {
+            // SAFETY: each type is the prototype of the named function in mi/item.h.
+            unsafe {
+                Some(MiBuilders {
+                    init_result_array: lookup_fn(c"init_mi_result_array")?,
+                    add_object: lookup_fn(c"add_mi_object")?,
+                    add_array: lookup_fn(c"add_mi_array")?,
+                    add_string: lookup_fn(c"add_mi_string")?,
+                    add_number: lookup_fn(c"add_mi_number")?,
+                })
+            }
+        })
+        .as_ref()
+}
+
+/// An MI response being built: handed to the core by [`MiItem::respond`].
+pub struct MiResponse(NonNull<c_void>);
+
+impl MiResponse {
+    /// A successful response holding an array, and that array.
+    pub fn array() -> Option<(Self, MiItem)> {
+        let builders = mi_builders()?;
+        let mut array = std::ptr::null_mut();
+        // SAFETY: documented prototype; the core allocates both and fills `array`.
+        let response = unsafe { (builders.init_result_array)(&mut array) };
+        Some((Self(NonNull::new(response)?), MiItem(NonNull::new(array)?)))
+    }
+
+    /// The pointer the command returns to the core, which frees it.
+    pub fn into_raw(self) -> *mut c_void {
+        self.0.as_ptr()
+    }
+}
+
+/// An array or object of an MI response (owned by the response).
+#[derive(Clone, Copy)]
+pub struct MiItem(NonNull<c_void>);
+
+impl MiItem {
+    fn container(self, add: MiAddContainerFn, name: &str) -> Option<MiItem> {
+        // SAFETY: `self` is an item of a live response; the core copies the name.
+        let item = unsafe { add(self.0.as_ptr(), name.as_ptr().cast(), name.len() as c_int) };
+        NonNull::new(item).map(MiItem)
+    }
+
+    /// A new object inside this item (`name` "" inside an array).
+    pub fn object(self, name: &str) -> Option<MiItem> {
+        self.container(mi_builders()?.add_object, name)
+    }
+
+    /// A new array inside this item.
+    pub fn array(self, name: &str) -> Option<MiItem> {
+        self.container(mi_builders()?.add_array, name)
+    }
+
+    pub fn string(self, name: &str, value: &str) -> bool {
+        mi_builders().is_some_and(|b| {
+            // SAFETY: `self` is an item of a live response; the core copies name and value.
+            unsafe {
+                (b.add_string)(
+                    self.0.as_ptr(),
+                    name.as_ptr().cast(),
+                    name.len() as c_int,
+                    value.as_ptr().cast(),
+                    value.len() as c_int,
+                ) == 0
+            }
+        })
+    }
+
+    pub fn number(self, name: &str, value: f64) -> bool {
+        mi_builders().is_some_and(|b| {
+            // SAFETY: as `string`.
+            unsafe {
+                (b.add_number)(
+                    self.0.as_ptr(),
+                    name.as_ptr().cast(),
+                    name.len() as c_int,
+                    value,
+                ) == 0
+            }
+        })
+    }
 }

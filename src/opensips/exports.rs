@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use super::abi::*;
 use super::module::{self, ModuleParams};
 use super::script::{self, AsyncHost, AsyncStart, CallArgs, MethodArg, Outputs, Transform};
-use super::{log_bridge, target, tracing};
+use super::{log_bridge, mi, stats, target, tracing};
 use crate::engine::{Method, ResultCode};
 
 /// Runs `body`, turning a panic into a log line and `on_panic`: no unwind reaches the core.
@@ -705,6 +705,35 @@ unsafe extern "C" fn reload_ack() -> c_int {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// MI commands.
+
+/// MI `rest_list_services` (no parameters), in the MI process.
+///
+/// SAFETY: called by the core's MI layer with its (unused) parameters.
+unsafe extern "C" fn mi_list_services(_params: *const c_void, _async: *mut c_void) -> *mut c_void {
+    match catch_unwind(mi::list_services) {
+        Ok(Some(response)) => response.into_raw(),
+        Ok(None) => {
+            error!("rest_list_services: cannot build the MI response");
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            error!("internal error (panic) in rest_list_services");
+            std::ptr::null_mut()
+        }
+    }
+}
+
+static MI_CMDS: StaticTable<[MiExport; 2]> = StaticTable([
+    MiExport::without_params(
+        c"rest_list_services",
+        c"Lists the named services: base URL, limits, cache settings and counters",
+        mi_list_services,
+    ),
+    MiExport::END,
+]);
+
 /// Soft dependency on the tracer module (DEP_SILENT), as the C module declares it.
 static DEPS: StaticTable<DepExport> = StaticTable(DepExport {
     md: {
@@ -738,8 +767,8 @@ pub static mut exports: ModuleExports = ModuleExports {
     cmds: CMDS.0.as_ptr(),
     acmds: ACMDS.0.as_ptr(),
     params: PARAMS.0.as_ptr(),
-    stats: std::ptr::null(),
-    mi_cmds: std::ptr::null(),
+    stats: stats::STATS.0.as_ptr(),
+    mi_cmds: MI_CMDS.0.as_ptr(),
     items: std::ptr::null(),
     trans: TRANS.0.as_ptr(),
     procs: std::ptr::null(),

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use crate::engine::{
     Client, ClientSettings, ConnectGate, HttpVersion, RenewableCredentials, RenewedServices,
-    ResponseCache, Service, Token,
+    ResponseCache, Service, SharedCounters, Token,
 };
 
 use super::abi::TlsMgm;
@@ -83,6 +83,33 @@ pub struct ModuleConfig {
     pub services: Vec<Service>,
     /// Their credentials as renewed by `rest_update_service`, shared by every process.
     pub credentials: RenewableCredentials,
+    /// Their counters, summed over every process ([`ServiceCounter`] per service).
+    pub service_counters: SharedCounters,
+}
+
+/// The counters each named service has (for the MI command `rest_list_services`).
+#[derive(Clone, Copy)]
+pub enum ServiceCounter {
+    /// Calls to the service (answered from its cache or not).
+    Calls,
+    CacheHits,
+}
+
+impl ServiceCounter {
+    const PER_SERVICE: usize = 2;
+
+    /// Adds one to this counter of service `index`.
+    pub fn count(self, config: &ModuleConfig, index: usize) {
+        config
+            .service_counters
+            .add(index * Self::PER_SERVICE + self as usize, 1);
+    }
+
+    pub fn read(self, config: &ModuleConfig, index: usize) -> u64 {
+        config
+            .service_counters
+            .get(index * Self::PER_SERVICE + self as usize)
+    }
 }
 
 /// Services defined by `modparam("rest_client", "service", "...")` lines, until mod_init.
@@ -186,6 +213,7 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
     curl::init();
     let services = std::mem::take(&mut *SERVICES.lock());
     let credentials = RenewableCredentials::create(services.len())?;
+    let service_counters = SharedCounters::map(services.len() * ServiceCounter::PER_SERVICE)?;
     MODULE
         .set(ModuleConfig {
             settings,
@@ -196,6 +224,7 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
             connect_poll_interval: Duration::from_millis(connect_poll_interval),
             services,
             credentials,
+            service_counters,
         })
         .map_err(|_| "mod_init called twice".to_string())
 }

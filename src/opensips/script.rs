@@ -15,7 +15,8 @@ use crate::engine::{
 
 use super::abi::{AsyncCaller, AsyncCtxRef, MessageId, ResumeFn, ScriptVar};
 use super::message::MessageScope;
-use super::module::{ModuleConfig, Worker, config, with_worker};
+use super::module::{ModuleConfig, ServiceCounter, Worker, config, with_worker};
+use super::stats::{self, Stat};
 use super::tracing;
 
 /// Longest header line `rest_append_hf` accepts (as the C module).
@@ -59,6 +60,8 @@ fn invalid(what: &str) -> ResultCode {
 /// Where a cacheable answer of a service goes.
 pub struct CacheSlot {
     service: &'static Service,
+    /// The service's position in the module's list.
+    index: usize,
     key: Vec<u8>,
 }
 
@@ -132,6 +135,7 @@ fn prepare(
     args.outputs.body_as_received = settings.raw_body || service.is_some_and(|(_, s)| s.raw_body);
     request.headers = settings.headers;
     if let (Some((index, definition)), Some(config)) = (service, config()) {
+        ServiceCounter::Calls.count(config, index);
         // The credentials and headers as last renewed by rest_update_service.
         let current = worker
             .renewed
@@ -145,19 +149,21 @@ fn prepare(
             .collect();
         request.headers.splice(0..0, defaults);
     }
-    let service = service.map(|(_, definition)| definition);
     request.client_cert = settings.cert;
     request.trace = traced;
     if let Some((transfer, connect)) = settings.timeouts {
         request.timeout = Some(transfer);
         request.connect_timeout = connect;
     }
-    let slot = service.filter(|s| s.cache.is_some()).and_then(|service| {
-        Some(CacheSlot {
-            service,
-            key: ResponseCache::key(&request)?,
-        })
-    });
+    let slot = service
+        .filter(|(_, s)| s.cache.is_some())
+        .and_then(|(index, service)| {
+            Some(CacheSlot {
+                service,
+                index,
+                key: ResponseCache::key(&request)?,
+            })
+        });
     Ok((request, slot))
 }
 
@@ -165,17 +171,24 @@ fn prepare(
 fn cached(worker: &mut Worker, request: &Request, slot: Option<&CacheSlot>) -> Option<Outcome> {
     let slot = slot?;
     let mut outcome = worker.caches.get_mut(&slot.service.name)?.get(&slot.key)?;
+    stats::add(Stat::CacheHits, 1);
+    if let Some(config) = config() {
+        ServiceCounter::CacheHits.count(config, slot.index);
+    }
     if request.trace {
         outcome.transcript = Some(Box::new(Transcript::cache_hit(request, &outcome)));
     }
     Some(outcome)
 }
 
-/// Records a finished transfer: its answer in the service's cache (when cacheable).
+/// Records a finished transfer: in the statistics, and its answer in the service's cache (when
+/// cacheable: it was a cache miss).
 fn settle(worker: &mut Worker, slot: Option<&CacheSlot>, outcome: Outcome) -> Outcome {
+    stats::transfer_ended(&outcome);
     if let Some(slot) = slot
         && let Some(limits) = slot.service.cache
     {
+        stats::add(Stat::CacheMisses, 1);
         let cache = worker
             .caches
             .entry(slot.service.name.clone())
@@ -204,6 +217,7 @@ fn enter_gate(worker: &mut Worker, request: &Request) -> Result<Option<GateTicke
                 request.method.name(),
                 redact_url(&request.url)
             );
+            stats::add(Stat::GateBlocked, 1);
             Err(ResultCode::AlreadyConnecting)
         }
     }
@@ -372,6 +386,7 @@ fn begin(
                 "max async transfers ({}) in flight, failing",
                 config.max_async_transfers
             );
+            stats::add(Stat::AsyncLimitReached, 1);
             return Err(ResultCode::AsyncLimitReached);
         }
         warn!(
@@ -388,6 +403,7 @@ fn begin(
         !resumable || !hub_registered(worker, host.register)
     };
     if run_blocking_now {
+        stats::add(Stat::AsyncFallbacks, 1);
         let outcome = run_blocking(worker, &request, slot.as_ref())?;
         return Ok(Begun::Done(outcome, args.outputs));
     }
@@ -401,6 +417,7 @@ fn begin(
     }
     let mut ctx = host.ctx;
     ctx.set_resume(host.resume, token);
+    stats::add(Stat::AsyncInFlight, 1);
     worker.async_calls.insert(
         token,
         AsyncCall {
@@ -445,6 +462,7 @@ fn record_progress(worker: &mut Worker, ended: Vec<(Token, Outcome)>) {
             continue;
         };
         let (ticket, slot) = (call.ticket.take(), call.slot.take());
+        stats::add(Stat::AsyncInFlight, -1);
         leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
         let outcome = settle(worker, slot.as_ref(), outcome);
         if let Some(call) = worker.async_calls.get_mut(&token) {

@@ -1,0 +1,101 @@
+//! The module's statistics, in the core's statistics (`get_statistics rest_client:` over MI):
+//! counters in shared memory that every process adds to, so they are totals of the whole
+//! OpenSIPS instance. The core allocates them after mod_init (`exports.stats`); a core built
+//! without statistics allocates none, and every update is then a no-op.
+
+use std::ffi::CStr;
+
+use crate::engine::{Outcome, ResultCode};
+
+use super::abi::{STAT_NO_RESET, StatCell, StatExport, StaticTable};
+
+/// One statistic: its index in [`STATS`].
+#[derive(Clone, Copy)]
+pub enum Stat {
+    Requests,
+    RepliesOk,
+    ConnectRefused,
+    ConnectTimeouts,
+    TransferTimeouts,
+    OtherErrors,
+    GateBlocked,
+    AsyncLimitReached,
+    AsyncInFlight,
+    AsyncFallbacks,
+    ConnectionsOpened,
+    ConnectionsReused,
+    TlsHandshakes,
+    CacheHits,
+    CacheMisses,
+    BytesSent,
+    BytesReceived,
+}
+
+const COUNT: usize = Stat::BytesReceived as usize + 1;
+
+static CELLS: [StatCell; COUNT] = [const { StatCell::new() }; COUNT];
+
+const fn export(name: &'static CStr, flags: u16, stat: Stat) -> StatExport {
+    StatExport {
+        name: name.as_ptr(),
+        flags,
+        stat_pointer: &CELLS[stat as usize],
+    }
+}
+
+/// `exports.stats`, in [`Stat`] order, NULL-terminated. Documented in the admin guide.
+pub static STATS: StaticTable<[StatExport; COUNT + 1]> = StaticTable([
+    export(c"requests", 0, Stat::Requests),
+    export(c"replies_ok", 0, Stat::RepliesOk),
+    export(c"connect_refused", 0, Stat::ConnectRefused),
+    export(c"connect_timeouts", 0, Stat::ConnectTimeouts),
+    export(c"transfer_timeouts", 0, Stat::TransferTimeouts),
+    export(c"other_errors", 0, Stat::OtherErrors),
+    export(c"gate_blocked", 0, Stat::GateBlocked),
+    export(c"async_limit_reached", 0, Stat::AsyncLimitReached),
+    export(c"async_in_flight", STAT_NO_RESET, Stat::AsyncInFlight),
+    export(c"async_fallbacks", 0, Stat::AsyncFallbacks),
+    export(c"connections_opened", 0, Stat::ConnectionsOpened),
+    export(c"connections_reused", 0, Stat::ConnectionsReused),
+    export(c"tls_handshakes", 0, Stat::TlsHandshakes),
+    export(c"cache_hits", 0, Stat::CacheHits),
+    export(c"cache_misses", 0, Stat::CacheMisses),
+    export(c"bytes_sent", 0, Stat::BytesSent),
+    export(c"bytes_received", 0, Stat::BytesReceived),
+    StatExport {
+        name: std::ptr::null(),
+        flags: 0,
+        stat_pointer: std::ptr::null(),
+    },
+]);
+
+/// Adds `n` to `stat` (negative for a gauge going down).
+pub fn add(stat: Stat, n: i64) {
+    CELLS[stat as usize].add(n);
+}
+
+/// A transfer ended (blocking or async): its outcome and its traffic.
+pub fn transfer_ended(outcome: &Outcome) {
+    add(Stat::Requests, 1);
+    add(
+        match outcome.result {
+            ResultCode::Ok => Stat::RepliesOk,
+            ResultCode::ConnectRefused => Stat::ConnectRefused,
+            ResultCode::ConnectTimeout => Stat::ConnectTimeouts,
+            ResultCode::TransferTimeout => Stat::TransferTimeouts,
+            _ => Stat::OtherErrors,
+        },
+        1,
+    );
+    let traffic = &outcome.traffic;
+    let opened = traffic.connections_opened as i64;
+    add(Stat::ConnectionsOpened, opened);
+    if traffic.request_sent && opened == 0 {
+        add(Stat::ConnectionsReused, 1);
+    }
+    if traffic.tls {
+        add(Stat::TlsHandshakes, opened);
+    }
+    add(Stat::BytesSent, traffic.bytes_sent as i64);
+    add(Stat::BytesReceived, traffic.bytes_received as i64);
+}

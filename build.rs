@@ -46,6 +46,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(async_ctx, values(\"v3_4_0\", \"v3_4_3\", \"v4_0\"))");
     println!("cargo::rustc-check-cfg=cfg(sip_msg, values(\"v3_4\", \"v3_6\"))");
     println!("cargo::rustc-check-cfg=cfg(mi_export, values(\"v3\", \"v4\"))");
+    println!("cargo::rustc-check-cfg=cfg(pkg_malloc_debug)");
 
     let target = match env::var("OPENSIPS_BIN") {
         Ok(bin) if !bin.is_empty() => target_from_binary(&bin),
@@ -110,6 +111,10 @@ fn main() {
     // 4.0's `mi_export_t` has 20 parameters per recipe (10 before) and command aliases.
     let mi_export = if major >= 4 { "v4" } else { "v3" };
     println!("cargo:rustc-cfg=mi_export=\"{mi_export}\"");
+    // With DBG_MALLOC the core's pkg_free takes the caller's file, function and line too.
+    if flags.split(',').any(|flag| flag.trim() == "DBG_MALLOC") {
+        println!("cargo:rustc-cfg=pkg_malloc_debug");
+    }
 
     generate_header();
 }

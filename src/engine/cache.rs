@@ -1,23 +1,36 @@
-//! A service's per-process response cache: successful GET answers kept for a TTL, bounded in
-//! entries and in bytes (everything an entry holds counts: key, body, Content-Type, response
-//! head), keyed by everything in the request that can change the answer.
+//! A service's per-process response cache: successful GET answers kept until they expire,
+//! bounded in entries and in bytes (everything an entry holds counts: key, body, Content-Type,
+//! response head), keyed by everything in the request that can change the answer, and found
+//! by URL to be invalidated.
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Instant;
 
+use sha2::{Digest, Sha256};
+
 use super::client::Outcome;
 use super::request::{KeyMaterial, Method, Request};
-use super::result_code::ResultCode;
 use super::service::{Auth, CacheLimits};
 
-/// Bytes an entry costs besides its key and answer: its records in both maps.
-const ENTRY_OVERHEAD: usize = 128;
+/// Bytes an entry costs besides its key and answer: its records in the maps and the index.
+const ENTRY_OVERHEAD: usize = 160;
+
+/// The state of the shared cache an entry was checked against when it was stored (see
+/// `ServiceCache`); [`Generation::NONE`] without a shared cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Generation(pub [u8; 16]);
+
+impl Generation {
+    pub const NONE: Self = Self([0; 16]);
+}
 
 struct Entry {
-    stored: Instant,
+    fresh_until: Instant,
     /// Its place in [`ResponseCache::order`].
     seq: u64,
+    url: Rc<str>,
+    generation: Generation,
     outcome: Outcome,
     bytes: usize,
 }
@@ -25,9 +38,12 @@ struct Entry {
 pub struct ResponseCache {
     limits: CacheLimits,
     entries: HashMap<Rc<[u8]>, Entry>,
-    /// The keys in the order they were stored: the oldest first, which (one TTL for all
-    /// entries) is also the first to expire. Eviction never scans the entries.
+    /// The keys in the order they were stored, the oldest first. Eviction takes from the
+    /// front and never scans the entries; an entry that expires before older ones (a shorter
+    /// `max-age`) is dropped when it is read or reaches the front.
     order: BTreeMap<u64, Rc<[u8]>>,
+    /// The keys of each URL (every header and credential variant), for invalidation.
+    by_url: HashMap<Rc<str>, Vec<Rc<[u8]>>>,
     next_seq: u64,
     bytes: usize,
 }
@@ -44,6 +60,7 @@ impl ResponseCache {
             limits,
             entries: HashMap::new(),
             order: BTreeMap::new(),
+            by_url: HashMap::new(),
             next_seq: 0,
             bytes: 0,
         }
@@ -51,8 +68,9 @@ impl ResponseCache {
 
     /// The key of a cacheable request (GET only): what can change the answer or whom it is
     /// for (method, URL, extra headers in any order, credentials, client certificate), each
-    /// field length-prefixed. What the script wants to see of the answer is not part of it:
-    /// an entry holds the whole answer.
+    /// field length-prefixed. The headers, credentials and certificate enter as their SHA-256
+    /// digest, so that a key (which a shared cache stores) holds no secret. What the script
+    /// wants to see of the answer is not part of it: an entry holds the whole answer.
     pub fn key(request: &Request) -> Option<Vec<u8>> {
         if request.method != Method::Get {
             return None;
@@ -60,64 +78,78 @@ impl ResponseCache {
         let mut key = Vec::new();
         field(&mut key, request.method.name().as_bytes());
         field(&mut key, request.url.as_bytes());
+        let mut who = Vec::new();
         let mut headers: Vec<&str> = request.headers.iter().map(String::as_str).collect();
         headers.sort_unstable();
-        field(&mut key, &headers.len().to_le_bytes());
+        field(&mut who, &headers.len().to_le_bytes());
         for header in headers {
-            field(&mut key, header.as_bytes());
+            field(&mut who, header.as_bytes());
         }
         match &request.auth {
-            None => field(&mut key, b"no auth"),
+            None => field(&mut who, b"no auth"),
             Some(Auth::Basic { user, password }) => {
-                field(&mut key, b"basic");
-                field(&mut key, user.as_bytes());
-                field(&mut key, password.as_bytes());
+                field(&mut who, b"basic");
+                field(&mut who, user.as_bytes());
+                field(&mut who, password.as_bytes());
             }
             Some(Auth::Bearer(token)) => {
-                field(&mut key, b"bearer");
-                field(&mut key, token.as_bytes());
+                field(&mut who, b"bearer");
+                field(&mut who, token.as_bytes());
             }
         }
         // The certificate names the client (a key that does not match it fails the
         // handshake, and failures are never kept).
         match request.client_cert.as_ref().map(|cert| &cert.certificate) {
-            None => field(&mut key, b"no certificate"),
+            None => field(&mut who, b"no certificate"),
             Some(KeyMaterial::File(path)) => {
-                field(&mut key, b"certificate file");
-                field(&mut key, path.as_bytes());
+                field(&mut who, b"certificate file");
+                field(&mut who, path.as_bytes());
             }
             Some(KeyMaterial::Pem(pem)) => {
-                field(&mut key, b"certificate");
-                field(&mut key, pem);
+                field(&mut who, b"certificate");
+                field(&mut who, pem);
             }
         }
+        field(&mut key, &Sha256::digest(&who));
         Some(key)
     }
 
-    /// A fresh copy of the cached answer; an expired entry is dropped.
-    pub fn get(&mut self, key: &[u8]) -> Option<Outcome> {
-        let expired = self.entries.get(key)?.stored.elapsed() >= self.limits.ttl;
+    /// A copy of the fresh answer under `key`, with the generation it was stored under; an
+    /// expired entry is dropped.
+    pub fn get(&mut self, key: &[u8]) -> Option<(Outcome, Generation)> {
+        let expired = self.entries.get(key)?.fresh_until <= Instant::now();
         if expired {
             self.remove(key);
             return None;
         }
-        self.entries.get(key).map(|e| e.outcome.clone())
+        self.entries
+            .get(key)
+            .map(|e| (e.outcome.clone(), e.generation))
     }
 
-    /// Keeps a successful (2xx) answer, evicting expired then oldest entries to stay in bounds.
-    pub fn put(&mut self, key: Vec<u8>, outcome: &Outcome) {
+    /// Keeps an answer of `url` until `fresh_until` (at most the TTL from now), evicting
+    /// expired then oldest entries to stay in bounds. The caller decided it may be kept.
+    pub fn put(
+        &mut self,
+        key: Vec<u8>,
+        url: &str,
+        outcome: &Outcome,
+        fresh_until: Instant,
+        generation: Generation,
+    ) {
+        let now = Instant::now();
+        let fresh_until = fresh_until.min(now + self.limits.ttl);
         let bytes = key.len()
             + outcome.body.len()
             + outcome.content_type.as_ref().map_or(0, Vec::len)
             + outcome.head.byte_len()
             + ENTRY_OVERHEAD;
-        let cacheable = outcome.result == ResultCode::Ok && (200..300).contains(&outcome.status);
-        if !cacheable || bytes > self.limits.max_bytes || self.limits.max_entries == 0 {
+        if fresh_until <= now || bytes > self.limits.max_bytes || self.limits.max_entries == 0 {
             return;
         }
         self.remove(&key);
         while let Some((_, oldest)) = self.order.first_key_value() {
-            let expired = self.entries[oldest].stored.elapsed() >= self.limits.ttl;
+            let expired = self.entries[oldest].fresh_until <= now;
             let full = self.entries.len() >= self.limits.max_entries
                 || self.bytes + bytes > self.limits.max_bytes;
             if !expired && !full {
@@ -127,6 +159,14 @@ impl ResponseCache {
             self.remove(&oldest);
         }
         let key: Rc<[u8]> = key.into();
+        let url: Rc<str> = match self.by_url.get_key_value(url) {
+            Some((known, _)) => Rc::clone(known),
+            None => url.into(),
+        };
+        self.by_url
+            .entry(Rc::clone(&url))
+            .or_default()
+            .push(Rc::clone(&key));
         let seq = self.next_seq;
         self.next_seq += 1;
         self.order.insert(seq, Rc::clone(&key));
@@ -138,18 +178,42 @@ impl ResponseCache {
         self.entries.insert(
             key,
             Entry {
-                stored: Instant::now(),
+                fresh_until,
                 seq,
+                url,
+                generation,
                 outcome,
                 bytes,
             },
         );
     }
 
-    fn remove(&mut self, key: &[u8]) {
-        if let Some(entry) = self.entries.remove(key) {
-            self.order.remove(&entry.seq);
-            self.bytes -= entry.bytes;
+    /// Drops every answer of `url`, whatever headers or credentials asked for it.
+    pub fn invalidate_url(&mut self, url: &str) {
+        for key in self.by_url.remove(url).unwrap_or_default() {
+            if let Some(entry) = self.entries.remove(&key) {
+                self.order.remove(&entry.seq);
+                self.bytes -= entry.bytes;
+            }
+        }
+    }
+
+    /// Drops every answer.
+    pub fn clear(&mut self) {
+        *self = Self::new(self.limits);
+    }
+
+    pub fn remove(&mut self, key: &[u8]) {
+        let Some(entry) = self.entries.remove(key) else {
+            return;
+        };
+        self.order.remove(&entry.seq);
+        self.bytes -= entry.bytes;
+        if let Some(keys) = self.by_url.get_mut(&entry.url) {
+            keys.retain(|k| &**k != key);
+            if keys.is_empty() {
+                self.by_url.remove(&entry.url);
+            }
         }
     }
 }
@@ -159,13 +223,19 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::engine::{ClientCert, ResponseHead};
+    use crate::engine::{ClientCert, ResponseHead, ResultCode};
 
     fn ok(body: &str) -> Outcome {
         let mut o = Outcome::failed(ResultCode::Ok);
         o.status = 200;
         o.body = body.as_bytes().to_vec();
         o
+    }
+
+    /// Stores an answer of URL `u` for the whole TTL.
+    fn keep(cache: &mut ResponseCache, key: Vec<u8>, outcome: &Outcome) {
+        let until = Instant::now() + Duration::from_secs(3600);
+        cache.put(key, "u", outcome, until, Generation::NONE);
     }
 
     fn limits(ttl_ms: u64, max_entries: usize, max_bytes: usize) -> CacheLimits {
@@ -245,20 +315,16 @@ mod tests {
     }
 
     #[test]
-    fn keeps_successes_for_the_ttl_within_bounds() {
+    fn keeps_answers_for_the_ttl_within_bounds() {
         let mut cache = ResponseCache::new(limits(50, 2, 1000));
-        cache.put(b"a".to_vec(), &ok("1"));
-        let mut not_found = ok("x");
-        not_found.status = 404;
-        cache.put(b"b".to_vec(), &not_found);
-        assert_eq!(cache.get(b"a").map(|o| o.body), Some(b"1".to_vec()));
-        assert!(cache.get(b"b").is_none());
-        cache.put(b"b".to_vec(), &ok("2"));
-        cache.put(b"c".to_vec(), &ok("3"));
+        keep(&mut cache, b"a".to_vec(), &ok("1"));
+        assert_eq!(cache.get(b"a").map(|(o, _)| o.body), Some(b"1".to_vec()));
+        keep(&mut cache, b"b".to_vec(), &ok("2"));
+        keep(&mut cache, b"c".to_vec(), &ok("3"));
         assert!(cache.get(b"a").is_none(), "oldest evicted past max_entries");
         assert!(cache.get(b"c").is_some());
         std::thread::sleep(Duration::from_millis(60));
-        cache.put(b"d".to_vec(), &ok("4"));
+        keep(&mut cache, b"d".to_vec(), &ok("4"));
         assert_eq!(cache.entries.len(), 1, "expired entries dropped on insert");
         assert_eq!(cache.order.len(), 1);
         assert!(cache.get(b"d").is_some());
@@ -275,31 +341,85 @@ mod tests {
         let key = vec![b'k'; 300];
         let expected = 300 + 4 + 10 + answer.head.byte_len() + ENTRY_OVERHEAD;
         let mut cache = ResponseCache::new(limits(10_000, 100, 2 * expected - 1));
-        cache.put(key.clone(), &answer);
+        keep(&mut cache, key.clone(), &answer);
         assert_eq!(cache.bytes, expected);
         // A second one does not fit beside it: the first goes.
         let mut other = key.clone();
         other[0] = b'o';
-        cache.put(other.clone(), &answer);
+        keep(&mut cache, other.clone(), &answer);
         assert_eq!(cache.bytes, expected);
         assert!(cache.get(&key).is_none() && cache.get(&other).is_some());
         // Too large on its own (the key counts too): not kept.
         let mut cache = ResponseCache::new(limits(10_000, 100, expected - 1));
-        cache.put(key.clone(), &answer);
+        keep(&mut cache, key.clone(), &answer);
         assert_eq!((cache.bytes, cache.entries.len()), (0, 0));
     }
 
     #[test]
     fn a_replaced_entry_is_the_newest() {
         let mut cache = ResponseCache::new(limits(10_000, 2, 100_000));
-        cache.put(b"a".to_vec(), &ok("1"));
-        cache.put(b"b".to_vec(), &ok("2"));
-        cache.put(b"a".to_vec(), &ok("3"));
-        cache.put(b"c".to_vec(), &ok("4"));
+        keep(&mut cache, b"a".to_vec(), &ok("1"));
+        keep(&mut cache, b"b".to_vec(), &ok("2"));
+        keep(&mut cache, b"a".to_vec(), &ok("3"));
+        keep(&mut cache, b"c".to_vec(), &ok("4"));
         assert!(cache.get(b"b").is_none());
-        assert_eq!(cache.get(b"a").map(|o| o.body), Some(b"3".to_vec()));
+        assert_eq!(cache.get(b"a").map(|(o, _)| o.body), Some(b"3".to_vec()));
         assert_eq!(cache.order.len(), cache.entries.len());
         let held: usize = cache.entries.values().map(|e| e.bytes).sum();
         assert_eq!(cache.bytes, held);
+    }
+
+    #[test]
+    fn expires_each_entry_at_its_own_time_and_invalidates_by_url() {
+        let mut cache = ResponseCache::new(limits(10_000, 10, 100_000));
+        let now = Instant::now();
+        cache.put(
+            b"long".to_vec(),
+            "/a",
+            &ok("1"),
+            now + Duration::from_secs(60),
+            Generation::NONE,
+        );
+        cache.put(
+            b"short".to_vec(),
+            "/b",
+            &ok("2"),
+            now + Duration::from_millis(30),
+            Generation::NONE,
+        );
+        cache.put(b"past".to_vec(), "/b", &ok("3"), now, Generation::NONE);
+        assert!(cache.get(b"past").is_none(), "not kept: already stale");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(cache.get(b"short").is_none());
+        assert!(cache.get(b"long").is_some());
+        // Every variant of a URL goes; other URLs stay.
+        let tag = Generation([7; 16]);
+        cache.put(
+            b"a2".to_vec(),
+            "/a",
+            &ok("4"),
+            now + Duration::from_secs(60),
+            tag,
+        );
+        cache.put(
+            b"c".to_vec(),
+            "/c",
+            &ok("5"),
+            now + Duration::from_secs(60),
+            tag,
+        );
+        assert_eq!(cache.get(b"a2").map(|(_, g)| g), Some(tag));
+        cache.invalidate_url("/a");
+        assert!(cache.get(b"long").is_none() && cache.get(b"a2").is_none());
+        assert!(cache.get(b"c").is_some());
+        assert_eq!(
+            (cache.entries.len(), cache.order.len(), cache.by_url.len()),
+            (1, 1, 1)
+        );
+        let held: usize = cache.entries.values().map(|e| e.bytes).sum();
+        assert_eq!(cache.bytes, held);
+        cache.clear();
+        assert!(cache.get(b"c").is_none());
+        assert_eq!(cache.bytes, 0);
     }
 }

@@ -63,6 +63,12 @@ impl Method {
             }
         }
     }
+
+    /// A safe method (RFC 9110 §9.2.1: GET, HEAD, OPTIONS, TRACE) changes nothing on the
+    /// server; any other may, so its success invalidates cached answers (RFC 9111 §4.4).
+    pub fn is_safe(&self) -> bool {
+        matches!(self, Self::Get | Self::Head | Self::Options) || self.name() == "TRACE"
+    }
 }
 
 /// Where a client certificate or key comes from.

@@ -35,6 +35,19 @@ impl ResponseHead {
         }
     }
 
+    /// The status line and the header lines, as kept (for a cache to store).
+    pub(super) fn parts(&self) -> (&[u8], &[u8]) {
+        (&self.status_line, &self.lines)
+    }
+
+    /// A head from [`ResponseHead::parts`] of another.
+    pub(super) fn from_parts(status_line: &[u8], lines: &[u8]) -> Self {
+        Self {
+            status_line: status_line.to_vec(),
+            lines: lines.to_vec(),
+        }
+    }
+
     /// Bytes held (status line and header lines).
     pub fn byte_len(&self) -> usize {
         self.status_line.len() + self.lines.len()

@@ -4,7 +4,7 @@
 //! Defined by a text of `key=value` items separated by `;` (write `\;` for a `;` inside a
 //! value): `name=crossbar; url=http://10.0.0.5:8000/v2/; header=Accept: application/json;
 //! auth=bearer:TOKEN; connect_timeout_ms=500; timeout_ms=2000; method=GET; cache_ttl=30;
-//! param=api_key=K; raw_body=1`.
+//! param=api_key=K; raw_body=1; cache=redis://127.0.0.1:6379/`.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use super::request::{Method, breaks_header_line};
 
 /// The items a definition may hold.
 const ITEM_NAMES: &str = "name, url, header, auth, connect_timeout_ms, timeout_ms, method, \
-                          param, raw_body, cache_ttl, cache_entries, cache_bytes";
+                          param, raw_body, cache_ttl, cache_entries, cache_bytes, cache";
 
 /// Credentials a service sends. Never printed: there is no `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,6 +48,9 @@ pub struct Service {
     /// Hand the response body to the script as received, not whitespace-trimmed.
     pub raw_body: bool,
     pub cache: Option<CacheLimits>,
+    /// Where the cache is shared between processes and nodes: a URL of the host's key-value
+    /// store (OpenSIPS cachedb: `local://`, `redis://host:port/`); `None` keeps it per process.
+    pub shared_cache: Option<String>,
 }
 
 /// Splits `name://path` when `name` is not `http` or `https`.
@@ -160,6 +163,7 @@ impl Service {
             params: Vec::new(),
             raw_body: false,
             cache: None,
+            shared_cache: None,
         };
         let mut cache_ttl = None;
         let mut limits = CacheLimits {
@@ -202,6 +206,14 @@ impl Service {
                 "cache_ttl" => cache_ttl = Some(count(key, value)?),
                 "cache_entries" => limits.max_entries = count(key, value)?,
                 "cache_bytes" => limits.max_bytes = count(key, value)?,
+                "cache" => {
+                    if !value.contains(':') || value.chars().any(char::is_control) {
+                        return Err("cache must be a cachedb URL such as local:// or \
+                                    redis://127.0.0.1:6379/"
+                            .into());
+                    }
+                    service.shared_cache = Some(value.to_string());
+                }
                 _ => {
                     return Err(format!(
                         "item {position} has an unknown name (known: {ITEM_NAMES})"
@@ -230,6 +242,9 @@ impl Service {
         if let Some(ttl) = cache_ttl.filter(|&ttl| ttl > 0) {
             limits.ttl = Duration::from_secs(ttl as u64);
             service.cache = Some(limits);
+        }
+        if service.shared_cache.is_some() && service.cache.is_none() {
+            return Err(format!("service {}: cache needs a cache_ttl", service.name));
         }
         Ok(service)
     }
@@ -281,6 +296,36 @@ impl Service {
             _ => format!("{}{path}", self.base_url),
         };
         Ok(self.with_params(url))
+    }
+
+    /// The URL a response's `Location` or `Content-Location` (`reference`, absolute or relative
+    /// to `request_url`) names, as a call to `name://path` on this service would have it (the
+    /// service's parameters added), if it is under the base URL.
+    pub fn own_url(&self, reference: &str, request_url: &str) -> Option<String> {
+        let reference = reference.trim();
+        let (scheme, rest) = request_url.split_once("://")?;
+        let origin_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let origin = &request_url[..scheme.len() + 3 + origin_end];
+        let absolute = if reference.contains("://") {
+            reference.to_string()
+        } else if reference.starts_with("//") {
+            format!("{scheme}:{reference}")
+        } else if reference.starts_with('/') {
+            format!("{origin}{reference}")
+        } else {
+            let path_end = request_url.find(['?', '#']).unwrap_or(request_url.len());
+            let directory_end = request_url[..path_end].rfind('/')? + 1;
+            format!(
+                "{}{reference}",
+                &request_url[..directory_end.max(origin.len())]
+            )
+        };
+        let base = self.base_url.trim_end_matches('/');
+        let path = absolute.strip_prefix(base)?;
+        if !(path.is_empty() || path.starts_with(['/', '?'])) {
+            return None;
+        }
+        self.url(path).ok()
     }
 
     /// `url` with the service's parameters whose name (compared unescaped) its query lacks,
@@ -460,6 +505,37 @@ mod tests {
         ] {
             assert!(s.url(path).is_ok(), "{path}");
         }
+    }
+
+    #[test]
+    fn locations_name_urls_of_the_service() {
+        let s = Service::parse("name=a; url=http://h:8/v2/; param=k=1").unwrap();
+        let request = "http://h:8/v2/devices?k=1";
+        for (reference, own) in [
+            ("/v2/devices/7", Some("http://h:8/v2/devices/7?k=1")),
+            ("devices/7", Some("http://h:8/v2/devices/7?k=1")),
+            (
+                "http://h:8/v2/devices/7?k=2",
+                Some("http://h:8/v2/devices/7?k=2"),
+            ),
+            ("//h:8/v2/x", Some("http://h:8/v2/x?k=1")),
+            ("/v2", Some("http://h:8/v2/?k=1")),
+            ("/v2x/devices", None),
+            ("/other/7", None),
+            ("http://elsewhere/v2/devices/7", None),
+            ("/v2/../admin", None),
+        ] {
+            assert_eq!(s.own_url(reference, request).as_deref(), own, "{reference}");
+        }
+    }
+
+    #[test]
+    fn a_shared_cache_needs_a_ttl_and_a_url() {
+        let s = Service::parse("name=a; url=http://h/; cache_ttl=5; cache=redis://127.0.0.1:6379/")
+            .unwrap();
+        assert_eq!(s.shared_cache.as_deref(), Some("redis://127.0.0.1:6379/"));
+        assert!(Service::parse("name=a; url=http://h/; cache=local://").is_err());
+        assert!(Service::parse("name=a; url=http://h/; cache_ttl=5; cache=local").is_err());
     }
 
     #[test]

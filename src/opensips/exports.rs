@@ -342,6 +342,10 @@ cmd_entry!(
 cmd_entry!(w_rest_timeout, "rest_timeout", -1, |msg, p| unsafe {
     script::set_timeouts(MessageId::of(msg), int_arg(p[0]), int_arg(p[1]))
 });
+// SAFETY: one declared STR parameter (see `cmd_entry`).
+cmd_entry!(w_rest_cache_flush, "rest_cache_flush", -1, |_msg, p| {
+    script::flush_cache(unsafe { str_arg(p[0]) })
+});
 cmd_entry!(w_rest_raw_body, "rest_raw_body", -1, |msg, _p| {
     script::keep_raw_body(MessageId::of(msg))
 });
@@ -434,6 +438,7 @@ function_tables! {
         (c"rest_timeout", w_rest_timeout, INT_INT_OPT),
         (c"rest_update_service", w_rest_update_service, TWO_STR),
         (c"rest_raw_body", w_rest_raw_body, NO_PARAMS),
+        (c"rest_cache_flush", w_rest_cache_flush, ONE_STR),
         (c"rest_response_header", w_rest_response_header, STR_VAR),
         (c"rest_response_reason", w_rest_response_reason, ONE_VAR),
     ],

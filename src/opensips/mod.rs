@@ -2,6 +2,7 @@
 //! parameters, per-process state, and the script functions. It never calls libcurl directly.
 
 mod abi;
+mod cachedb;
 mod exports;
 mod log_bridge;
 mod message;

@@ -13,10 +13,11 @@ use parking_lot::Mutex;
 
 use crate::engine::{
     Client, ClientSettings, ConnectGate, HttpVersion, RenewableCredentials, RenewedServices,
-    ResponseCache, Service, SharedCounters, Token,
+    Service, ServiceCache, SharedCounters, SharedStore, Token,
 };
 
 use super::abi::TlsMgm;
+use super::cachedb::Cachedb;
 use super::message::MessageScope;
 use super::script::AsyncCall;
 
@@ -85,6 +86,8 @@ pub struct ModuleConfig {
     pub credentials: RenewableCredentials,
     /// Their counters, summed over every process ([`ServiceCounter`] per service).
     pub service_counters: SharedCounters,
+    /// The cachedb engines of the services whose cache is shared (`cache=`), by service name.
+    pub shared_caches: HashMap<String, Cachedb>,
 }
 
 /// The counters each named service has (for the MI command `rest_list_services`).
@@ -210,8 +213,16 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
     } else {
         None
     };
-    curl::init();
     let services = std::mem::take(&mut *SERVICES.lock());
+    let mut shared_caches = HashMap::new();
+    for service in &services {
+        if let Some(url) = &service.shared_cache {
+            let cachedb =
+                Cachedb::bind(url).map_err(|e| format!("service {}: {e}", service.name))?;
+            shared_caches.insert(service.name.clone(), cachedb);
+        }
+    }
+    curl::init();
     let credentials = RenewableCredentials::create(services.len())?;
     let service_counters = SharedCounters::map(services.len() * ServiceCounter::PER_SERVICE)?;
     MODULE
@@ -225,6 +236,7 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
             services,
             credentials,
             service_counters,
+            shared_caches,
         })
         .map_err(|_| "mod_init called twice".to_string())
 }
@@ -248,8 +260,9 @@ pub struct Worker {
     /// Whether the core's reactor watches this process's async transfers (registered at the
     /// first async call: the reactor does not exist yet in child_init).
     pub hub_registered: bool,
-    /// Response caches of the services that have one, by service name.
-    pub caches: HashMap<String, ResponseCache>,
+    /// Response caches of the services that have one, by service name (with this process's
+    /// connection to the shared store, for a shared cache).
+    pub caches: HashMap<String, ServiceCache>,
     /// This process's copies of the services whose credentials were renewed.
     pub renewed: RenewedServices,
 }
@@ -272,9 +285,28 @@ fn new_worker() -> Result<Worker, String> {
         async_calls: HashMap::new(),
         last_token: 0,
         hub_registered: false,
-        caches: HashMap::new(),
+        caches: service_caches(config),
         renewed: RenewedServices::default(),
     })
+}
+
+/// The response caches of a new process: a connection to its store for each shared one.
+fn service_caches(config: &'static ModuleConfig) -> HashMap<String, ServiceCache> {
+    let mut caches = HashMap::new();
+    for service in &config.services {
+        let Some(limits) = service.cache else {
+            continue;
+        };
+        let store = config
+            .shared_caches
+            .get(&service.name)
+            .map(|cachedb| Box::new(cachedb.connect()) as Box<dyn SharedStore>);
+        caches.insert(
+            service.name.clone(),
+            ServiceCache::new(&service.name, limits, store),
+        );
+    }
+    caches
 }
 
 /// Runs `f` on this process's worker state, creating it if this process has none yet.

@@ -8,9 +8,9 @@ use std::time::Duration;
 use log::{debug, error, info, warn};
 
 use crate::engine::{
-    ClientCert, GateTicket, KeyMaterial, Method, Outcome, Request, ResponseCache, ResponseHead,
-    ResultCode, Service, Token, Transcript, breaks_header_line, escape, escape_path, escape_xml,
-    redact_url, service_reference, trim_http_whitespace, unescape,
+    ClientCert, GateTicket, KeyMaterial, Method, Outcome, Pending, Request, ResponseCache,
+    ResponseHead, ResultCode, Service, Token, Transcript, breaks_header_line, escape, escape_path,
+    escape_xml, redact_url, service_reference, trim_http_whitespace, unescape,
 };
 
 use super::abi::{AsyncCaller, AsyncCtxRef, MessageId, ResumeFn, ScriptVar};
@@ -57,12 +57,18 @@ fn invalid(what: &str) -> ResultCode {
     ResultCode::InternalError
 }
 
-/// Where a cacheable answer of a service goes.
+/// Where a call to a service with a cache meets that cache.
 pub struct CacheSlot {
     service: &'static Service,
     /// The service's position in the module's list.
     index: usize,
-    key: Vec<u8>,
+    url: String,
+    /// A GET's key, until it is looked up.
+    key: Option<Vec<u8>>,
+    /// A GET that missed: what storing its answer needs.
+    pending: Option<Pending>,
+    /// An unsafe method: its success invalidates the URL's answers.
+    writes: bool,
 }
 
 /// A named service: its position in the module's list, and its definition.
@@ -157,20 +163,30 @@ fn prepare(
     }
     let slot = service
         .filter(|(_, s)| s.cache.is_some())
-        .and_then(|(index, service)| {
-            Some(CacheSlot {
-                service,
-                index,
-                key: ResponseCache::key(&request)?,
-            })
+        .map(|(index, service)| CacheSlot {
+            service,
+            index,
+            url: request.url.clone(),
+            key: ResponseCache::key(&request),
+            pending: None,
+            writes: !request.method.is_safe(),
         });
     Ok((request, slot))
 }
 
-/// A fresh cached answer for `slot`, if any (with its transcript, for a traced request).
-fn cached(worker: &mut Worker, request: &Request, slot: Option<&CacheSlot>) -> Option<Outcome> {
+/// A fresh cached answer for a GET's `slot`, if any (looked up once; a miss is noted in the
+/// slot for [`settle`]), with its transcript for a traced request.
+fn cached(worker: &mut Worker, request: &Request, slot: Option<&mut CacheSlot>) -> Option<Outcome> {
     let slot = slot?;
-    let mut outcome = worker.caches.get_mut(&slot.service.name)?.get(&slot.key)?;
+    let key = slot.key.take()?;
+    let cache = worker.caches.get_mut(&slot.service.name)?;
+    let mut outcome = match cache.lookup(key, slot.url.clone()) {
+        Ok(outcome) => outcome,
+        Err(pending) => {
+            slot.pending = Some(pending);
+            return None;
+        }
+    };
     stats::add(Stat::CacheHits, 1);
     if let Some(config) = config() {
         ServiceCounter::CacheHits.count(config, slot.index);
@@ -181,21 +197,44 @@ fn cached(worker: &mut Worker, request: &Request, slot: Option<&CacheSlot>) -> O
     Some(outcome)
 }
 
-/// Records a finished transfer: in the statistics, and its answer in the service's cache (when
-/// cacheable: it was a cache miss).
-fn settle(worker: &mut Worker, slot: Option<&CacheSlot>, outcome: Outcome) -> Outcome {
+/// Records a finished transfer: in the statistics, and in the service's cache (the answer of
+/// a GET that missed, the invalidations of a write).
+fn settle(worker: &mut Worker, slot: Option<CacheSlot>, outcome: Outcome) -> Outcome {
     stats::transfer_ended(&outcome);
     if let Some(slot) = slot
-        && let Some(limits) = slot.service.cache
+        && let Some(cache) = worker.caches.get_mut(&slot.service.name)
     {
-        stats::add(Stat::CacheMisses, 1);
-        let cache = worker
-            .caches
-            .entry(slot.service.name.clone())
-            .or_insert_with(|| ResponseCache::new(limits));
-        cache.put(slot.key.clone(), &outcome);
+        if let Some(pending) = slot.pending {
+            stats::add(Stat::CacheMisses, 1);
+            cache.store(pending, &outcome);
+        }
+        if slot.writes {
+            cache.written(slot.service, &slot.url, &outcome);
+        }
     }
     outcome
+}
+
+/// `rest_cache_flush(service)`: drops the service's cached answers, in this process and in
+/// its shared store (so in every process and node that shares it). 1, or -1 for a service
+/// without a cache or a shared store that failed.
+pub fn flush_cache(name: Option<&[u8]>) -> i32 {
+    let name = String::from_utf8_lossy(name.unwrap_or_default()).into_owned();
+    let flushed = with_worker(|worker| {
+        let (_, cache) = worker
+            .caches
+            .iter_mut()
+            .find(|(service, _)| service.eq_ignore_ascii_case(&name))
+            .ok_or_else(|| format!("no service named '{name}' has a cache"))?;
+        cache.flush()
+    });
+    match flushed.and_then(|result| result) {
+        Ok(()) => 1,
+        Err(e) => {
+            error!("rest_cache_flush: {e}");
+            -1
+        }
+    }
 }
 
 /// The script now sees a call's outcome: its response head becomes the one the route reads.
@@ -233,9 +272,9 @@ fn leave_gate(worker: &mut Worker, ticket: Option<GateTicket>, succeeded: bool) 
 fn run_blocking(
     worker: &mut Worker,
     request: &Request,
-    slot: Option<&CacheSlot>,
+    mut slot: Option<CacheSlot>,
 ) -> Result<Outcome, ResultCode> {
-    if let Some(outcome) = cached(worker, request, slot) {
+    if let Some(outcome) = cached(worker, request, slot.as_mut()) {
         return Ok(outcome);
     }
     let ticket = enter_gate(worker, request)?;
@@ -271,7 +310,7 @@ pub fn blocking_transfer(mut args: CallArgs) -> i32 {
     let traced = tracing::wanted();
     let result = with_worker(|worker| {
         let (request, slot) = prepare(worker, &mut args, traced)?;
-        let outcome = run_blocking(worker, &request, slot.as_ref())?;
+        let outcome = run_blocking(worker, &request, slot)?;
         Ok(show_head(&mut worker.message, outcome))
     });
     conclude(result, &args.outputs, args.msg)
@@ -373,8 +412,8 @@ fn begin(
     host: AsyncHost,
     traced: bool,
 ) -> Result<Begun, ResultCode> {
-    let (mut request, slot) = prepare(worker, &mut args, traced)?;
-    if let Some(outcome) = cached(worker, &request, slot.as_ref()) {
+    let (mut request, mut slot) = prepare(worker, &mut args, traced)?;
+    if let Some(outcome) = cached(worker, &request, slot.as_mut()) {
         return Ok(Begun::Done(outcome, args.outputs));
     }
     let transfer_timeout = request.timeout.unwrap_or(config.settings.transfer_timeout);
@@ -404,7 +443,7 @@ fn begin(
     };
     if run_blocking_now {
         stats::add(Stat::AsyncFallbacks, 1);
-        let outcome = run_blocking(worker, &request, slot.as_ref())?;
+        let outcome = run_blocking(worker, &request, slot)?;
         return Ok(Begun::Done(outcome, args.outputs));
     }
     let ticket = enter_gate(worker, &request)?;
@@ -412,7 +451,7 @@ fn begin(
     let token = worker.last_token;
     if let Some(outcome) = worker.client.start(token, &request) {
         leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
-        let outcome = settle(worker, slot.as_ref(), outcome);
+        let outcome = settle(worker, slot, outcome);
         return Ok(Begun::Done(outcome, args.outputs));
     }
     let mut ctx = host.ctx;
@@ -464,7 +503,7 @@ fn record_progress(worker: &mut Worker, ended: Vec<(Token, Outcome)>) {
         let (ticket, slot) = (call.ticket.take(), call.slot.take());
         stats::add(Stat::AsyncInFlight, -1);
         leave_gate(worker, ticket, outcome.result == ResultCode::Ok);
-        let outcome = settle(worker, slot.as_ref(), outcome);
+        let outcome = settle(worker, slot, outcome);
         if let Some(call) = worker.async_calls.get_mut(&token) {
             call.outcome = Some(outcome);
         }

@@ -382,10 +382,13 @@ mod tests {
 
     use super::*;
 
+    /// Values by key, with the TTL they were stored for.
+    type Values = HashMap<String, (Vec<u8>, u32)>;
+
     /// A store shared by the caches of one test (as cachedb is by processes), that can fail.
     #[derive(Clone, Default)]
     struct MemoryStore {
-        values: Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>,
+        values: Rc<RefCell<Values>>,
         down: Rc<RefCell<bool>>,
     }
 

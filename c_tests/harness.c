@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sched.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -187,6 +189,168 @@ static struct tls_domain *find_client_domain_name(str *name)
 }
 
 static void release_domain(struct tls_domain *d) { (void)d; domains_released++; }
+
+/* Fake cachedb engine "local": a store in shared memory (mapped in mod_init, before the
+ * workers fork), a spin lock, expiry in milliseconds of the monotonic clock. Values handed to
+ * the module are "package memory": malloc'd, counted, and freed through gen_pkg_free. */
+typedef struct { str url; void *data; } cachedb_con;
+typedef struct {
+	cachedb_con *(*init)(str *url);
+	void (*destroy)(cachedb_con *con);
+	int (*get)(cachedb_con *con, str *attr, str *val);
+	int (*get_counter)(cachedb_con *con, str *attr, int *val);
+	int (*set)(cachedb_con *con, str *attr, str *val, int expires);
+	void *remove, *_remove, *add, *sub, *iter_keys, *raw_query, *truncate, *db_query_trans,
+		*db_free_trans, *db_insert_trans, *db_delete_trans, *db_update_trans, *query,
+		*update, *map_get, *map_set, *map_remove, *is_replicated;
+	int capability;
+} cachedb_funcs;
+_Static_assert(sizeof(cachedb_funcs) == 192, "cachedb_funcs (3.6 / 4.0)");
+
+#define CDB_SLOTS 128
+#define CDB_KEY_MAX 128
+#define CDB_VALUE_MAX 8192
+struct cdb_slot {
+	int used, key_len, value_len;
+	long long expires_ms; /* 0: never */
+	char key[CDB_KEY_MAX];
+	char value[CDB_VALUE_MAX];
+};
+static struct cdb_store {
+	int lock, down, gets, sets;
+	struct cdb_slot slots[CDB_SLOTS];
+} *cdb;
+
+static long long now_ms(void) { return h_now_us() / 1000; }
+static void cdb_lock(void) { while (__atomic_exchange_n(&cdb->lock, 1, __ATOMIC_ACQUIRE)) sched_yield(); }
+static void cdb_unlock(void) { __atomic_store_n(&cdb->lock, 0, __ATOMIC_RELEASE); }
+
+/* The live slot of a key, or NULL; an expired one is freed. */
+static struct cdb_slot *cdb_find(const str *key)
+{
+	for (int i = 0; i < CDB_SLOTS; i++) {
+		struct cdb_slot *e = &cdb->slots[i];
+		if (!e->used || e->key_len != key->len || memcmp(e->key, key->s, (size_t)key->len))
+			continue;
+		if (e->expires_ms && e->expires_ms <= now_ms()) {
+			e->used = 0;
+			return NULL;
+		}
+		return e;
+	}
+	return NULL;
+}
+
+static int pkg_block_marker, pkg_unfreed;
+void *mem_block = &pkg_block_marker;
+static void harness_pkg_free(void *blk, void *p, const char *file, const char *func, unsigned int line)
+{
+	(void)file; (void)func; (void)line;
+	CHECK(blk == &pkg_block_marker);
+	pkg_unfreed--;
+	free(p);
+}
+void (*gen_pkg_free)(void *, void *, const char *, const char *, unsigned int) = harness_pkg_free;
+int h_pkg_unfreed(void) { return pkg_unfreed; }
+
+/* A connection remembers the process that opened it: cachedb connections are never shared
+ * across fork. */
+static cachedb_con *cdb_init(str *url)
+{
+	cachedb_con *con = calloc(1, sizeof *con);
+	con->url.s = strndup(url->s, (size_t)url->len);
+	con->url.len = url->len;
+	con->data = (void *)(intptr_t)getpid();
+	return con;
+}
+
+static void cdb_destroy(cachedb_con *con) { free(con->url.s); free(con); }
+
+static int cdb_usable(cachedb_con *con)
+{
+	CHECK((pid_t)(intptr_t)con->data == getpid());
+	return !cdb->down;
+}
+
+/* As cachedb_local: 1 when found (value in package memory), -2 when not, -1 on error. */
+static int cdb_get(cachedb_con *con, str *attr, str *val)
+{
+	if (!cdb_usable(con))
+		return -1;
+	cdb_lock();
+	struct cdb_slot *e = cdb_find(attr);
+	int rc = -2;
+	if (e) {
+		val->s = malloc((size_t)e->value_len + 1);
+		memcpy(val->s, e->value, (size_t)e->value_len);
+		val->len = e->value_len;
+		pkg_unfreed++;
+		rc = 1;
+	}
+	cdb->gets++;
+	cdb_unlock();
+	return rc;
+}
+
+static int cdb_set(cachedb_con *con, str *attr, str *val, int expires)
+{
+	if (!cdb_usable(con) || attr->len > CDB_KEY_MAX || val->len > CDB_VALUE_MAX)
+		return -1;
+	cdb_lock();
+	struct cdb_slot *e = cdb_find(attr);
+	for (int i = 0; !e && i < CDB_SLOTS; i++)
+		if (!cdb->slots[i].used || (cdb->slots[i].expires_ms && cdb->slots[i].expires_ms <= now_ms()))
+			e = &cdb->slots[i];
+	if (e) {
+		e->used = 1;
+		e->key_len = attr->len;
+		memcpy(e->key, attr->s, (size_t)attr->len);
+		e->value_len = val->len;
+		memcpy(e->value, val->s, (size_t)val->len);
+		e->expires_ms = expires ? now_ms() + expires * 1000LL : 0;
+		cdb->sets++;
+	}
+	cdb_unlock();
+	return e ? 0 : -1;
+}
+
+int cachedb_bind_mod(str *url, cachedb_funcs *funcs)
+{
+	memset(funcs, 0, sizeof *funcs);
+	if (url->len < 6 || strncmp(url->s, "local:", 6) != 0) {
+		fprintf(stderr, "harness: failed to bind to [%.*s] module. Is it loaded ?\n", url->len, url->s);
+		return -1;
+	}
+	if (!cdb) {
+		cdb = mmap(NULL, sizeof *cdb, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (cdb == MAP_FAILED)
+			abort();
+	}
+	funcs->init = cdb_init;
+	funcs->destroy = cdb_destroy;
+	funcs->get = cdb_get;
+	funcs->set = cdb_set;
+	return 0;
+}
+
+void h_cachedb_outage(int down) { cdb->down = down; }
+
+int h_cachedb_stat(const char *what)
+{
+	if (!strcmp(what, "gets"))
+		return cdb->gets;
+	if (!strcmp(what, "sets"))
+		return cdb->sets;
+	int answers = 0;
+	cdb_lock();
+	for (int i = 0; i < CDB_SLOTS; i++) {
+		str key = { cdb->slots[i].key, cdb->slots[i].key_len };
+		if (cdb->slots[i].used && cdb_find(&key) && memmem(key.s, (size_t)key.len, ":answer:", 8))
+			answers++;
+	}
+	cdb_unlock();
+	return answers;
+}
 
 struct tls_mgm_binds { void *fn[14]; };
 _Static_assert(sizeof(struct tls_mgm_binds) == 112, "tls_mgm_binds");

@@ -163,6 +163,17 @@ int h_call_id_parses(void);
 void h_tls_add_client_domain(const char *name, const char *cert, const char *pkey);
 int h_tls_released(void);
 
+/* ---- fake cachedb engine "local" (cachedb_bind_mod): one store in shared memory that every
+ * worker forked after mod_init sees; a connection used in another process than the one that
+ * opened it fails the test ---- */
+/* While down, every get and set fails (as with an unreachable redis). */
+void h_cachedb_outage(int down);
+/* "gets", "sets" (successful ones) or "answers" (live keys holding ":answer:"). */
+int h_cachedb_stat(const char *what);
+/* Package-memory blocks the core handed to the module (cachedb values) not yet freed, in this
+ * process. */
+int h_pkg_unfreed(void);
+
 /* ---- workers ---- */
 typedef int (*h_worker_fn)(int rank, void *arg);
 /* Forks a worker: child_init(rank), then fn; the child exits 0 if fn returned 0 and every

@@ -66,6 +66,7 @@ PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz"
 LOCK = threading.Lock()
 STATS = {"connections": 0, "requests": 0, "open_connections": 0}
 CONNECTION_IDS = itertools.count(1)
+ITEM_VERSIONS = {}  # /items/<id>: how often each item was written
 
 
 class BadRequest(Exception):
@@ -291,6 +292,8 @@ class Connection:
             if "pad" in req.query:
                 headers.append(("X-Pad", pattern(req.int_arg("pad", 0)).decode()))
             return self.respond(req, req.int_arg("status", 200), b"headers", headers, reason=req.arg("reason"))
+        if path == "/items" or path.startswith("/items/"):
+            return self.items(req, path[len("/items/"):])
         if path == "/stats":
             return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
         if path == "/stats/reset":
@@ -298,6 +301,34 @@ class Connection:
                 STATS["connections"] = STATS["requests"] = 0
             return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
         return self.respond(req, 404, b"not found")
+
+    def items(self, req, name):
+        """A store of versioned items, for cache invalidation: GET /items/<id> reads one;
+        PUT, PATCH (409 with X-Fail) and DELETE write it; POST /items/<id>/touch writes it and
+        names it in Content-Location; POST /items with body <id> writes it and names it in
+        Location."""
+        def write(item):
+            with LOCK:
+                ITEM_VERSIONS[item] = ITEM_VERSIONS.get(item, 0) + 1
+        if req.method == "GET":
+            with LOCK:
+                version = ITEM_VERSIONS.get(name, 0)
+            return self.json_reply(req, 200, {"id": name, "version": version})
+        if req.header("x-fail"):
+            return self.json_reply(req, 409, {"error": "conflict"})
+        if req.method == "POST" and name == "":
+            item = req.body.decode()
+            write(item)
+            return self.respond(req, 201, b"created", [("Location", f"/items/{item}")])
+        if req.method == "POST" and name.endswith("/touch"):
+            item = name[: -len("/touch")]
+            write(item)
+            return self.respond(req, 200, b"touched", [("Content-Location", f"/items/{item}")])
+        write(name)
+        return self.respond(req, 204 if req.method == "DELETE" else 200, b"written")
+
+    def json_reply(self, req, status, doc):
+        return self.respond(req, status, json.dumps(doc).encode(), [("Content-Type", "application/json")])
 
 
 def serve_connection(sock, cid, ctx):

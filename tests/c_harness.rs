@@ -117,6 +117,11 @@ fn startup_refuses_bad_parameters_with_a_clear_error() {
             "curl_timeout must not be negative",
         ),
         ("startup_tls_without_tls_mgm.cfg", "load the tls_mgm module"),
+        (
+            "startup_cache_unbound.cfg",
+            "service lcr: cannot bind the cachedb engine of redis://127.0.0.1:1/ (is its \
+             module loaded before rest_client?)",
+        ),
     ] {
         let (out, err, _) = startup(cfg, &[]);
         assert!(out.contains("mod_init=-1"), "{cfg}: {out}");
@@ -182,6 +187,19 @@ fn host_neutral_c_api() {
 #[test]
 fn every_method_response_headers_and_millisecond_limits() {
     assert_passes("test_extensions", Some("extensions.cfg"), &[]);
+}
+
+/// Issue 12: one answer for every worker through cachedb, writes that invalidate everywhere,
+/// Cache-Control, an outage that fails no call (reported once per process), flush.
+#[test]
+fn a_shared_response_cache_across_processes() {
+    let stderr = passing_log("test_shared_cache", Some("shared_cache.cfg"), &[], &[]);
+    let reports = stderr.matches("the shared cache failed").count();
+    assert_eq!(reports, 2, "one report per process in the outage: {stderr}");
+    assert!(
+        stderr.contains("no service named 'nosuch' has a cache"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -23,6 +23,8 @@ pub struct Generation(pub [u8; 16]);
 
 impl Generation {
     pub const NONE: Self = Self([0; 16]);
+    /// Stored while the shared cache could not be read: never equal to what it holds.
+    pub const UNKNOWN: Self = Self([0xff; 16]);
 }
 
 struct Entry {

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Opt-in end-to-end run of the shared response cache (issue 12) in real OpenSIPS instances
+# with a real redis-server and OpenSIPS's cachedb_redis, against c_tests/http_test_server.py
+# (whose /stats counts the requests it served).
+#
+#   demo:  two instances (2 UDP workers each) share service lcr through redis: one answer for
+#          both, a PATCH through one invalidates for both, redis killed and restarted mid-run
+#          without a failed call, a flush through one reaches the other.
+#   bench: backend requests for CALLS SIP calls (default 10000) over KEYS hot keys (default
+#          100, cache_ttl 300 s) with 1, 2 and 4 workers and with 2 instances, per-process
+#          cache only versus shared through redis (and cachedb_local for one instance).
+#
+#   OPENSIPS_BIN=/usr/sbin/opensips MODULES_DIR=/usr/lib/x86_64-linux-gnu/opensips/modules \
+#   c_tests/shared_cache_opensips.sh demo|bench
+#
+# MODULES_DIR holds tm, sl, cachedb_local and cachedb_redis (and proto_udp where UDP is not
+# built in); the module is built here with OPENSIPS_BIN.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:?usage: $0 demo|bench}
+: "${OPENSIPS_BIN:?set OPENSIPS_BIN to the opensips binary}"
+: "${MODULES_DIR:?set MODULES_DIR to its modules directory}"
+CALLS=${CALLS:-10000}
+KEYS=${KEYS:-100}
+for tool in sipp redis-server redis-cli; do
+    command -v $tool >/dev/null || { echo "$tool not found"; exit 2; }
+done
+
+OPENSIPS_BIN=$OPENSIPS_BIN cargo build --release --quiet
+work=$(mktemp -d /tmp/rest_client_cache.XXXXXX)
+mkdir "$work/mods"
+for m in "$MODULES_DIR"/*.so; do ln -s "$m" "$work/mods/"; done
+cp target/release/librest_client.so "$work/mods/rest_client.so"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+backend=$(free_port)
+tail -f /dev/null | python3 c_tests/http_test_server.py --port "$backend" --max-seconds 3600 \
+    > "$work/backend.log" 2>&1 &
+pids+=($!)
+redis_port=$(free_port)
+start_redis() {
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+        > "$work/redis.log" 2>&1 &
+    redis_pid=$!
+    pids+=($redis_pid)
+    for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return; sleep 0.1; done
+}
+start_redis
+stats() { curl -s "http://127.0.0.1:$backend/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
+reset_stats() { curl -s "http://127.0.0.1:$backend/stats/reset" >/dev/null; }
+
+# instance NAME SIP_PORT WORKERS CACHE_ITEM: starts an OpenSIPS, returns when it listens.
+instance() {
+    local get_log=""
+    [ "$mode" = demo ] && get_log="xlog(\"L_NOTICE\", \"$1: get \$var(id) rc=\$var(rc) code=\$var(code) body=\$var(body)\\n\");"
+    # 3.x loads UDP as a module (built in or not); 4.0 has it in the core.
+    local udp=""
+    if "$OPENSIPS_BIN" -V | grep -q "^version: opensips 3"; then udp='loadmodule "proto_udp.so"'; fi
+    cat > "$work/$1.cfg" <<EOF
+log_level=3
+stderror_enabled=yes
+syslog_enabled=no
+udp_workers=$3
+socket=udp:127.0.0.1:$2
+mpath="$work/mods/"
+$udp
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "cachedb_local.so"
+loadmodule "cachedb_redis.so"
+loadmodule "rest_client.so"
+modparam("rest_client", "curl_timeout", 2)
+modparam("rest_client", "service", "name=lcr; url=http://127.0.0.1:$backend/; cache_ttl=300; cache_entries=10000$4")
+
+route {
+    \$var(rc) = -1;
+    if (\$rU =~ "^get-") {
+        \$var(id) = \$(rU{s.substr,4,0});
+        rest_get("lcr://items/\$var(id)", \$var(body), , \$var(code));
+        \$var(rc) = \$rc;
+        $get_log
+    } else if (\$rU =~ "^write-") {
+        \$var(id) = \$(rU{s.substr,6,0});
+        rest_patch("lcr://items/\$var(id)", "{}", "application/json", \$var(body), , \$var(code));
+        \$var(rc) = \$rc;
+        xlog("L_NOTICE", "$1: patch \$var(id) rc=\$var(rc) code=\$var(code)\n");
+    } else if (\$rU == "flush") {
+        rest_cache_flush("lcr");
+        \$var(rc) = \$rc;
+        xlog("L_NOTICE", "$1: flush rc=\$var(rc)\n");
+    }
+    if (\$var(rc) == 1)
+        sl_send_reply(200, "OK");
+    else
+        sl_send_reply(500, "rest failed");
+}
+EOF
+    "$OPENSIPS_BIN" -F -f "$work/$1.cfg" > "$work/$1.log" 2>&1 &
+    pids+=($!)
+    eval "pid_$1=$!"
+    for _ in $(seq 50); do ss -lun | grep -q "127.0.0.1:$2 " && return; sleep 0.1; done
+    echo "OpenSIPS $1 did not start:"; cat "$work/$1.log"; exit 1
+}
+stop_instances() {
+    for name in "$@"; do eval "kill \$pid_$name; wait \$pid_$name 2>/dev/null || true"; done
+}
+
+# An OPTIONS scenario whose request URI user is $1 (SIPp keywords allowed).
+scenario() {
+    cat <<EOF
+<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="OPTIONS answered after a REST call">
+  <send retrans="500">
+    <![CDATA[
+      OPTIONS sip:$1@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:sipp@[local_ip]:[local_port]>;tag=[call_number]
+      To: <sip:$1@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 OPTIONS
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" timeout="6000"/>
+</scenario>
+EOF
+}
+scenario "[service]" > "$work/one.xml"
+
+# One OPTIONS to USER@PORT, answered 200 or not.
+call() {
+    if sipp -sf "$work/one.xml" -s "$2" "127.0.0.1:$1" -m 1 -nostdin -timeout 10s \
+        -p "$(free_port)" >/dev/null 2>&1; then echo "  $2 via $1: 200"; else echo "  $2 via $1: FAILED"; fi
+}
+
+if [ "$mode" = demo ]; then
+    a=$(free_port); b=$(free_port)
+    instance A "$a" 2 "; cache=redis://127.0.0.1:$redis_port/"
+    instance B "$b" 2 "; cache=redis://127.0.0.1:$redis_port/"
+    echo "A asks, then B asks the same:"
+    call "$a" get-a; echo "  backend requests: $(stats)"
+    call "$b" get-a; echo "  backend requests: $(stats)"
+    echo "B writes; A and B ask again:"
+    call "$b" write-a; call "$a" get-a; call "$b" get-a; echo "  backend requests: $(stats)"
+    echo "redis killed:"
+    kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
+    for _ in 1 2 3; do call "$a" get-a; call "$b" get-b; done; echo "  backend requests: $(stats)"
+    echo "redis restarted:"
+    start_redis
+    call "$a" get-c; call "$b" get-c; echo "  backend requests: $(stats)"
+    echo "flush through A, B asks:"
+    call "$a" flush; call "$b" get-c; echo "  backend requests: $(stats)"
+    echo "keys in redis:"; redis-cli -p "$redis_port" --scan | sort | sed 's/^/  /'
+    stop_instances A B
+    echo "log lines (A, B):"
+    grep -hE "NOTICE:[AB]:|WARNING:rest_client|ERROR" "$work/A.log" "$work/B.log" | sort -k3,3 -s | sed 's/^/  /'
+    exit 0
+fi
+
+# bench: CALLS calls over KEYS keys, spread over the instances' SIP ports.
+python3 -c "print('SEQUENTIAL'); [print(f'k{i};') for i in range($KEYS)]" > "$work/keys.csv"
+scenario "get-[field0]" > "$work/keys.xml"
+# run LABEL INSTANCES WORKERS CACHE_ITEM
+run() {
+    reset_stats
+    redis-cli -p "$redis_port" flushall >/dev/null
+    local ports=() names=()
+    for i in $(seq "$2"); do
+        local port; port=$(free_port)
+        instance "I$i" "$port" "$3" "$4"
+        ports+=("$port"); names+=("I$i")
+    done
+    local start; start=$(date +%s.%N)
+    local sipps=()
+    for port in "${ports[@]}"; do
+        sipp -sf "$work/keys.xml" -inf "$work/keys.csv" "127.0.0.1:$port" -m $((CALLS / $2)) \
+            -r 2000 -l 100 -nostdin -timeout 120s -p "$(free_port)" \
+            -trace_stat -stf "$work/stat_$port.csv" >/dev/null 2>&1 &
+        sipps+=($!)
+    done
+    local failed=0
+    for pid in "${sipps[@]}"; do wait "$pid" || failed=1; done
+    local secs; secs=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+    printf "| %s | %d | %d | %s | %s |\n" "$1" "$2" "$3" "$(stats)" \
+        "$([ $failed = 0 ] && echo "all 200 ($secs s)" || echo "some failed")"
+    stop_instances "${names[@]}"
+}
+echo "| cache | instances | workers each | backend requests for $CALLS calls, $KEYS keys | SIP calls |"
+echo "|---|---|---|---|---|"
+for workers in 1 2 4; do
+    run "per process" 1 $workers ""
+    run "redis" 1 $workers "; cache=redis://127.0.0.1:$redis_port/"
+done
+run "local://" 1 4 "; cache=local://"
+run "per process" 2 2 ""
+run "redis" 2 2 "; cache=redis://127.0.0.1:$redis_port/"

@@ -109,36 +109,12 @@ EOF
     echo "OpenSIPS $1 did not start:"; cat "$work/$1.log"; exit 1
 }
 stop_instances() {
-    for name in "$@"; do eval "kill \$pid_$name; wait \$pid_$name 2>/dev/null || true"; done
+    for name in "$@"; do eval "kill \$pid_$name 2>/dev/null; wait \$pid_$name 2>/dev/null || true"; done
 }
-
-# An OPTIONS scenario whose request URI user is $1 (SIPp keywords allowed).
-scenario() {
-    cat <<EOF
-<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="OPTIONS answered after a REST call">
-  <send retrans="500">
-    <![CDATA[
-      OPTIONS sip:$1@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:sipp@[local_ip]:[local_port]>;tag=[call_number]
-      To: <sip:$1@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 OPTIONS
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" timeout="6000"/>
-</scenario>
-EOF
-}
-scenario "[service]" > "$work/one.xml"
 
 # One OPTIONS to USER@PORT, answered 200 or not.
 call() {
-    if sipp -sf "$work/one.xml" -s "$2" "127.0.0.1:$1" -m 1 -nostdin -timeout 10s \
+    if sipp -sf c_tests/sipp_options.xml -s "$2" "127.0.0.1:$1" -m 1 -nostdin -timeout 10s \
         -p "$(free_port)" >/dev/null 2>&1; then echo "  $2 via $1: 200"; else echo "  $2 via $1: FAILED"; fi
 }
 
@@ -168,7 +144,7 @@ fi
 
 # bench: CALLS calls over KEYS keys, spread over the instances' SIP ports.
 python3 -c "print('SEQUENTIAL'); [print(f'k{i};') for i in range($KEYS)]" > "$work/keys.csv"
-scenario "get-[field0]" > "$work/keys.xml"
+sed 's/\[service\]/get-[field0]/g' c_tests/sipp_options.xml > "$work/keys.xml"
 # run LABEL INSTANCES WORKERS CACHE_ITEM
 run() {
     reset_stats

@@ -228,8 +228,10 @@ static void test_async_and_flush(void)
 	struct h_call c;
 	h_call_reset(&c);
 	int before = served();
-	CHECK_INT(H_ASYNC("rest_get", 0, h_record_route, &c, A_STR("shared://items/f"), A_VAR(&c.body)), 0);
-	CHECK_INT(h_reactor_run(3000), 0);
+	/* Waits for the reactor, or ran at once (a transfer may end within its start call). */
+	if (H_ASYNC("rest_get", 0, h_record_route, &c, A_STR("shared://items/f"), A_VAR(&c.body)) == 0)
+		CHECK_INT(h_reactor_run(3000), 0);
+	CHECK_INT(c.runs, 1);
 	CHECK_INT(c.rc, 1);
 	in_worker(8, f_reader);
 	CHECK_INT(H_ASYNC("rest_get", 0, h_record_route, &c, A_STR("shared://items/f"), A_VAR(&c.body)), 1);

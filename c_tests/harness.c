@@ -816,14 +816,49 @@ static void mi_print(const struct mi_item *item, FILE *out)
 	}
 }
 
-char *h_mi(const char *command)
+void *init_mi_result_string(const char *value, int len)
+{
+	struct mi_item *item = calloc(1, sizeof *item);
+	item->kind = MI_STRING;
+	item->text = strndup(value, (size_t)len);
+	return item;
+}
+
+void *init_mi_error_extra(int code, const char *msg, int msg_len, const char *details,
+			  int details_len)
+{
+	(void)details;
+	(void)details_len;
+	struct mi_item *root = calloc(1, sizeof *root), *error;
+	root->kind = MI_OBJECT;
+	error = mi_add(root, MI_OBJECT, "error", 5);
+	mi_add(error, MI_NUMBER, "code", 4)->number = code;
+	mi_add(error, MI_STRING, "message", 7)->text = strndup(msg, (size_t)msg_len);
+	return root;
+}
+
+/* The parameters of an MI call: one name and its string value (the harness's mi_params_t). */
+struct mi_params { const char *name, *value; };
+
+int get_mi_string_param(const void *params, char *name, char **value, int *value_len)
+{
+	const struct mi_params *p = params;
+	if (!p || !p->value || strcmp(p->name, name))
+		return -1;
+	*value = (char *)p->value;
+	*value_len = (int)strlen(p->value);
+	return 0;
+}
+
+char *h_mi(const char *command, const char *param_value)
 {
 	const mi_export_t *e = mod->mi_cmds;
 	while (e && e->name && strcmp(e->name, command))
 		e++;
 	if (!e || !e->name || !e->recipes[0].cmd)
 		return NULL;
-	struct mi_item *response = e->recipes[0].cmd(NULL, NULL);
+	struct mi_params params = { e->recipes[0].params[0], param_value };
+	struct mi_item *response = e->recipes[0].cmd(e->recipes[0].params[0] ? &params : NULL, NULL);
 	if (!response)
 		return NULL;
 	char *text = NULL;

@@ -59,9 +59,10 @@ int h_mod_init(void);
 long h_stat(const char *name);
 /* Its stat_export_t flags (STAT_NO_RESET = 1), or -1. */
 int h_stat_flags(const char *name);
-/* Runs the module's MI command (its first recipe, no parameters) as the core's MI layer
- * would; returns its response as JSON text (malloc'd), or NULL for no command or an error. */
-char *h_mi(const char *command);
+/* Runs the module's MI command (its first recipe; param_value is the value of its one
+ * parameter, if it has one) as the core's MI layer would; returns its response as JSON text
+ * (malloc'd), or NULL for no such command or no response. */
+char *h_mi(const char *command, const char *param_value);
 int h_child_init(int rank);
 /* The usual start of a test: load, cfg, mod_init and child_init(1) in this process (a failed
  * step is a failed check). */

@@ -1,7 +1,8 @@
 /*
  * Issue 11, statistics and MI: the counters the core reads with get_statistics rest_client:,
  * summed over every process (the values live in shared memory, as the core allocates them),
- * and the MI command rest_list_services (no credential or header value in its answer).
+ * and the MI commands rest_list_services (no credential or header value in its answer) and
+ * rest_cache_flush (asked in one process, acted on by every other at its next call).
  * usage: test_statistics module.so stats.cfg
  */
 #define _GNU_SOURCE
@@ -130,7 +131,7 @@ static void test_sum_over_processes(void)
 static void test_mi_list_services(void)
 {
 	CHECK_INT(H_CALL("rest_update_service", A_STR("secret"), A_STR("auth=basic:u:sekret-2")), 1);
-	char *text = h_mi("rest_list_services");
+	char *text = h_mi("rest_list_services", NULL);
 	CHECK(text != NULL);
 	if (!text)
 		return;
@@ -144,6 +145,41 @@ static void test_mi_list_services(void)
 	CHECK(strstr(text, "\"timeout_ms\": 250") != NULL);
 	CHECK(strstr(text, "\"credential_updates\": 1") != NULL);
 	CHECK(!strstr(text, "sekret") && !strstr(text, "k3y-value") && !strstr(text, "pw0rd"));
+	free(text);
+}
+
+/* MI rest_cache_flush: every process drops the service's cached answers at its next call. */
+static int flush_over_mi(int rank, void *arg)
+{
+	(void)rank;
+	(void)arg;
+	char *text = h_mi("rest_cache_flush", "CACHED");
+	CHECK(text && !strcmp(text, "\"OK\""));
+	free(text);
+	return 0;
+}
+
+static void test_mi_cache_flush(void)
+{
+	CHECK_INT(get("cached://echo?s=1"), 1);
+	mark();
+	CHECK_INT(get("cached://echo?s=1"), 1);
+	CHECK_INT(grown("cache_hits"), 1);
+	/* Asked in another process (the MI process): this one drops its copy. */
+	h_fork_worker(4, flush_over_mi, NULL);
+	CHECK_INT(h_wait_workers(), 0);
+	mark();
+	CHECK_INT(get("cached://echo?s=1"), 1);
+	CHECK_INT(grown("cache_misses"), 1);
+	CHECK_INT(grown("requests"), 1);
+	CHECK_INT(get("cached://echo?s=1"), 1);
+	CHECK_INT(grown("cache_hits"), 1);
+
+	char *text = h_mi("rest_cache_flush", "secret");
+	CHECK(text && strstr(text, "\"message\": \"service secret has no cache\""));
+	free(text);
+	text = h_mi("rest_cache_flush", "nosuch");
+	CHECK(text && strstr(text, "unknown service 'nosuch'"));
 	free(text);
 }
 
@@ -167,5 +203,6 @@ int main(int argc, char **argv)
 	test_cache();
 	test_sum_over_processes();
 	test_mi_list_services();
+	test_mi_cache_flush();
 	return h_finish();
 }

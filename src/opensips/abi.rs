@@ -982,6 +982,18 @@ impl MiExport {
         export
     }
 
+    /// A command with one string parameter named `param`, answered by `cmd`.
+    pub const fn with_param(
+        name: &'static CStr,
+        help: &'static CStr,
+        param: &'static CStr,
+        cmd: MiCmdFn,
+    ) -> Self {
+        let mut export = Self::without_params(name, help, cmd);
+        export.recipes[0].params[0] = param.as_ptr();
+        export
+    }
+
     pub const END: Self = Self {
         name: std::ptr::null(),
         help: std::ptr::null(),
@@ -1008,6 +1020,11 @@ type MiAddContainerFn = unsafe extern "C" fn(*mut c_void, *const c_char, c_int) 
 type MiAddStringFn =
     unsafe extern "C" fn(*mut c_void, *const c_char, c_int, *const c_char, c_int) -> c_int;
 type MiAddNumberFn = unsafe extern "C" fn(*mut c_void, *const c_char, c_int, f64) -> c_int;
+type MiInitStringFn = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
+type MiInitErrorFn =
+    unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char, c_int) -> *mut c_void;
+type MiGetStringParamFn =
+    unsafe extern "C" fn(*const c_void, *const c_char, *mut *mut c_char, *mut c_int) -> c_int;
 
 /// The core's MI response builders (resolved once; absent in a core without MI).
 struct MiBuilders {
@@ -1016,6 +1033,9 @@ struct MiBuilders {
     add_array: MiAddContainerFn,
     add_string: MiAddStringFn,
     add_number: MiAddNumberFn,
+    init_result_string: MiInitStringFn,
+    init_error: MiInitErrorFn,
+    get_string_param: MiGetStringParamFn,
 }
 
 fn mi_builders() -> Option<&'static MiBuilders> {
@@ -1030,6 +1050,9 @@ fn mi_builders() -> Option<&'static MiBuilders> {
                     add_array: lookup_fn(c"add_mi_array")?,
                     add_string: lookup_fn(c"add_mi_string")?,
                     add_number: lookup_fn(c"add_mi_number")?,
+                    init_result_string: lookup_fn(c"init_mi_result_string")?,
+                    init_error: lookup_fn(c"init_mi_error_extra")?,
+                    get_string_param: lookup_fn(c"get_mi_string_param")?,
                 })
             }
         })
@@ -1047,6 +1070,31 @@ impl MiResponse {
         // SAFETY: documented prototype; the core allocates both and fills `array`.
         let response = unsafe { (builders.init_result_array)(&mut array) };
         Some((Self(NonNull::new(response)?), MiItem(NonNull::new(array)?)))
+    }
+
+    /// A successful response holding the text `value`.
+    pub fn text(value: &str) -> Option<Self> {
+        let builders = mi_builders()?;
+        // SAFETY: documented prototype; the core copies the text.
+        let response =
+            unsafe { (builders.init_result_string)(value.as_ptr().cast(), value.len() as c_int) };
+        NonNull::new(response).map(Self)
+    }
+
+    /// An error response: a JSON-RPC error `code` with `message`.
+    pub fn error(code: c_int, message: &str) -> Option<Self> {
+        let builders = mi_builders()?;
+        // SAFETY: documented prototype; the core copies the message; no details.
+        let response = unsafe {
+            (builders.init_error)(
+                code,
+                message.as_ptr().cast(),
+                message.len() as c_int,
+                std::ptr::null(),
+                0,
+            )
+        };
+        NonNull::new(response).map(Self)
     }
 
     /// The pointer the command returns to the core, which frees it.
@@ -1104,4 +1152,21 @@ impl MiItem {
             }
         })
     }
+}
+
+/// The string parameter `name` of an MI command's `params` (None if absent or not a string).
+///
+/// SAFETY: `params` is the `mi_params_t *` the core passed to the command, alive during it.
+pub unsafe fn mi_string_param(params: *const c_void, name: &CStr) -> Option<String> {
+    let builders = mi_builders()?;
+    let (mut value, mut len): (*mut c_char, c_int) = (std::ptr::null_mut(), 0);
+    // SAFETY: documented prototype; the core points `value` into the request it owns.
+    let rc = unsafe { (builders.get_string_param)(params, name.as_ptr(), &mut value, &mut len) };
+    if rc < 0 || value.is_null() {
+        return None;
+    }
+    // SAFETY: the core returned `len` readable bytes at `value`.
+    let bytes =
+        unsafe { std::slice::from_raw_parts(value as *const u8, usize::try_from(len).ok()?) };
+    Some(String::from_utf8_lossy(bytes).into_owned())
 }

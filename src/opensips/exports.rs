@@ -730,11 +730,45 @@ unsafe extern "C" fn mi_list_services(_params: *const c_void, _async: *mut c_voi
     }
 }
 
-static MI_CMDS: StaticTable<[MiExport; 2]> = StaticTable([
+/// MI `rest_cache_flush service=NAME`, in the MI process.
+///
+/// SAFETY: called by the core's MI layer with the command's parameters.
+unsafe extern "C" fn mi_cache_flush(params: *const c_void, _async: *mut c_void) -> *mut c_void {
+    let response = catch_unwind(|| {
+        // SAFETY: `params` is the core's, alive during this call.
+        let asked = match unsafe { mi_string_param(params, c"service") } {
+            Some(name) => script::ask_cache_flush(&name),
+            None => Err("a service parameter is needed".to_string()),
+        };
+        match asked {
+            Ok(()) => MiResponse::text("OK"),
+            Err(e) => {
+                error!("rest_cache_flush: {e}");
+                MiResponse::error(400, &e)
+            }
+        }
+    });
+    match response {
+        Ok(Some(response)) => response.into_raw(),
+        Ok(None) => std::ptr::null_mut(),
+        Err(_) => {
+            error!("internal error (panic) in rest_cache_flush");
+            std::ptr::null_mut()
+        }
+    }
+}
+
+static MI_CMDS: StaticTable<[MiExport; 3]> = StaticTable([
     MiExport::without_params(
         c"rest_list_services",
         c"Lists the named services: base URL, limits, cache settings and counters",
         mi_list_services,
+    ),
+    MiExport::with_param(
+        c"rest_cache_flush",
+        c"Drops a service's cached answers in every process (and its shared store)",
+        c"service",
+        mi_cache_flush,
     ),
     MiExport::END,
 ]);

@@ -96,10 +96,13 @@ pub enum ServiceCounter {
     /// Calls to the service (answered from its cache or not).
     Calls,
     CacheHits,
+    /// Flushes of its cache asked over MI (`rest_cache_flush`): each process drops its copies
+    /// at its next call to the service when this differs from the count it last saw.
+    CacheFlushes,
 }
 
 impl ServiceCounter {
-    const PER_SERVICE: usize = 2;
+    const PER_SERVICE: usize = 3;
 
     /// Adds one to this counter of service `index`.
     pub fn count(self, config: &ModuleConfig, index: usize) {
@@ -265,6 +268,8 @@ pub struct Worker {
     pub caches: HashMap<String, ServiceCache>,
     /// This process's copies of the services whose credentials were renewed.
     pub renewed: RenewedServices,
+    /// Per service, the [`ServiceCounter::CacheFlushes`] count this process last acted on.
+    pub cache_flushes_seen: Vec<u64>,
 }
 
 thread_local! {
@@ -287,6 +292,9 @@ fn new_worker() -> Result<Worker, String> {
         hub_registered: false,
         caches: service_caches(config),
         renewed: RenewedServices::default(),
+        cache_flushes_seen: (0..config.services.len())
+            .map(|index| ServiceCounter::CacheFlushes.read(config, index))
+            .collect(),
     })
 }
 

@@ -180,6 +180,16 @@ fn cached(worker: &mut Worker, request: &Request, slot: Option<&mut CacheSlot>) 
     let slot = slot?;
     let key = slot.key.take()?;
     let cache = worker.caches.get_mut(&slot.service.name)?;
+    // A flush asked over MI since this process last looked: its copies go first.
+    if let (Some(config), Some(seen)) = (config(), worker.cache_flushes_seen.get_mut(slot.index)) {
+        let asked = ServiceCounter::CacheFlushes.read(config, slot.index);
+        if *seen != asked {
+            *seen = asked;
+            if let Err(e) = cache.flush() {
+                warn!("service {}: flushing its cache: {e}", slot.service.name);
+            }
+        }
+    }
     let mut outcome = match cache.lookup(key, slot.url.clone()) {
         Ok(outcome) => outcome,
         Err(pending) => {
@@ -235,6 +245,20 @@ pub fn flush_cache(name: Option<&[u8]>) -> i32 {
             -1
         }
     }
+}
+
+/// MI `rest_cache_flush service=NAME`: every process drops its cached answers of the service
+/// at its next call to it (and the shared store's, when it has one). `Err` for a service
+/// without a cache.
+pub fn ask_cache_flush(name: &str) -> Result<(), String> {
+    let (index, service) = find_service(name).ok_or(format!("unknown service '{name}'"))?;
+    let config = config().ok_or("the module is not initialised")?;
+    if service.cache.is_none() {
+        return Err(format!("service {} has no cache", service.name));
+    }
+    ServiceCounter::CacheFlushes.count(config, index);
+    info!("service {}: cache flush asked over MI", service.name);
+    Ok(())
 }
 
 /// The script now sees a call's outcome: its response head becomes the one the route reads.

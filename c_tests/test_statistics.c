@@ -63,6 +63,22 @@ static void test_outcomes_and_connections(void)
 	CHECK(grown("bytes_sent") > 60);
 	CHECK(grown("bytes_received") > 200);
 
+	/* A request body counts once: libcurl counts one small enough to go out with the
+	 * headers (under 64 KiB) in the request size and again in the upload size. */
+	static char payload[100001];
+	hvar code = { 0 };
+	for (size_t size = 3000; size <= 100000; size += 97000) {
+		memset(payload, 'p', size);
+		payload[size] = 0;
+		mark();
+		CHECK_INT(H_CALL("rest_post", A_STR(h_url("http", port, "/status/204")), A_STR(payload),
+				 A_STR("text/plain"), A_VAR(&body), A_NONE, A_VAR(&code)), 1);
+		if (grown("bytes_sent") <= (long)size || grown("bytes_sent") >= (long)size + 400)
+			fprintf(stderr, "  %zu-byte body: bytes_sent grew by %ld\n", size,
+				grown("bytes_sent"));
+		CHECK(grown("bytes_sent") > (long)size && grown("bytes_sent") < (long)size + 400);
+	}
+
 	char u[128];
 	mark();
 	snprintf(u, sizeof u, "http://127.0.0.1:%d/", h_closed_port());

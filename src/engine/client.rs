@@ -373,7 +373,7 @@ pub(super) fn finish(
         tls: url
             .get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://")),
-        bytes_sent: easy.request_size().unwrap_or(0) + easy.upload_size().unwrap_or(0.0) as u64,
+        bytes_sent: bytes_sent(easy),
         bytes_received: easy.header_size().unwrap_or(0)
             + easy.download_size().unwrap_or(0.0) as u64,
     };
@@ -386,6 +386,20 @@ pub(super) fn finish(
         head,
         transcript,
         traffic,
+    }
+}
+
+/// The request bytes a finished transfer sent: request line, headers and body, once.
+/// CURLINFO_REQUEST_SIZE counts what went out with the headers, which includes a body small
+/// enough to go in the same write (libcurl 7.88: under 64 KiB), which CURLINFO_SIZE_UPLOAD
+/// counts again; a larger body is in the upload size only.
+fn bytes_sent(easy: &Easy2<Collector>) -> u64 {
+    let with_headers = easy.request_size().unwrap_or(0);
+    let body = easy.upload_size().unwrap_or(0.0) as u64;
+    if with_headers >= body {
+        with_headers
+    } else {
+        with_headers + body
     }
 }
 

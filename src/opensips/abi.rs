@@ -994,6 +994,24 @@ impl MiExport {
         export
     }
 
+    /// OpenSIPS 4.0 names a module's MI commands `<module>:<name>` (and refuses a `:` in
+    /// `name`): there this command is named `local` and keeps its 3.x name as an alias, so
+    /// `rest_client:<local>` and the 3.x name both reach it; 3.x keeps the 3.x name.
+    pub const fn named_in_4_0(self, local: &'static CStr) -> Self {
+        #[cfg(mi_export = "v4")]
+        {
+            let mut export = self;
+            export.aliases[0] = export.name;
+            export.name = local.as_ptr();
+            export
+        }
+        #[cfg(mi_export = "v3")]
+        {
+            let _ = local;
+            self
+        }
+    }
+
     pub const END: Self = Self {
         name: std::ptr::null(),
         help: std::ptr::null(),

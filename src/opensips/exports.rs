@@ -758,18 +758,22 @@ unsafe extern "C" fn mi_cache_flush(params: *const c_void, _async: *mut c_void) 
     }
 }
 
+/// The MI commands: `rest_list_services` and `rest_cache_flush`; in OpenSIPS 4.0
+/// `rest_client:list_services` and `rest_client:cache_flush`, with the 3.x names as aliases.
 static MI_CMDS: StaticTable<[MiExport; 3]> = StaticTable([
     MiExport::without_params(
         c"rest_list_services",
         c"Lists the named services: base URL, limits, cache settings and counters",
         mi_list_services,
-    ),
+    )
+    .named_in_4_0(c"list_services"),
     MiExport::with_param(
         c"rest_cache_flush",
         c"Drops a service's cached answers in every process (and its shared store)",
         c"service",
         mi_cache_flush,
-    ),
+    )
+    .named_in_4_0(c"cache_flush"),
     MiExport::END,
 ]);
 

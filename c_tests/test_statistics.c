@@ -26,7 +26,7 @@ static const char *const names[] = {
 	"requests", "replies_ok", "connect_refused", "connect_timeouts", "transfer_timeouts",
 	"other_errors", "gate_blocked", "async_limit_reached", "async_in_flight", "async_fallbacks",
 	"connections_opened", "connections_reused", "tls_handshakes", "cache_hits", "cache_misses",
-	"bytes_sent", "bytes_received",
+	"cache_entries", "bytes_sent", "bytes_received",
 };
 #define N (sizeof names / sizeof *names)
 static long before[N];
@@ -122,6 +122,10 @@ static void test_cache(void)
 	CHECK_INT(grown("cache_misses"), 1);
 	CHECK_INT(grown("cache_hits"), 1);
 	CHECK_INT(grown("requests"), 1);
+	CHECK_INT(grown("cache_entries"), 1);
+	CHECK_INT(get("cached://echo?s=2"), 1);
+	CHECK_INT(grown("cache_entries"), 2);
+	CHECK_INT(h_stat_flags("cache_entries"), 1); /* a gauge */
 }
 
 static int worker(int rank, void *arg)
@@ -155,7 +159,7 @@ static void test_mi_list_services(void)
 	CHECK(strstr(text, "\"name\": \"cached\"") != NULL);
 	CHECK(strstr(text, "\"cache\": {\"ttl_s\": 60, \"max_entries\": 1000, \"max_bytes\": 1048576}"));
 	/* cached://echo?s=1 twice: one call answered by the service, one from its cache. */
-	CHECK(strstr(text, "\"calls\": 2, \"cache_hits\": 1") != NULL);
+	CHECK(strstr(text, "\"calls\": 3, \"cache_hits\": 1") != NULL);
 	CHECK(strstr(text, "\"name\": \"secret\", \"url\": \"http://***@127.0.0.1:") != NULL);
 	CHECK(strstr(text, "\"auth\": \"basic\", \"header_names\": [\"X-Api-Key\"]") != NULL);
 	CHECK(strstr(text, "\"timeout_ms\": 250") != NULL);
@@ -187,6 +191,8 @@ static void test_mi_cache_flush(void)
 	mark();
 	CHECK_INT(get("cached://echo?s=1"), 1);
 	CHECK_INT(grown("cache_misses"), 1);
+	/* Both entries (s=1, s=2) dropped, s=1 stored again. */
+	CHECK_INT(grown("cache_entries"), -1);
 	CHECK_INT(grown("requests"), 1);
 	CHECK_INT(get("cached://echo?s=1"), 1);
 	CHECK_INT(grown("cache_hits"), 1);

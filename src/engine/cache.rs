@@ -57,6 +57,15 @@ fn field(key: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 impl ResponseCache {
+    /// How many answers it holds (fresh or not yet evicted).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn new(limits: CacheLimits) -> Self {
         Self {
             limits,

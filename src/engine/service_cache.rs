@@ -179,6 +179,11 @@ impl ServiceCache {
 
     /// A fresh answer for `key` (a request of `url`): from this process, else from the shared
     /// store (then kept in this process too). A miss gives what storing its answer needs.
+    /// How many answers this process's level holds.
+    pub fn local_entries(&self) -> usize {
+        self.local.len()
+    }
+
     pub fn lookup(&mut self, key: Vec<u8>, url: String) -> Result<Outcome, Pending> {
         let started = Instant::now();
         let generation = self.generation(&url);

@@ -9,8 +9,8 @@ use log::{debug, error, info, warn};
 
 use crate::engine::{
     ClientCert, GateTicket, KeyMaterial, Method, Outcome, Pending, Request, ResponseCache,
-    ResponseHead, ResultCode, Service, Token, Transcript, breaks_header_line, escape, escape_path,
-    escape_xml, redact_url, service_reference, trim_http_whitespace, unescape,
+    ResponseHead, ResultCode, Service, ServiceCache, Token, Transcript, breaks_header_line, escape,
+    escape_path, escape_xml, redact_url, service_reference, trim_http_whitespace, unescape,
 };
 
 use super::abi::{AsyncCaller, AsyncCtxRef, MessageId, ResumeFn, ScriptVar};
@@ -185,12 +185,12 @@ fn cached(worker: &mut Worker, request: &Request, slot: Option<&mut CacheSlot>) 
         let asked = ServiceCounter::CacheFlushes.read(config, slot.index);
         if *seen != asked {
             *seen = asked;
-            if let Err(e) = cache.flush() {
+            if let Err(e) = counting_entries(cache, ServiceCache::flush) {
                 warn!("service {}: flushing its cache: {e}", slot.service.name);
             }
         }
     }
-    let mut outcome = match cache.lookup(key, slot.url.clone()) {
+    let mut outcome = match counting_entries(cache, |c| c.lookup(key, slot.url.clone())) {
         Ok(outcome) => outcome,
         Err(pending) => {
             slot.pending = Some(pending);
@@ -207,6 +207,18 @@ fn cached(worker: &mut Worker, request: &Request, slot: Option<&mut CacheSlot>) 
     Some(outcome)
 }
 
+/// Runs `operation` on `cache`, and adds the change in its number of entries to the
+/// `cache_entries` statistic (a gauge of every process's entries).
+fn counting_entries<R>(
+    cache: &mut ServiceCache,
+    operation: impl FnOnce(&mut ServiceCache) -> R,
+) -> R {
+    let before = cache.local_entries() as i64;
+    let result = operation(cache);
+    stats::add(Stat::CacheEntries, cache.local_entries() as i64 - before);
+    result
+}
+
 /// Records a finished transfer: in the statistics, and in the service's cache (the answer of
 /// a GET that missed, the invalidations of a write).
 fn settle(worker: &mut Worker, slot: Option<CacheSlot>, outcome: Outcome) -> Outcome {
@@ -216,10 +228,10 @@ fn settle(worker: &mut Worker, slot: Option<CacheSlot>, outcome: Outcome) -> Out
     {
         if let Some(pending) = slot.pending {
             stats::add(Stat::CacheMisses, 1);
-            cache.store(pending, &outcome);
+            counting_entries(cache, |c| c.store(pending, &outcome));
         }
         if slot.writes {
-            cache.written(slot.service, &slot.url, &outcome);
+            counting_entries(cache, |c| c.written(slot.service, &slot.url, &outcome));
         }
     }
     outcome
@@ -236,7 +248,7 @@ pub fn flush_cache(name: Option<&[u8]>) -> i32 {
             .iter_mut()
             .find(|(service, _)| service.eq_ignore_ascii_case(&name))
             .ok_or_else(|| format!("no service named '{name}' has a cache"))?;
-        cache.flush()
+        counting_entries(cache, ServiceCache::flush)
     });
     match flushed.and_then(|result| result) {
         Ok(()) => 1,

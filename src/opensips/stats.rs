@@ -27,6 +27,7 @@ pub enum Stat {
     TlsHandshakes,
     CacheHits,
     CacheMisses,
+    CacheEntries,
     BytesSent,
     BytesReceived,
 }
@@ -60,6 +61,7 @@ pub static STATS: StaticTable<[StatExport; COUNT + 1]> = StaticTable([
     export(c"tls_handshakes", 0, Stat::TlsHandshakes),
     export(c"cache_hits", 0, Stat::CacheHits),
     export(c"cache_misses", 0, Stat::CacheMisses),
+    export(c"cache_entries", STAT_NO_RESET, Stat::CacheEntries),
     export(c"bytes_sent", 0, Stat::BytesSent),
     export(c"bytes_received", 0, Stat::BytesReceived),
     StatExport {

@@ -36,7 +36,7 @@ pub use connect_gate::{ConnectGate, GateTicket};
 pub use credentials::{RenewableCredentials, RenewedServices};
 pub use escape::{escape, escape_path, escape_xml, unescape};
 pub use hub::{Hub, Token};
-pub use request::{ClientCert, KeyMaterial, Method, Request, breaks_header_line};
+pub use request::{ClientCert, KeyMaterial, Method, Request, breaks_header_line, header_name};
 pub use response_head::ResponseHead;
 pub use result_code::ResultCode;
 pub use service::{Auth, CacheLimits, Service, service_reference};

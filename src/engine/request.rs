@@ -114,6 +114,11 @@ fn explicit_scheme(url: &str) -> Option<&str> {
     (well_formed && rest.starts_with('/')).then_some(scheme)
 }
 
+/// The name of the header line `line` (the text before its `:`, trimmed).
+pub fn header_name(line: &str) -> &str {
+    line.split(':').next().unwrap_or_default().trim()
+}
+
 /// Whether the header line `line` has the name `name` (ASCII case-insensitive).
 pub fn header_name_is(line: &str, name: &str) -> bool {
     line.split_once(':')

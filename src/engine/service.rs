@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::escape::{escape, unescape};
-use super::request::{Method, breaks_header_line};
+use super::request::{Method, breaks_header_line, header_name, header_name_is};
 
 /// The items a definition may hold.
 const ITEM_NAMES: &str = "name, url, header, auth, connect_timeout_ms, timeout_ms, method, \
@@ -107,11 +107,6 @@ fn auth(value: &str) -> Result<Auth, String> {
         }
         _ => Err("auth must be bearer:TOKEN or basic:user:password".into()),
     }
-}
-
-/// The name of a header line, for comparisons (any case).
-fn header_name(line: &str) -> &str {
-    line.split(':').next().unwrap_or_default().trim()
 }
 
 /// The non-empty `key=value` items of a definition or update, each with its position (from 1,
@@ -262,7 +257,7 @@ impl Service {
                     let line = header_line(&value)?;
                     renewed
                         .headers
-                        .retain(|h| !header_name(h).eq_ignore_ascii_case(header_name(&line)));
+                        .retain(|h| !header_name_is(h, header_name(&line)));
                     renewed.headers.push(line);
                 }
                 _ => {

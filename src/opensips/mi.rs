@@ -1,7 +1,7 @@
 //! MI commands, run in the MI process (forked after mod_init): they read the configuration
 //! parsed at startup and the shared-memory state every worker writes, never a worker's own.
 
-use crate::engine::{Auth, RenewedServices, redact_url};
+use crate::engine::{Auth, RenewedServices, header_name, redact_url};
 
 use super::abi::{MiItem, MiResponse};
 use super::module::{ServiceCounter, config};
@@ -30,7 +30,7 @@ pub fn list_services() -> Option<MiResponse> {
         );
         let headers = entry.array("header_names")?;
         for line in &service.headers {
-            headers.string("", line.split(':').next().unwrap_or_default().trim());
+            headers.string("", header_name(line));
         }
         if let Some(method) = service.method {
             entry.string("method", method.name());

@@ -10,7 +10,8 @@ use log::{debug, error, info, warn};
 use crate::engine::{
     ClientCert, GateTicket, KeyMaterial, Method, Outcome, Pending, Request, ResponseCache,
     ResponseHead, ResultCode, Service, ServiceCache, Token, Transcript, breaks_header_line, escape,
-    escape_path, escape_xml, redact_url, service_reference, trim_http_whitespace, unescape,
+    escape_path, escape_xml, header_name, redact_url, service_reference, trim_http_whitespace,
+    unescape,
 };
 
 use super::abi::{AsyncCaller, AsyncCtxRef, MessageId, ResumeFn, ScriptVar};
@@ -150,7 +151,7 @@ fn prepare(
         let defaults: Vec<String> = current
             .headers
             .iter()
-            .filter(|line| !request.has_header(line.split(':').next().unwrap_or_default()))
+            .filter(|line| !request.has_header(header_name(line)))
             .cloned()
             .collect();
         request.headers.splice(0..0, defaults);

@@ -225,7 +225,7 @@ static int f_reader(int rank, void *arg)
 /* An async call's answer is shared too; a flush reaches every process. */
 static void test_async_and_flush(void)
 {
-	struct h_call c;
+	struct h_call c = { 0 };
 	h_call_reset(&c);
 	int before = served();
 	/* Waits for the reactor, or ran at once (a transfer may end within its start call). */

@@ -654,6 +654,16 @@ int h_modparam(const char *name, int is_str, const char *value, int ivalue)
 	return -1;
 }
 
+int h_service(const char *fmt, ...)
+{
+	char spec[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(spec, sizeof spec, fmt, ap);
+	va_end(ap);
+	return h_modparam("service", 1, spec, 0);
+}
+
 int h_load_cfg(const char *cfg_path)
 {
 	FILE *f = fopen(cfg_path, "r");

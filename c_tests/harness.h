@@ -53,6 +53,8 @@ void h_load(const char *so_path);
 int h_load_cfg(const char *cfg_path);
 /* One modparam: `is_str` selects STR_PARAM (value) or INT_PARAM (ivalue). */
 int h_modparam(const char *name, int is_str, const char *value, int ivalue);
+/* A `service` modparam whose definition is printf-formatted (e.g. with the server's port). */
+int h_service(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* mod_init, then (when it succeeded) the registration of the module's statistics. */
 int h_mod_init(void);
 /* A module statistic's value (the sum over every process), or -1 if there is none. */

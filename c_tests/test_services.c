@@ -46,27 +46,18 @@ static int has_header(const char *name, const char *value)
 
 static void define_services(void)
 {
-	char spec[512];
-	snprintf(spec, sizeof spec, "name=api; url=http://127.0.0.1:%d/; header=X-Auth-Token: tok123; "
-		 "header=X-Team: 7; auth=bearer:sekret-token; timeout_ms=500; method=PATCH", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
-	snprintf(spec, sizeof spec, "name=basic; url=http://127.0.0.1:%d; auth=basic:user:p4ss", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
-	snprintf(spec, sizeof spec, "name=Api_Github; url=http://127.0.0.1:%d/; method=get; "
-		 "param=api_key=k 1&x; param=lang=de; param=per page=50", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
-	snprintf(spec, sizeof spec, "name=raw_bin; url=http://127.0.0.1:%d; raw_body=1", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	CHECK_INT(h_service("name=api; url=http://127.0.0.1:%d/; header=X-Auth-Token: tok123; "
+		 "header=X-Team: 7; auth=bearer:sekret-token; timeout_ms=500; method=PATCH", port), 0);
+	CHECK_INT(h_service("name=basic; url=http://127.0.0.1:%d; auth=basic:user:p4ss", port), 0);
+	CHECK_INT(h_service("name=Api_Github; url=http://127.0.0.1:%d/; method=get; "
+		 "param=api_key=k 1&x; param=lang=de; param=per page=50", port), 0);
+	CHECK_INT(h_service("name=raw_bin; url=http://127.0.0.1:%d; raw_body=1", port), 0);
 	/* Names are case-insensitive: this one is taken. */
-	snprintf(spec, sizeof spec, "name=API_GITHUB; url=http://127.0.0.1:%d/", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), -1);
-	snprintf(spec, sizeof spec, "name=cached; url=http://127.0.0.1:%d/; cache_ttl=1; cache_entries=10", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
-	snprintf(spec, sizeof spec, "name=small; url=http://127.0.0.1:%d/; cache_ttl=60; cache_bytes=4000", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
-	snprintf(spec, sizeof spec, "name=cached; url=http://127.0.0.1:%d/; cache_ttl=1; cache_entries=10", port);
+	CHECK_INT(h_service("name=API_GITHUB; url=http://127.0.0.1:%d/", port), -1);
+	CHECK_INT(h_service("name=cached; url=http://127.0.0.1:%d/; cache_ttl=1; cache_entries=10", port), 0);
+	CHECK_INT(h_service("name=small; url=http://127.0.0.1:%d/; cache_ttl=60; cache_bytes=4000", port), 0);
 	/* Refused at startup: a duplicate name and a bad definition. */
-	CHECK_INT(h_modparam("service", 1, spec, 0), -1);
+	CHECK_INT(h_service("name=cached; url=http://127.0.0.1:%d/; cache_ttl=1; cache_entries=10", port), -1);
 	CHECK_INT(h_modparam("service", 1, "name=bad; url=http://h/; auth=token:sekret-token", 0), -1);
 	/* Issue 9, item 11: a CR or LF in a URL or a bearer token would add request lines. */
 	CHECK_INT(h_modparam("service", 1, "name=crlf1; url=http://h/x\r\nX-Injected: 1", 0), -1);

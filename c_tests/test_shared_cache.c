@@ -247,16 +247,13 @@ static void test_async_and_flush(void)
 
 int main(int argc, char **argv)
 {
-	char spec[256];
 	if (argc < 3)
 		return 2;
 	h_load(argv[1]);
 	CHECK_INT(h_load_cfg(argv[2]), 0);
 	port = h_start_server(NULL);
-	snprintf(spec, sizeof spec, "name=shared; url=http://127.0.0.1:%d/; cache_ttl=30; cache=local://", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
-	snprintf(spec, sizeof spec, "name=alone; url=http://127.0.0.1:%d/; cache_ttl=30", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	CHECK_INT(h_service("name=shared; url=http://127.0.0.1:%d/; cache_ttl=30; cache=local://", port), 0);
+	CHECK_INT(h_service("name=alone; url=http://127.0.0.1:%d/; cache_ttl=30", port), 0);
 	CHECK_INT(h_mod_init(), 0);
 	CHECK_INT(h_child_init(1), 0);
 	test_sharing();

@@ -212,12 +212,9 @@ int main(int argc, char **argv)
 	h_load(argv[1]);
 	CHECK_INT(h_load_cfg(argv[2]), 0);
 	port = h_start_server(NULL);
-	char spec[256];
-	snprintf(spec, sizeof spec, "name=cached; url=http://127.0.0.1:%d/; cache_ttl=60", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
-	snprintf(spec, sizeof spec, "name=secret; url=http://user:pw0rd@127.0.0.1:%d/; "
-		 "auth=bearer:sekret-1; header=X-Api-Key: k3y-value; timeout_ms=250", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	CHECK_INT(h_service("name=cached; url=http://127.0.0.1:%d/; cache_ttl=60", port), 0);
+	CHECK_INT(h_service("name=secret; url=http://user:pw0rd@127.0.0.1:%d/; "
+		 "auth=bearer:sekret-1; header=X-Api-Key: k3y-value; timeout_ms=250", port), 0);
 	CHECK_INT(h_mod_init(), 0);
 	CHECK_INT(h_child_init(1), 0);
 	test_outcomes_and_connections();

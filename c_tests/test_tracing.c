@@ -328,14 +328,10 @@ int main(int argc, char **argv)
 	tls_port = h_start_server((const char *const[]){ "--tls-cert", cert, "--tls-key", key, NULL });
 	h_load(argv[1]);
 	CHECK_INT(h_load_cfg(argv[2]), 0);
-	char spec[512];
-	snprintf(spec, sizeof spec, "name=api; url=http://127.0.0.1:%d/; header=X-Auth-Token: tok123; "
-		 "header=X-Team: 7; auth=bearer:sekret-token", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
-	snprintf(spec, sizeof spec, "name=basic; url=http://127.0.0.1:%d; auth=basic:user:p4ss", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
-	snprintf(spec, sizeof spec, "name=cached; url=http://127.0.0.1:%d/; cache_ttl=30", port);
-	CHECK_INT(h_modparam("service", 1, spec, 0), 0);
+	CHECK_INT(h_service("name=api; url=http://127.0.0.1:%d/; header=X-Auth-Token: tok123; "
+		 "header=X-Team: 7; auth=bearer:sekret-token", port), 0);
+	CHECK_INT(h_service("name=basic; url=http://127.0.0.1:%d; auth=basic:user:p4ss", port), 0);
+	CHECK_INT(h_service("name=cached; url=http://127.0.0.1:%d/; cache_ttl=30", port), 0);
 	h_tracer_load(); /* tracer's mod_init runs first: rest_client depends on it */
 	CHECK_INT(h_mod_init(), 0);
 	CHECK_INT(h_child_init(1), 0);

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use super::service::Auth;
-
 /// Longest method name accepted for a custom method.
 const MAX_METHOD_LEN: usize = 24;
 
@@ -69,6 +67,13 @@ impl Method {
     pub fn is_safe(&self) -> bool {
         matches!(self, Self::Get | Self::Head | Self::Options) || self.name() == "TRACE"
     }
+}
+
+/// Credentials a request sends (a service's, as renewed). Never printed: there is no `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    Basic { user: String, password: String },
+    Bearer(String),
 }
 
 /// Where a client certificate or key comes from.

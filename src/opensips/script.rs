@@ -203,7 +203,11 @@ fn cached(worker: &mut Worker, request: &Request, slot: Option<&mut CacheSlot>) 
         ServiceCounter::CacheHits.count(config, slot.index);
     }
     if request.trace {
-        outcome.transcript = Some(Box::new(Transcript::cache_hit(request, &outcome)));
+        outcome.transcript = Some(Box::new(Transcript::cache_hit(
+            request,
+            &outcome.head,
+            &outcome.body,
+        )));
     }
     Some(outcome)
 }

@@ -19,15 +19,17 @@ use curl::multi::{Easy2Handle, Events, Multi};
 use log::error;
 use parking_lot::Mutex;
 
-use super::client::{Outcome, configure, finish, retry_on_new_connection, scrub, transfer_limit};
-use super::collector::{Collector, InflightBodies};
-use super::curl_raw::request_sent;
-use super::redact_url;
-use super::request::{Method, Request};
-use super::result_code::ResultCode;
-use super::settings::ClientSettings;
-use super::tls::ProcessTls;
 use super::watcher::{Interest, Watcher};
+use crate::engine::curl_raw::request_sent;
+use crate::engine::request::{Method, Request};
+use crate::engine::result_code::ResultCode;
+use crate::engine::secrets::redact_url;
+use crate::engine::settings::ClientSettings;
+use crate::engine::tls::ProcessTls;
+use crate::engine::transfer::{
+    Collector, InflightBodies, Outcome, configure, finish, retry_on_new_connection, scrub,
+    transfer_limit,
+};
 
 /// The host's name for one transfer.
 pub type Token = usize;
@@ -115,7 +117,7 @@ impl Hub {
     /// Adds `request` as transfer `token` and lets libcurl start it (send it, on a kept-alive
     /// connection). `Err` (with the result code) when it could not be set up; it may also have
     /// ended at once: see [`take_finished`](Self::take_finished).
-    pub(super) fn start(
+    pub(crate) fn start(
         &mut self,
         token: Token,
         tls: &mut ProcessTls,

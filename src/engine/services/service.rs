@@ -8,19 +8,12 @@
 
 use std::time::Duration;
 
-use super::escape::{escape, unescape};
-use super::request::{Method, breaks_header_line, header_name, header_name_is};
+use crate::engine::escape::{escape, unescape};
+use crate::engine::request::{Auth, Method, breaks_header_line, header_name, header_name_is};
 
 /// The items a definition may hold.
 const ITEM_NAMES: &str = "name, url, header, auth, connect_timeout_ms, timeout_ms, method, \
                           param, raw_body, cache_ttl, cache_entries, cache_bytes, cache";
-
-/// Credentials a service sends. Never printed: there is no `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Auth {
-    Basic { user: String, password: String },
-    Bearer(String),
-}
 
 /// Bounds of a service's per-process response cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,10 +4,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::client::Outcome;
-use super::redact_url;
-use super::request::Request;
-use super::service::Auth;
+use super::response_head::ResponseHead;
+use crate::engine::request::{Auth, Request};
+use crate::engine::secrets::redact_url;
 
 /// Most bytes of header lines kept per traced message; the rest is cut.
 pub const MAX_TRACED_HEADERS: usize = 4096;
@@ -245,7 +244,7 @@ fn split_head(head: &[u8]) -> (&[u8], impl Iterator<Item = &[u8]>) {
 
 /// Collects, during one transfer, what libcurl reports through its debug callback.
 #[derive(Debug, Default)]
-pub(super) struct Recorder {
+pub(crate) struct Recorder {
     secrets: Secrets,
     /// The request line as sent, for a transfer that never sent one: `METHOD url`.
     intended_line: Vec<u8>,
@@ -258,7 +257,7 @@ pub(super) struct Recorder {
 }
 
 impl Recorder {
-    pub(super) fn new(request: &Request) -> Self {
+    pub(crate) fn new(request: &Request) -> Self {
         Self {
             secrets: Secrets::of(request),
             intended_line: format!("{} {}", request.method.name(), redact_url(&request.url))
@@ -270,7 +269,7 @@ impl Recorder {
 
     /// The request's header block as sent (the last one, if libcurl sent it again on a new
     /// connection).
-    pub(super) fn header_out(&mut self, data: &[u8]) {
+    pub(crate) fn header_out(&mut self, data: &[u8]) {
         for line in data.split(|&b| b == b'\n') {
             self.secrets.learn(line.trim_ascii_end());
         }
@@ -282,7 +281,7 @@ impl Recorder {
             .extend_from_slice(&data[..data.len().min(room)]);
     }
 
-    pub(super) fn data_out(&mut self, data: &[u8]) {
+    pub(crate) fn data_out(&mut self, data: &[u8]) {
         keep_bounded(
             &mut self.request_body,
             &mut self.request_body_cut,
@@ -293,7 +292,7 @@ impl Recorder {
 
     /// One response header line; a status line starts a new response (only the final one
     /// is kept).
-    pub(super) fn header_in(&mut self, line: &[u8]) {
+    pub(crate) fn header_in(&mut self, line: &[u8]) {
         if line.starts_with(b"HTTP/") {
             self.response_head.clear();
         }
@@ -303,7 +302,7 @@ impl Recorder {
     }
 
     /// The transcript of the ended transfer, given its response body, addresses and error.
-    pub(super) fn finish(
+    pub(crate) fn finish(
         self,
         response_body: &[u8],
         local: Option<SocketAddr>,
@@ -344,7 +343,7 @@ impl Recorder {
 }
 
 /// An address libcurl reported (`CURLINFO_*_IP` / `_PORT`).
-pub(super) fn socket_address(ip: Option<&str>, port: u16) -> Option<SocketAddr> {
+pub(crate) fn socket_address(ip: Option<&str>, port: u16) -> Option<SocketAddr> {
     let ip: IpAddr = ip?.parse().ok()?;
     Some(SocketAddr::new(ip, port))
 }
@@ -352,10 +351,9 @@ pub(super) fn socket_address(ip: Option<&str>, port: u16) -> Option<SocketAddr> 
 impl Transcript {
     /// The transcript of an answer taken from a service's response cache: the request that
     /// was not sent (`GET url` and its extra headers) and the cached response.
-    pub fn cache_hit(request: &Request, outcome: &Outcome) -> Self {
+    pub fn cache_hit(request: &Request, head: &ResponseHead, body: &[u8]) -> Self {
         let secrets = Secrets::of(request);
         let line = format!("{} {}", request.method.name(), redact_url(&request.url));
-        let head = &outcome.head;
         Self {
             request: TracedMessage {
                 first_line: secrets.mask(line.as_bytes()),
@@ -367,7 +365,7 @@ impl Transcript {
             response: Some(TracedMessage {
                 first_line: head.status_line().trim_ascii_end().to_vec(),
                 headers: secrets.mask(&bounded_headers(head.lines())),
-                body: secrets.mask(&bounded_body(&outcome.body, 0)),
+                body: secrets.mask(&bounded_body(body, 0)),
             }),
             error: None,
             local: None,

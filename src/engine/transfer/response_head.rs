@@ -1,8 +1,6 @@
 //! The final response's status line and header lines, kept (bounded) so that a script can read
 //! any header and the reason phrase after the transfer.
 
-use super::collector::header_value;
-
 /// Most bytes of header lines kept per response; lines past it are dropped.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
@@ -15,18 +13,18 @@ pub struct ResponseHead {
 }
 
 impl ResponseHead {
-    pub(super) fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.status_line.clear();
         self.lines.clear();
     }
 
-    pub(super) fn set_status_line(&mut self, line: &[u8]) {
+    pub(crate) fn set_status_line(&mut self, line: &[u8]) {
         self.status_line.clear();
         self.status_line
             .extend_from_slice(&line[..line.len().min(MAX_HEAD_BYTES)]);
     }
 
-    pub(super) fn add_line(&mut self, line: &[u8], max_bytes: usize) {
+    pub(crate) fn add_line(&mut self, line: &[u8], max_bytes: usize) {
         if line.contains(&b':') && self.lines.len() + line.len() <= max_bytes {
             self.lines.extend_from_slice(line);
             if !line.ends_with(b"\n") {
@@ -36,12 +34,12 @@ impl ResponseHead {
     }
 
     /// The status line and the header lines, as kept (for a cache to store).
-    pub(super) fn parts(&self) -> (&[u8], &[u8]) {
+    pub(crate) fn parts(&self) -> (&[u8], &[u8]) {
         (&self.status_line, &self.lines)
     }
 
     /// A head from [`ResponseHead::parts`] of another.
-    pub(super) fn from_parts(status_line: &[u8], lines: &[u8]) -> Self {
+    pub(crate) fn from_parts(status_line: &[u8], lines: &[u8]) -> Self {
         Self {
             status_line: status_line.to_vec(),
             lines: lines.to_vec(),
@@ -96,9 +94,53 @@ impl ResponseHead {
     }
 }
 
+/// The value of a raw header line if its name is `name` (ASCII case-insensitive), without the
+/// leading blanks and the line end.
+pub(crate) fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    if !line[..colon].trim_ascii_end().eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let value = &line[colon + 1..];
+    let start = value
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !matches!(b, b'\r' | b'\n'))
+        .map_or(start, |i| i + 1);
+    Some(&value[start..end.max(start)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_content_type_in_any_case_with_any_length() {
+        let long = format!("Content-Type: {}\r\n", "x".repeat(300));
+        assert_eq!(
+            header_value(b"content-type: a/b\r\n", b"content-type"),
+            Some(&b"a/b"[..])
+        );
+        assert_eq!(
+            header_value(b"CONTENT-TYPE:a/b\r\n", b"content-type"),
+            Some(&b"a/b"[..])
+        );
+        assert_eq!(
+            header_value(long.as_bytes(), b"content-type").map(<[u8]>::len),
+            Some(300)
+        );
+        assert_eq!(
+            header_value(b"Content-Length: 3\r\n", b"content-type"),
+            None
+        );
+        assert_eq!(
+            header_value(b"Content-Type:\r\n", b"content-type"),
+            Some(&b""[..])
+        );
+    }
 
     #[test]
     fn finds_headers_case_insensitively_and_joins_repeats() {

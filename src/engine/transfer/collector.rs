@@ -10,9 +10,9 @@ use std::rc::Rc;
 
 use curl::easy::{Handler, InfoType, WriteError};
 
-use super::response_head::{MAX_HEAD_BYTES, ResponseHead};
-use super::tls::ConnectionTls;
+use super::response_head::{MAX_HEAD_BYTES, ResponseHead, header_value};
 use super::transcript::Recorder;
+use crate::engine::tls::ConnectionTls;
 
 /// The response body bytes that the unfinished transfers of one client hold, and their cap.
 #[derive(Debug)]
@@ -61,7 +61,7 @@ pub enum Overflow {
 /// [`InflightBodies`] until it is taken or cleared.
 pub struct Collector {
     /// What a new TLS connection of the transfer gets (set by `ProcessTls::apply`).
-    pub(super) tls: ConnectionTls,
+    pub(crate) tls: ConnectionTls,
     body: Vec<u8>,
     max_body_bytes: Option<usize>,
     overflow: Option<Overflow>,
@@ -191,53 +191,9 @@ impl Handler for Collector {
     }
 }
 
-/// The value of a raw header line if its name is `name` (ASCII case-insensitive), without the
-/// leading blanks and the line end.
-pub(super) fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let colon = line.iter().position(|&b| b == b':')?;
-    if !line[..colon].trim_ascii_end().eq_ignore_ascii_case(name) {
-        return None;
-    }
-    let value = &line[colon + 1..];
-    let start = value
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(value.len());
-    let end = value
-        .iter()
-        .rposition(|b| !matches!(b, b'\r' | b'\n'))
-        .map_or(start, |i| i + 1);
-    Some(&value[start..end.max(start)])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_content_type_in_any_case_with_any_length() {
-        let long = format!("Content-Type: {}\r\n", "x".repeat(300));
-        assert_eq!(
-            header_value(b"content-type: a/b\r\n", b"content-type"),
-            Some(&b"a/b"[..])
-        );
-        assert_eq!(
-            header_value(b"CONTENT-TYPE:a/b\r\n", b"content-type"),
-            Some(&b"a/b"[..])
-        );
-        assert_eq!(
-            header_value(long.as_bytes(), b"content-type").map(<[u8]>::len),
-            Some(300)
-        );
-        assert_eq!(
-            header_value(b"Content-Length: 3\r\n", b"content-type"),
-            None
-        );
-        assert_eq!(
-            header_value(b"Content-Type:\r\n", b"content-type"),
-            Some(&b""[..])
-        );
-    }
 
     #[test]
     fn final_response_content_type_wins() {

@@ -23,12 +23,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use log::{debug, warn};
 use sha2::{Digest, Sha256};
 
-use super::cache::{Generation, ResponseCache};
 use super::cache_control::CacheControl;
-use super::client::Outcome;
-use super::response_head::ResponseHead;
-use super::result_code::ResultCode;
+use super::response_cache::{Generation, ResponseCache};
 use super::service::{CacheLimits, Service};
+use crate::engine::result_code::ResultCode;
+use crate::engine::transfer::{Outcome, ResponseHead};
 
 /// Least time between two log lines about a failing shared store (per service and process).
 const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);

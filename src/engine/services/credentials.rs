@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use log::error;
 
 use super::service::Service;
-use super::shared_table::{SHARED_TEXT_BYTES, SharedTexts};
+use crate::engine::shared::{SHARED_TEXT_BYTES, SharedTexts};
 
 /// The published updates, one per service (by its position in the host's list), in shared
 /// memory mapped before the worker processes start.
@@ -82,7 +82,7 @@ impl RenewedServices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::service::Auth;
+    use crate::engine::request::Auth;
 
     #[test]
     fn an_update_reaches_every_view_and_replaces_the_previous_one() {

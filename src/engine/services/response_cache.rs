@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::client::Outcome;
-use super::request::{KeyMaterial, Method, Request};
-use super::service::{Auth, CacheLimits};
+use super::service::CacheLimits;
+use crate::engine::request::{Auth, KeyMaterial, Method, Request};
+use crate::engine::transfer::Outcome;
 
 /// Bytes an entry costs besides its key and answer: its records in the maps and the index.
 const ENTRY_OVERHEAD: usize = 160;

@@ -30,11 +30,10 @@ use openssl::x509::store::{X509Lookup, X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
 use parking_lot::Mutex;
 
-use super::collector::Collector;
-use super::curl_raw::{CurlShare, default_ca_locations, skip_ca_loading};
-use super::request::{ClientCert, KeyMaterial};
-use super::settings::ClientSettings;
 use super::tls_raw::{set_trust_store, use_client_identity};
+use crate::engine::curl_raw::{CurlShare, default_ca_locations, skip_ca_loading};
+use crate::engine::request::{ClientCert, KeyMaterial};
+use crate::engine::settings::ClientSettings;
 
 /// The identity of a file's content as far as `stat` tells: a file rewritten, replaced or
 /// removed, or a directory whose entries changed, gets another.
@@ -209,7 +208,7 @@ impl Source for ClientCert {
 /// What the new TLS connections of one transfer get from the process, in libcurl's SSL_CTX
 /// callback (empty where libcurl loads its CA files and certificates itself).
 #[derive(Default)]
-pub(super) struct ConnectionTls {
+pub(crate) struct ConnectionTls {
     trust: Option<Shared<TrustSource>>,
     identity: Option<Shared<ClientCert>>,
 }
@@ -218,7 +217,7 @@ impl ConnectionTls {
     /// Puts the process's trust store and the transfer's client identity into `ssl_ctx`, the
     /// `SSL_CTX *` libcurl passed to the running SSL_CTX callback for a new connection. The
     /// errors are libcurl's for the same failures.
-    pub(super) fn install(&self, ssl_ctx: *mut c_void) -> Result<(), curl::Error> {
+    pub(crate) fn install(&self, ssl_ctx: *mut c_void) -> Result<(), curl::Error> {
         let failure = |code, detail: &str| {
             let mut e = curl::Error::new(code);
             e.set_extra(detail.to_string());
@@ -266,14 +265,14 @@ struct Identity {
 
 /// One process's TLS material and connection caches. Must outlive (be dropped after) every
 /// easy handle it configured.
-pub(super) struct ProcessTls {
+pub(crate) struct ProcessTls {
     /// The caches of requests without a client certificate (all requests with [`Loader::Libcurl`]).
     anonymous: CurlShare,
     loader: Loader,
 }
 
 impl ProcessTls {
-    pub(super) fn new(settings: &ClientSettings) -> Result<Self, String> {
+    pub(crate) fn new(settings: &ClientSettings) -> Result<Self, String> {
         let anonymous = CurlShare::new()?;
         let libcurl_tls = curl::Version::get().ssl_version().unwrap_or("").to_string();
         // libssl.so.3 is one library per process: a libcurl on OpenSSL 3 uses the one linked here.
@@ -305,13 +304,14 @@ impl ProcessTls {
         Ok(Self { anonymous, loader })
     }
 
-    /// Gives `easy` the caches, CA files and client certificate (`cert`) of a transfer.
-    pub(super) fn apply(
+    /// Gives `easy` the caches, CA files and client certificate (`cert`) of a transfer, and
+    /// returns what its handler installs into each new TLS connection.
+    pub(crate) fn apply<H>(
         &mut self,
-        easy: &mut Easy2<Collector>,
+        easy: &mut Easy2<H>,
         settings: &ClientSettings,
         cert: Option<&ClientCert>,
-    ) -> Result<(), curl::Error> {
+    ) -> Result<ConnectionTls, curl::Error> {
         let Loader::Module { trust, identities } = &mut self.loader else {
             self.anonymous.attach(easy)?;
             if let Some(path) = &settings.ca_path {
@@ -327,7 +327,7 @@ impl ProcessTls {
                     KeyMaterial::Pem(pem) => easy.ssl_key_blob(pem)?,
                 }
             }
-            return Ok(());
+            return Ok(ConnectionTls::default());
         };
         let (share, identity) = match cert {
             None => (&self.anonymous, None),
@@ -345,11 +345,10 @@ impl ProcessTls {
         };
         share.attach(easy)?;
         skip_ca_loading(easy)?;
-        easy.get_mut().tls = ConnectionTls {
+        Ok(ConnectionTls {
             trust: trust.clone(),
             identity,
-        };
-        Ok(())
+        })
     }
 }
 

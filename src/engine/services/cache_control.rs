@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::response_head::ResponseHead;
+use crate::engine::transfer::ResponseHead;
 
 /// The directives of a response that bear on keeping it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

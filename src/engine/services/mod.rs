@@ -1,0 +1,15 @@
+//! Named services (`name://path`): their definitions, the credentials renewed at run time, and
+//! their response caches (per process, optionally shared through the host's key-value store),
+//! with the `Cache-Control` rules that decide what is kept.
+
+mod cache_control;
+mod credentials;
+mod response_cache;
+mod service;
+mod service_cache;
+
+pub use cache_control::CacheControl;
+pub use credentials::{RenewableCredentials, RenewedServices};
+pub use response_cache::ResponseCache;
+pub use service::{CacheLimits, Service, service_reference};
+pub use service_cache::{Pending, ServiceCache, SharedStore};

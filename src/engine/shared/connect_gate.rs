@@ -9,9 +9,15 @@
 
 use std::collections::HashMap;
 use std::hash::Hasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::shared_table::{Claim, Holder, SLOT_COUNT, SharedTable};
+use super::lock::SharedLock;
+use super::process::ProcessId;
+use super::region::SharedRegion;
+
+/// Hosts held at the same moment, at most.
+pub const SLOT_COUNT: usize = 1024;
 
 /// Hosts a process remembers a recent success with (`curl_conn_lifetime`); past it, expired
 /// entries are dropped, then the oldest.
@@ -19,6 +25,126 @@ pub const MAX_RECENT_HOSTS: usize = 1024;
 
 /// How often [`ConnectGate::enter`] looks again at a host whose dead holder changed meanwhile.
 const TAKEOVER_ATTEMPTS: usize = 3;
+
+/// What [`HolderTable::claim`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Claim {
+    /// The key is the caller's now (or was already).
+    Taken,
+    /// Another process holds the key (maybe a dead one: the caller checks, without the lock).
+    HeldBy(ProcessId),
+    /// Every slot is taken by other keys.
+    Full,
+}
+
+/// Which process holds which host, in shared memory: a lock word, then [`SLOT_COUNT`] slots of
+/// two words, the key hash (0: free) and the holder. A slot is taken holder first and freed key
+/// first, so that one left half written by a process that died holding the lock is free, or
+/// held by that dead process (and taken over).
+#[derive(Clone, Copy)]
+struct HolderTable {
+    words: &'static [AtomicU64],
+}
+
+/// One slot of the table.
+struct Slot<'a> {
+    key_hash: &'a AtomicU64,
+    holder: &'a AtomicU64,
+}
+
+impl Slot<'_> {
+    fn holder(&self) -> Option<ProcessId> {
+        ProcessId::from_word(self.holder.load(Ordering::Relaxed))
+    }
+
+    fn take(&self, key_hash: u64, holder: ProcessId) {
+        self.holder.store(holder.word(), Ordering::Relaxed);
+        self.key_hash.store(key_hash, Ordering::Relaxed);
+    }
+
+    fn free(&self) {
+        self.key_hash.store(0, Ordering::Relaxed);
+        self.holder.store(0, Ordering::Relaxed);
+    }
+}
+
+impl HolderTable {
+    fn map() -> Result<Self, String> {
+        Ok(Self {
+            words: SharedRegion::map(1 + 2 * SLOT_COUNT)?.words(),
+        })
+    }
+
+    fn slots(&self) -> impl Iterator<Item = Slot<'static>> {
+        self.words[1..].chunks_exact(2).map(|pair| Slot {
+            key_hash: &pair[0],
+            holder: &pair[1],
+        })
+    }
+
+    /// Takes `key_hash` for `me` if it is free (or already `me`'s) and a slot is left.
+    fn claim(&self, key_hash: u64, me: ProcessId) -> Claim {
+        let _lock = SharedLock::new(&self.words[0]).lock();
+        let mut free = None;
+        for slot in self.slots() {
+            let hash = slot.key_hash.load(Ordering::Relaxed);
+            if hash == key_hash {
+                return match slot.holder() {
+                    Some(holder) if holder == me => Claim::Taken,
+                    Some(holder) => Claim::HeldBy(holder),
+                    // Left half freed by a process that died: free.
+                    None => {
+                        slot.take(key_hash, me);
+                        Claim::Taken
+                    }
+                };
+            }
+            if hash == 0 && free.is_none() {
+                free = Some(slot);
+            }
+        }
+        match free {
+            Some(slot) => {
+                slot.take(key_hash, me);
+                Claim::Taken
+            }
+            None => Claim::Full,
+        }
+    }
+
+    /// Gives `key_hash` to `me` if `dead` still holds it; false if it changed meanwhile.
+    fn take_over(&self, key_hash: u64, dead: ProcessId, me: ProcessId) -> bool {
+        let _lock = SharedLock::new(&self.words[0]).lock();
+        self.find(key_hash, dead)
+            .map(|slot| slot.take(key_hash, me))
+            .is_some()
+    }
+
+    /// Frees `key_hash` if `me` holds it.
+    fn release(&self, key_hash: u64, me: ProcessId) {
+        let _lock = SharedLock::new(&self.words[0]).lock();
+        if let Some(slot) = self.find(key_hash, me) {
+            slot.free();
+        }
+    }
+
+    /// The slot of `key_hash` if `holder` holds it. Call with the lock held.
+    fn find(&self, key_hash: u64, holder: ProcessId) -> Option<Slot<'static>> {
+        self.slots()
+            .find(|s| s.key_hash.load(Ordering::Relaxed) == key_hash && s.holder() == Some(holder))
+    }
+
+    /// Makes `holder` the holder of `key_hash`, whoever held it: for tests that play another
+    /// process.
+    #[cfg(test)]
+    fn reassign(&self, key_hash: u64, holder: ProcessId) {
+        let _lock = SharedLock::new(&self.words[0]).lock();
+        let slot = self
+            .slots()
+            .find(|s| s.key_hash.load(Ordering::Relaxed) == key_hash);
+        slot.expect("key held").take(key_hash, holder);
+    }
+}
 
 /// The result of [`ConnectGate::enter`]: pass it back to [`ConnectGate::leave`].
 #[derive(Debug, PartialEq, Eq)]
@@ -33,39 +159,20 @@ pub enum GateTicket {
 /// One process's view of the cross-process gate (cloned into each process after fork).
 #[derive(Clone)]
 pub struct ConnectGate {
-    table: &'static SharedTable,
+    table: HolderTable,
     /// `curl_conn_lifetime`: a connection this recent is trusted to be reusable.
     conn_lifetime: Duration,
     recent_connects: HashMap<String, Instant>,
-    /// This process as a holder, once known (a clone made before a fork has its parent's).
-    me: Option<Holder>,
 }
 
 impl ConnectGate {
     /// Maps the shared table: call before forking the processes that share it.
     pub fn create(conn_lifetime: Duration) -> Result<Self, String> {
         Ok(Self {
-            table: SharedTable::map()?,
+            table: HolderTable::map()?,
             conn_lifetime,
             recent_connects: HashMap::new(),
-            me: None,
         })
-    }
-
-    /// This process as a holder (its start time read once per process).
-    fn me(&mut self) -> Holder {
-        let pid = std::process::id() as i32;
-        match self.me {
-            Some(me) if me.pid == pid => me,
-            _ => {
-                let me = Holder {
-                    pid,
-                    start: start_time(pid).unwrap_or(0),
-                };
-                self.me = Some(me);
-                me
-            }
-        }
     }
 
     /// Takes the host of `url`, or `None` when another live process holds it.
@@ -77,7 +184,7 @@ impl ConnectGate {
             return Some(GateTicket::Unlocked);
         }
         let key_hash = hash_key(&key);
-        let me = self.me();
+        let me = ProcessId::current();
         for _ in 0..TAKEOVER_ATTEMPTS {
             match self.table.claim(key_hash, me) {
                 Claim::Taken => return Some(GateTicket::Locked { key, key_hash }),
@@ -88,7 +195,7 @@ impl ConnectGate {
                     );
                     return Some(GateTicket::Unlocked);
                 }
-                Claim::HeldBy(holder) if is_running(holder) => return None,
+                Claim::HeldBy(holder) if holder.is_running() => return None,
                 Claim::HeldBy(dead) => {
                     if self.table.take_over(key_hash, dead, me) {
                         return Some(GateTicket::Locked { key, key_hash });
@@ -105,7 +212,7 @@ impl ConnectGate {
         let GateTicket::Locked { key, key_hash } = ticket else {
             return;
         };
-        let me = self.me();
+        let me = ProcessId::current();
         self.table.release(key_hash, me);
         if succeeded && !self.conn_lifetime.is_zero() {
             self.remember_success(key);
@@ -131,20 +238,6 @@ impl ConnectGate {
         }
         self.recent_connects.insert(key, Instant::now());
     }
-}
-
-/// Start time of process `pid` in clock ticks after boot (field 22 of `/proc/<pid>/stat`),
-/// `None` when no such process runs.
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 2, the command name, is in parentheses and may hold spaces and parentheses.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether `holder` still runs: its pid is alive with the same start time.
-fn is_running(holder: Holder) -> bool {
-    holder.pid > 0 && start_time(holder.pid) == Some(holder.start)
 }
 
 /// `host:port` of a URL, lowercase, with the scheme's default port when none is given.
@@ -186,12 +279,8 @@ mod tests {
     }
 
     /// The parent process (the test runner's), as a holder: a live process other than this one.
-    fn parent() -> Holder {
-        let pid = std::os::unix::process::parent_id() as i32;
-        Holder {
-            pid,
-            start: start_time(pid).unwrap(),
-        }
+    fn parent() -> ProcessId {
+        ProcessId::of(std::os::unix::process::parent_id() as i32).unwrap()
     }
 
     fn key_hash_of(ticket: &Option<GateTicket>) -> u64 {
@@ -213,11 +302,11 @@ mod tests {
         ));
         gate.table.reassign(key_hash, parent());
         assert_eq!(gate.enter("http://a:1/other"), None);
-        let me = gate.me();
+        let me = ProcessId::current();
         gate.table.reassign(key_hash, me);
         gate.leave(ticket.unwrap(), true);
-        gate.table
-            .reassign(key_hash_of(&gate.enter("http://a:1/")), parent());
+        let key_hash = key_hash_of(&gate.enter("http://a:1/"));
+        gate.table.reassign(key_hash, parent());
         assert_eq!(gate.enter("http://a:1/"), None);
     }
 
@@ -227,8 +316,8 @@ mod tests {
         let key_hash = key_hash_of(&gate.enter("http://dead:1/"));
         // The pid of a live process with another start time: the holder died and its pid
         // was reused.
-        let reused = Holder {
-            start: parent().start + 1,
+        let reused = ProcessId {
+            start: parent().start.wrapping_add(1),
             ..parent()
         };
         gate.table.reassign(key_hash, reused);
@@ -236,7 +325,7 @@ mod tests {
         // A pid that runs no process at all.
         gate.table.reassign(
             key_hash,
-            Holder {
+            ProcessId {
                 pid: i32::MAX,
                 start: 1,
             },

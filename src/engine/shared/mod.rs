@@ -1,10 +1,16 @@
-//! State shared by every process of the host, in memory mapped before the workers fork: the
-//! connect gate of `no_concurrent_connects`, texts every process reads (renewed credentials),
-//! and counters every process adds to.
+//! State shared by every process of the host: one kind of shared memory ([`SharedRegion`]:
+//! atomic words mapped before the workers fork) and one lock ([`SharedLock`]: a word naming its
+//! holder, taken over from a holder that died), and what is built on them: the connect gate of
+//! `no_concurrent_connects`, texts every process reads (renewed credentials), and counters
+//! every process adds to.
 
 mod connect_gate;
-mod shared_table;
+mod counters;
+mod lock;
+mod process;
+mod region;
+mod texts;
 
 pub use connect_gate::{ConnectGate, GateTicket};
-pub use shared_table::SharedCounters;
-pub(crate) use shared_table::{SHARED_TEXT_BYTES, SharedTexts};
+pub use counters::SharedCounters;
+pub(crate) use texts::{SHARED_TEXT_BYTES, SharedTexts};

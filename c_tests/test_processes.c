@@ -1,8 +1,8 @@
 /*
  * Several worker processes: each keeps its own kept-alive connection (the server counts
  * connections), and no_concurrent_connects / curl_conn_lifetime gate connects across them.
- * usage: test_processes module.so cfg reuse|gate|lifetime
- *   reuse: any cfg; gate: gate.cfg; lifetime: gate_lifetime.cfg
+ * usage: test_processes module.so cfg reuse|gate|lifetime|async_gate
+ *   reuse: any cfg; gate, async_gate: gate.cfg; lifetime: gate_lifetime.cfg
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +14,7 @@
 #define WORKERS 3
 #define REQUESTS 5
 
-static int port, with_lifetime;
+static int port, with_lifetime, blackhole_port;
 
 static int get(const char *path, hvar *body, hvar *code)
 {
@@ -73,6 +73,38 @@ static int blocked_worker(int rank, void *arg)
 	return 0;
 }
 
+/* Issue 17 item 5: while an async call of this process connects to a server, a second one to
+ * the same server gets -4 at once (as in the C module), and the first stays the holder. */
+static int async_holder_worker(int rank, void *arg)
+{
+	struct h_call first = { 0 }, second = { 0 };
+	const char *url = h_url("http", blackhole_port, "/");
+	(void)rank; (void)arg;
+	h_call_reset(&first);
+	h_call_reset(&second);
+	CHECK_INT(H_CALL("rest_timeout", A_INT(1500)), 1);
+	CHECK_INT(H_ASYNC("rest_get", 0, h_record_route, &first, A_STR(url), A_VAR(&first.body),
+			  A_NONE, A_VAR(&first.code)), 0);
+	CHECK_INT(H_ASYNC("rest_get", 0, h_record_route, &second, A_STR(url),
+			  A_VAR(&second.body), A_NONE, A_VAR(&second.code)), 1);
+	CHECK_INT(second.rc, -4);
+	CHECK_INT(h_reactor_run(5000), 0);
+	CHECK_INT(first.rc, -2);
+	CHECK_INT(first.runs, 1);
+	return 0;
+}
+
+/* Another process, while the first one's connect still hangs: -4 as well. */
+static int async_other_worker(int rank, void *arg)
+{
+	hvar body = { 0 }, code = { 0 };
+	(void)rank; (void)arg;
+	usleep(700 * 1000);
+	CHECK_INT(H_CALL("rest_get", A_STR(h_url("http", blackhole_port, "/")), A_VAR(&body),
+			 A_NONE, A_VAR(&code)), -4);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4)
@@ -92,6 +124,11 @@ int main(int argc, char **argv)
 		/* One connection per worker process, plus the one asking for the stats. */
 		CHECK_INT(stats_field("connections"), WORKERS + 1);
 		CHECK_INT(stats_field("requests"), WORKERS * REQUESTS);
+	} else if (strcmp(argv[3], "async_gate") == 0) {
+		blackhole_port = h_full_backlog_port();
+		h_fork_worker(1, async_holder_worker, NULL);
+		h_fork_worker(2, async_other_worker, NULL);
+		CHECK_INT(h_wait_workers(), 0);
 	} else {
 		h_fork_worker(1, blocked_worker, NULL);
 		h_fork_worker(2, slow_worker, NULL);

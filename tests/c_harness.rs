@@ -56,6 +56,12 @@ fn no_concurrent_connects_refuses_a_second_process() {
     assert_passes("test_processes", Some("gate.cfg"), &["gate"]);
 }
 
+/// Issue 17 item 5: a second async connect from the same process is refused too.
+#[test]
+fn no_concurrent_connects_refuses_a_second_async_call_of_the_same_process() {
+    assert_passes("test_processes", Some("gate.cfg"), &["async_gate"]);
+}
+
 #[test]
 fn conn_lifetime_skips_the_gate_after_a_recent_success() {
     assert_passes("test_processes", Some("gate_lifetime.cfg"), &["lifetime"]);

@@ -29,7 +29,7 @@ const TAKEOVER_ATTEMPTS: usize = 3;
 /// What [`HolderTable::claim`] found.
 #[derive(Debug, PartialEq, Eq)]
 enum Claim {
-    /// The key is the caller's now (or was already).
+    /// The key is the caller's now.
     Taken,
     /// Another process holds the key (maybe a dead one: the caller checks, without the lock).
     HeldBy(ProcessId),
@@ -82,7 +82,8 @@ impl HolderTable {
         })
     }
 
-    /// Takes `key_hash` for `me` if it is free (or already `me`'s) and a slot is left.
+    /// Takes `key_hash` for `me` if it is free and a slot is left. A key `me` holds already is
+    /// [`Claim::HeldBy`] `me`: one process connects once at a time too.
     fn claim(&self, key_hash: u64, me: ProcessId) -> Claim {
         let _lock = SharedLock::new(&self.words[0]).lock();
         let mut free = None;
@@ -90,7 +91,6 @@ impl HolderTable {
             let hash = slot.key_hash.load(Ordering::Relaxed);
             if hash == key_hash {
                 return match slot.holder() {
-                    Some(holder) if holder == me => Claim::Taken,
                     Some(holder) => Claim::HeldBy(holder),
                     // Left half freed by a process that died: free.
                     None => {
@@ -175,7 +175,7 @@ impl ConnectGate {
         })
     }
 
-    /// Takes the host of `url`, or `None` when another live process holds it.
+    /// Takes the host of `url`, or `None` when a live process (this one included) holds it.
     pub fn enter(&mut self, url: &str) -> Option<GateTicket> {
         let key = host_key(url);
         if let Some(at) = self.recent_connects.get(&key)
@@ -295,11 +295,8 @@ mod tests {
         let mut gate = ConnectGate::create(Duration::ZERO).unwrap();
         let ticket = gate.enter("http://a:1/x");
         let key_hash = key_hash_of(&ticket);
-        // The same process may enter again; another live process may not.
-        assert!(matches!(
-            gate.enter("http://a:1/y"),
-            Some(GateTicket::Locked { .. })
-        ));
+        // Neither the same process (issue 17 item 5) nor another live one may enter again.
+        assert_eq!(gate.enter("http://a:1/y"), None);
         gate.table.reassign(key_hash, parent());
         assert_eq!(gate.enter("http://a:1/other"), None);
         let me = ProcessId::current();

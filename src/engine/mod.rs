@@ -9,8 +9,11 @@
 //! - `transfer`: one attempt on one easy handle (options, collection, [`Outcome`], retry rule);
 //! - `client`: who runs attempts in a process ([`Client`] blocking, [`Hub`] async);
 //! - `services` (definitions, credentials, response caches) and `shared` (state shared by
-//!   every process: connect gate, renewed texts, counters).
+//!   every process: connect gate, renewed texts, counters);
+//! - top: `calls`, the pipeline every script call goes through, blocking or async (service,
+//!   cache, gate, transfer, settling). A decision about a call as a whole goes there.
 
+mod calls;
 mod client;
 mod curl_raw;
 mod escape;
@@ -24,20 +27,16 @@ mod text;
 mod tls;
 mod transfer;
 
-pub use client::{Client, Hub, Token};
+pub use calls::{Call, CallObserver, CallSpec, Calls, MethodChoice, Started};
+pub use client::{Client, Token};
 pub use escape::{escape, escape_path, escape_xml, unescape};
 pub use request::{
     Auth, ClientCert, KeyMaterial, Method, Request, breaks_header_line, header_name,
 };
 pub use result_code::ResultCode;
 pub use secrets::redact_url;
-pub use services::{
-    CacheControl, CacheLimits, Pending, RenewableCredentials, RenewedServices, ResponseCache,
-    Service, ServiceCache, SharedStore, service_reference,
-};
+pub use services::{RenewedServices, Service, ServiceCounter, ServiceRegistry, SharedStore};
 pub use settings::{ClientSettings, HttpVersion};
-pub use shared::{ConnectGate, GateTicket, SharedCounters};
+pub use shared::ConnectGate;
 pub use text::{loggable, trim_http_whitespace};
-pub use transfer::{
-    MAX_TRACED_BODY, MAX_TRACED_HEADERS, Outcome, ResponseHead, TracedMessage, Traffic, Transcript,
-};
+pub use transfer::{Outcome, ResponseHead, TracedMessage, Transcript};

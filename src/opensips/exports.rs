@@ -10,8 +10,11 @@ use log::error;
 use parking_lot::Mutex;
 
 use super::abi::*;
+use super::async_script::{self, AsyncHost, AsyncStart};
+use super::call_args::{CallArgs, MethodArg, Outputs};
 use super::module::{self, ModuleParams};
-use super::script::{self, AsyncHost, AsyncStart, CallArgs, MethodArg, Outputs, Transform};
+use super::script::{self, Transform};
+use super::worker;
 use super::{log_bridge, mi, stats, target, tracing};
 use crate::engine::{Method, ResultCode};
 
@@ -470,7 +473,7 @@ fn start_async_call(
         register: |fd| register_reactor_fd(fd, transfers_ready),
         resume: resume_async_call,
     };
-    match script::start_async(args, host) {
+    match async_script::start_async(args, host) {
         // tm runs the resume route and the core (launch) the report route now, with the code.
         AsyncStart::Over(code) => {
             set_async_status(ASYNC_SYNC);
@@ -489,9 +492,9 @@ fn start_async_call(
 /// SAFETY: called by the core's reactor (registered by `register_reactor_fd`).
 unsafe extern "C" fn transfers_ready(_fd: c_int, _param: *mut c_void) -> c_int {
     let rc = guarded("async transfers", 0, || {
-        for call in script::progress_async() {
+        for call in async_script::progress_async() {
             call.ctx.resume(call.caller);
-            script::forget_if_not_resumed(call.token);
+            async_script::forget_if_not_resumed(call.token);
         }
         0
     });
@@ -510,7 +513,7 @@ unsafe extern "C" fn resume_async_call(_fd: c_int, msg: *mut c_void, param: *mut
     guarded(
         "async resume",
         INTERNAL_ERROR,
-        || match script::resume_async(param as usize, msg) {
+        || match async_script::resume_async(param as usize, msg) {
             None => {
                 set_async_status(ASYNC_CONTINUE);
                 1
@@ -692,7 +695,7 @@ unsafe extern "C" fn mod_init() -> c_int {
 unsafe extern "C" fn child_init(_rank: c_int) -> c_int {
     guarded("child_init", -1, || {
         wrap_async_start();
-        match module::with_worker(|_| ()) {
+        match worker::with_worker(|_| ()) {
             Ok(()) => 0,
             Err(e) => {
                 error!("cannot create this process's HTTP client: {e}");

@@ -1,10 +1,12 @@
 //! MI commands, run in the MI process (forked after mod_init): they read the configuration
 //! parsed at startup and the shared-memory state every worker writes, never a worker's own.
 
-use crate::engine::{Auth, RenewedServices, header_name, redact_url};
+use crate::engine::{
+    Auth, RenewedServices, ServiceCounter, ServiceRegistry, header_name, redact_url,
+};
 
 use super::abi::{MiItem, MiResponse};
-use super::module::{ServiceCounter, config};
+use super::module::config;
 
 /// `rest_list_services`: each named service with its base URL, limits, cache settings and
 /// counters. Credentials and header values never appear: the kind of credentials and the
@@ -15,8 +17,9 @@ pub fn list_services() -> Option<MiResponse> {
         return Some(response);
     };
     let mut renewed = RenewedServices::default();
-    for (index, definition) in config.services.iter().enumerate() {
-        let service = renewed.current(&config.credentials, index, definition);
+    let services = &config.services;
+    for index in 0..services.definitions().len() {
+        let service = services.current(&mut renewed, index);
         let entry = list.object("")?;
         entry.string("name", &service.name);
         entry.string("url", &redact_url(&service.base_url));
@@ -49,19 +52,19 @@ pub fn list_services() -> Option<MiResponse> {
             settings.number("max_entries", cache.max_entries as f64);
             settings.number("max_bytes", cache.max_bytes as f64);
         }
-        add_counters(entry, config, index);
+        add_counters(entry, services, index);
     }
     Some(response)
 }
 
-fn add_counters(entry: MiItem, config: &super::module::ModuleConfig, index: usize) {
-    entry.number("calls", ServiceCounter::Calls.read(config, index) as f64);
+fn add_counters(entry: MiItem, services: &ServiceRegistry, index: usize) {
+    entry.number("calls", services.read(index, ServiceCounter::Calls) as f64);
     entry.number(
         "cache_hits",
-        ServiceCounter::CacheHits.read(config, index) as f64,
+        services.read(index, ServiceCounter::CacheHits) as f64,
     );
     entry.number(
         "credential_updates",
-        config.credentials.updates(index) as f64,
+        services.credential_updates(index) as f64,
     );
 }

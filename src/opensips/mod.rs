@@ -2,7 +2,10 @@
 //! parameters, per-process state, and the script functions. It never calls libcurl directly.
 
 mod abi;
+mod async_call;
+mod async_script;
 mod cachedb;
+mod call_args;
 mod exports;
 mod log_bridge;
 mod message;
@@ -13,3 +16,4 @@ mod stats;
 mod target;
 mod trace_api;
 mod tracing;
+mod worker;

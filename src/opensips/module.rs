@@ -1,25 +1,17 @@
-//! Module-wide configuration (validated module parameters, set once in mod_init) and the
-//! per-process worker state (client, connection cache, the message being processed), created in
-//! child_init.
+//! Module-wide configuration: the module parameters, validated and turned into what every
+//! process inherits, once, in mod_init (see `worker.rs` for the per-process state).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::mem::ManuallyDrop;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use log::{error, warn};
 use parking_lot::Mutex;
 
-use crate::engine::{
-    Client, ClientSettings, ConnectGate, HttpVersion, RenewableCredentials, RenewedServices,
-    Service, ServiceCache, SharedCounters, SharedStore, Token,
-};
+use crate::engine::{ClientSettings, ConnectGate, HttpVersion, Service, ServiceRegistry};
 
 use super::abi::TlsMgm;
 use super::cachedb::Cachedb;
-use super::message::MessageScope;
-use super::script::AsyncCall;
 
 /// Module parameters as the script set them (C module defaults in `Default`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,42 +72,11 @@ pub struct ModuleConfig {
     pub no_async_fallback: bool,
     /// Longest single wait of a resume call that the host makes without a readiness event.
     pub connect_poll_interval: Duration,
-    /// Named services (`service` module parameter).
-    pub services: Vec<Service>,
-    /// Their credentials as renewed by `rest_update_service`, shared by every process.
-    pub credentials: RenewableCredentials,
-    /// Their counters, summed over every process ([`ServiceCounter`] per service).
-    pub service_counters: SharedCounters,
+    /// Named services (`service` module parameter), with their renewed credentials and
+    /// counters shared by every process.
+    pub services: ServiceRegistry,
     /// The cachedb engines of the services whose cache is shared (`cache=`), by service name.
     pub shared_caches: HashMap<String, Cachedb>,
-}
-
-/// The counters each named service has (for the MI command `rest_list_services`).
-#[derive(Clone, Copy)]
-pub enum ServiceCounter {
-    /// Calls to the service (answered from its cache or not).
-    Calls,
-    CacheHits,
-    /// Flushes of its cache asked over MI (`rest_cache_flush`): each process drops its copies
-    /// at its next call to the service when this differs from the count it last saw.
-    CacheFlushes,
-}
-
-impl ServiceCounter {
-    const PER_SERVICE: usize = 3;
-
-    /// Adds one to this counter of service `index`.
-    pub fn count(self, config: &ModuleConfig, index: usize) {
-        config
-            .service_counters
-            .add(index * Self::PER_SERVICE + self as usize, 1);
-    }
-
-    pub fn read(self, config: &ModuleConfig, index: usize) -> u64 {
-        config
-            .service_counters
-            .get(index * Self::PER_SERVICE + self as usize)
-    }
 }
 
 /// Services defined by `modparam("rest_client", "service", "...")` lines, until mod_init.
@@ -226,8 +187,7 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
         }
     }
     curl::init();
-    let credentials = RenewableCredentials::create(services.len())?;
-    let service_counters = SharedCounters::map(services.len() * ServiceCounter::PER_SERVICE)?;
+    let services = ServiceRegistry::new(services)?;
     MODULE
         .set(ModuleConfig {
             settings,
@@ -237,8 +197,6 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
             no_async_fallback: params.no_async_fallback != 0,
             connect_poll_interval: Duration::from_millis(connect_poll_interval),
             services,
-            credentials,
-            service_counters,
             shared_caches,
         })
         .map_err(|_| "mod_init called twice".to_string())
@@ -246,93 +204,6 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
 
 pub fn config() -> Option<&'static ModuleConfig> {
     MODULE.get()
-}
-
-/// The state of one worker process.
-pub struct Worker {
-    pid: u32,
-    pub client: Client,
-    pub gate: Option<ConnectGate>,
-    /// The state of the SIP message being processed: settings for its next transfer, the
-    /// response head its route can read.
-    pub message: MessageScope,
-    /// Async calls started and not yet resumed, by transfer token.
-    pub async_calls: HashMap<Token, AsyncCall>,
-    /// The token of the last async transfer started.
-    pub last_token: Token,
-    /// Whether the core's reactor watches this process's async transfers (registered at the
-    /// first async call: the reactor does not exist yet in child_init).
-    pub hub_registered: bool,
-    /// Response caches of the services that have one, by service name (with this process's
-    /// connection to the shared store, for a shared cache).
-    pub caches: HashMap<String, ServiceCache>,
-    /// This process's copies of the services whose credentials were renewed.
-    pub renewed: RenewedServices,
-    /// Per service, the [`ServiceCounter::CacheFlushes`] count this process last acted on.
-    pub cache_flushes_seen: Vec<u64>,
-}
-
-thread_local! {
-    /// The worker state of this process. OpenSIPS runs scripts in one thread per process; the
-    /// state is never shared across threads (libcurl handles are not `Send`), and never
-    /// dropped at exit (a forked child may still hold its parent's copy).
-    static WORKER: ManuallyDrop<RefCell<Option<Worker>>> =
-        const { ManuallyDrop::new(RefCell::new(None)) };
-}
-
-fn new_worker() -> Result<Worker, String> {
-    let config = config().ok_or("the module is not initialised (mod_init did not run)")?;
-    Ok(Worker {
-        pid: std::process::id(),
-        client: Client::new(config.settings.clone())?,
-        gate: config.gate.clone(),
-        message: MessageScope::default(),
-        async_calls: HashMap::new(),
-        last_token: 0,
-        hub_registered: false,
-        caches: service_caches(config),
-        renewed: RenewedServices::default(),
-        cache_flushes_seen: (0..config.services.len())
-            .map(|index| ServiceCounter::CacheFlushes.read(config, index))
-            .collect(),
-    })
-}
-
-/// The response caches of a new process: a connection to its store for each shared one.
-fn service_caches(config: &'static ModuleConfig) -> HashMap<String, ServiceCache> {
-    let mut caches = HashMap::new();
-    for service in &config.services {
-        let Some(limits) = service.cache else {
-            continue;
-        };
-        let store = config
-            .shared_caches
-            .get(&service.name)
-            .map(|cachedb| Box::new(cachedb.connect()) as Box<dyn SharedStore>);
-        caches.insert(
-            service.name.clone(),
-            ServiceCache::new(&service.name, limits, store),
-        );
-    }
-    caches
-}
-
-/// Runs `f` on this process's worker state, creating it if this process has none yet.
-/// State inherited through `fork()` belongs to the parent: it is forgotten, never used or
-/// freed (its sockets are the parent's).
-pub fn with_worker<R>(f: impl FnOnce(&mut Worker) -> R) -> Result<R, String> {
-    WORKER.with(|cell| {
-        let mut slot = cell
-            .try_borrow_mut()
-            .map_err(|_| "the worker state is already in use (re-entrant call)".to_string())?;
-        if slot.as_ref().is_some_and(|w| w.pid != std::process::id()) {
-            std::mem::forget(slot.take());
-        }
-        if slot.is_none() {
-            *slot = Some(new_worker()?);
-        }
-        Ok(f(slot.as_mut().expect("worker just created")))
-    })
 }
 
 #[cfg(test)]

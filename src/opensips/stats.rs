@@ -5,7 +5,7 @@
 
 use std::ffi::CStr;
 
-use crate::engine::{Outcome, ResultCode};
+use crate::engine::{CallObserver, Outcome, ResultCode};
 
 use super::abi::{STAT_NO_RESET, StatCell, StatExport, StaticTable};
 
@@ -76,8 +76,35 @@ pub fn add(stat: Stat, n: i64) {
     CELLS[stat as usize].add(n);
 }
 
+/// The engine's call pipeline, counted in the statistics.
+pub struct StatsObserver;
+
+pub static STATS_OBSERVER: StatsObserver = StatsObserver;
+
+impl CallObserver for StatsObserver {
+    fn transfer_ended(&self, outcome: &Outcome) {
+        transfer_ended(outcome);
+    }
+
+    fn cache_hit(&self) {
+        add(Stat::CacheHits, 1);
+    }
+
+    fn cache_miss(&self) {
+        add(Stat::CacheMisses, 1);
+    }
+
+    fn cache_entries_changed(&self, delta: i64) {
+        add(Stat::CacheEntries, delta);
+    }
+
+    fn gate_refused(&self) {
+        add(Stat::GateBlocked, 1);
+    }
+}
+
 /// A transfer ended (blocking or async): its outcome and its traffic.
-pub fn transfer_ended(outcome: &Outcome) {
+fn transfer_ended(outcome: &Outcome) {
     add(Stat::Requests, 1);
     add(
         match outcome.result {

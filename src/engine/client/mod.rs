@@ -6,5 +6,5 @@ mod hub;
 mod process_client;
 mod watcher;
 
-pub use hub::{Hub, Token};
+pub use hub::Token;
 pub use process_client::Client;

@@ -37,6 +37,11 @@ impl Client {
         })
     }
 
+    /// The settings every transfer of the client gets unless its request overrides them.
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
     /// Starts `request` as async transfer `token` without waiting for anything: see [`Hub`].
     /// `Some` when it is already over (e.g. connection refused at once, or bad options).
     pub fn start(&mut self, token: Token, request: &Request) -> Option<Outcome> {

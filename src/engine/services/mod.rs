@@ -4,12 +4,13 @@
 
 mod cache_control;
 mod credentials;
+mod registry;
 mod response_cache;
 mod service;
 mod service_cache;
 
-pub use cache_control::CacheControl;
-pub use credentials::{RenewableCredentials, RenewedServices};
+pub use credentials::RenewedServices;
+pub use registry::{ServiceCounter, ServiceRegistry};
 pub use response_cache::ResponseCache;
-pub use service::{CacheLimits, Service, service_reference};
+pub use service::{Service, service_reference};
 pub use service_cache::{Pending, ServiceCache, SharedStore};

@@ -62,10 +62,6 @@ impl ResponseCache {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     pub fn new(limits: CacheLimits) -> Self {
         Self {
             limits,

@@ -102,7 +102,7 @@ mod tests {
         let word: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
         word.store(ended_process().word(), Ordering::Relaxed);
         let (done, taken) = mpsc::channel();
-        std::thread::spawn(move || {
+        let waiter = std::thread::spawn(move || {
             let guard = SharedLock::new(word).lock();
             done.send(word.load(Ordering::Relaxed)).unwrap();
             drop(guard);
@@ -110,6 +110,7 @@ mod tests {
         // A liveness bound, not a speed measure: without owner recovery it never returns.
         let holder = taken.recv_timeout(Duration::from_secs(30));
         assert_eq!(holder, Ok(ProcessId::current().word()));
+        waiter.join().unwrap();
         assert_eq!(word.load(Ordering::Relaxed), 0);
     }
 

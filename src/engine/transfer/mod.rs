@@ -17,6 +17,6 @@ pub(crate) use collector::Collector;
 pub use collector::InflightBodies;
 pub(crate) use configure::{configure, transfer_limit};
 pub(crate) use finish::{finish, retry_on_new_connection, scrub};
-pub use outcome::{Outcome, Traffic};
+pub use outcome::Outcome;
 pub use response_head::ResponseHead;
-pub use transcript::{MAX_TRACED_BODY, MAX_TRACED_HEADERS, TracedMessage, Transcript};
+pub use transcript::{TracedMessage, Transcript};

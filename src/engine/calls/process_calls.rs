@@ -1,0 +1,342 @@
+//! One process's calls, blocking and async, through one pipeline: the service resolved, its
+//! cache looked up (a flush asked by the host applied first), the connect gate entered, the
+//! transfer run by the client or the hub, and its outcome settled (gate left, answer stored or
+//! invalidated, the host told). Both paths go through the same steps in the same order; the
+//! async one spreads them over the start and the reactor rounds that end the transfer.
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use log::{debug, error, warn};
+
+use super::call::{
+    CacheSlot, Call, CallSpec, RunningCall, add_service_headers, method_of, tighter_limit,
+};
+use super::observer::CallObserver;
+use crate::engine::client::{Client, Token};
+use crate::engine::request::Request;
+use crate::engine::result_code::ResultCode;
+use crate::engine::secrets::redact_url;
+use crate::engine::services::{
+    RenewedServices, Service, ServiceCache, ServiceCounter, ServiceRegistry, SharedStore,
+    service_reference,
+};
+use crate::engine::settings::ClientSettings;
+use crate::engine::shared::{ConnectGate, GateTicket};
+use crate::engine::transfer::{Outcome, Transcript};
+
+/// How starting an async call went.
+pub enum Started {
+    /// Over already (it ended at once): its outcome, settled.
+    Done(Outcome),
+    /// Running: [`Calls::progress`] or [`Calls::poll`] hands its outcome out when it ends.
+    Running,
+}
+
+/// A process's calls. Field order is drop order: the client's handles before anything else.
+pub struct Calls {
+    client: Client,
+    gate: Option<ConnectGate>,
+    registry: &'static ServiceRegistry,
+    /// Response caches of the services that have one, by position in the registry (with this
+    /// process's connection to the shared store, for a shared cache).
+    caches: HashMap<usize, ServiceCache>,
+    /// This process's copies of the services whose credentials were renewed.
+    renewed: RenewedServices,
+    /// Per service, the [`ServiceCounter::CacheFlushes`] count this process last acted on.
+    flushes_seen: Vec<u64>,
+    /// Async calls whose transfer runs, by token.
+    running: HashMap<Token, RunningCall>,
+    observer: &'static dyn CallObserver,
+}
+
+fn invalid(what: &str) -> ResultCode {
+    error!("{what}");
+    ResultCode::InternalError
+}
+
+impl Calls {
+    /// The calls of a new process; `shared_store` opens this process's connection to the
+    /// shared store of a service whose cache has one.
+    pub fn new(
+        settings: ClientSettings,
+        gate: Option<ConnectGate>,
+        registry: &'static ServiceRegistry,
+        mut shared_store: impl FnMut(&Service) -> Option<Box<dyn SharedStore>>,
+        observer: &'static dyn CallObserver,
+    ) -> Result<Self, String> {
+        let definitions = registry.definitions();
+        let caches = definitions
+            .iter()
+            .enumerate()
+            .filter_map(|(index, service)| {
+                let limits = service.cache?;
+                let store = shared_store(service);
+                Some((index, ServiceCache::new(&service.name, limits, store)))
+            })
+            .collect();
+        Ok(Self {
+            client: Client::new(settings)?,
+            gate,
+            registry,
+            caches,
+            renewed: RenewedServices::default(),
+            flushes_seen: (0..definitions.len())
+                .map(|index| registry.read(index, ServiceCounter::CacheFlushes))
+                .collect(),
+            running: HashMap::new(),
+            observer,
+        })
+    }
+
+    /// Resolves `spec` into a call: its service's URL, method, limits, renewed credentials and
+    /// default headers (the script's win), and its place in the service's cache.
+    pub fn prepare(&mut self, spec: CallSpec) -> Result<Call, ResultCode> {
+        let (service, url) = match service_reference(&spec.url) {
+            Some((name, path)) => {
+                let (index, service) = self
+                    .registry
+                    .find(name)
+                    .ok_or_else(|| invalid(&format!("unknown service '{name}' in URL")))?;
+                let url = service
+                    .url(path)
+                    .map_err(|e| invalid(&format!("service {}: {e}", service.name)))?;
+                (Some((index, service)), url)
+            }
+            None => (None, spec.url.clone()),
+        };
+        let method = method_of(spec.method, service.map(|(_, s)| s), &spec.body);
+        let mut request = Request::new(method, url);
+        request.body = spec.body;
+        request.content_type = spec.content_type;
+        request.headers = spec.headers;
+        if let Some((index, definition)) = service {
+            request.timeout = definition.timeout;
+            request.connect_timeout = definition.connect_timeout;
+            self.registry.count(index, ServiceCounter::Calls);
+            // The credentials and headers as last renewed.
+            let current = self.registry.current(&mut self.renewed, index);
+            request.auth = current.auth.clone();
+            add_service_headers(&mut request, current);
+        }
+        request.client_cert = spec.client_cert;
+        request.trace = spec.trace;
+        if let Some((transfer, connect)) = spec.timeouts {
+            request.timeout = Some(transfer);
+            request.connect_timeout = connect;
+        }
+        let slot = service
+            .filter(|(_, s)| s.cache.is_some())
+            .map(|(index, _)| CacheSlot::of(index, &request));
+        Ok(Call {
+            service_raw_body: service.is_some_and(|(_, s)| s.raw_body),
+            request,
+            slot,
+        })
+    }
+
+    /// Runs `call` to completion, blocking: its cached answer, or a transfer.
+    pub fn run_blocking(&mut self, mut call: Call) -> Result<Outcome, ResultCode> {
+        if let Some(outcome) = self.cached(&mut call) {
+            return Ok(outcome);
+        }
+        let ticket = self.enter_gate(&call.request)?;
+        let outcome = self.client.perform(&call.request);
+        self.leave_gate(ticket, outcome.result == ResultCode::Ok);
+        Ok(self.settle(call.slot, outcome))
+    }
+
+    /// A fresh cached answer of `call`, if it has one (looked up once; a miss is noted in the
+    /// call, for storing its answer), with its transcript for a traced call.
+    pub fn cached(&mut self, call: &mut Call) -> Option<Outcome> {
+        let slot = call.slot.as_mut()?;
+        let key = slot.key.take()?;
+        let observer = self.observer;
+        let cache = self.caches.get_mut(&slot.index)?;
+        // A flush asked since this process last looked: its copies go first.
+        if let Some(seen) = self.flushes_seen.get_mut(slot.index) {
+            let asked = self.registry.read(slot.index, ServiceCounter::CacheFlushes);
+            if *seen != asked {
+                *seen = asked;
+                if let Err(e) = counting_entries(observer, cache, ServiceCache::flush) {
+                    let name = &self.registry.definitions()[slot.index].name;
+                    warn!("service {name}: flushing its cache: {e}");
+                }
+            }
+        }
+        let mut outcome =
+            match counting_entries(observer, cache, |c| c.lookup(key, slot.url.clone())) {
+                Ok(outcome) => outcome,
+                Err(pending) => {
+                    slot.pending = Some(pending);
+                    return None;
+                }
+            };
+        observer.cache_hit();
+        self.registry.count(slot.index, ServiceCounter::CacheHits);
+        if call.request.trace {
+            outcome.transcript = Some(Box::new(Transcript::cache_hit(
+                &call.request,
+                &outcome.head,
+                &outcome.body,
+            )));
+        }
+        Some(outcome)
+    }
+
+    /// Lowers the time limit of `call`'s transfer to `limit` (zero: none), where its own is
+    /// none or higher.
+    pub fn limit_to(&self, call: &mut Call, limit: Duration) {
+        let own = call
+            .request
+            .timeout
+            .unwrap_or(self.client.settings().transfer_timeout);
+        call.request.timeout = Some(tighter_limit(own, limit));
+    }
+
+    /// Starts `call`'s transfer as async transfer `token` without waiting for anything.
+    pub fn start(&mut self, token: Token, call: Call) -> Result<Started, ResultCode> {
+        let ticket = self.enter_gate(&call.request)?;
+        if let Some(outcome) = self.client.start(token, &call.request) {
+            self.leave_gate(ticket, outcome.result == ResultCode::Ok);
+            return Ok(Started::Done(self.settle(call.slot, outcome)));
+        }
+        self.running.insert(
+            token,
+            RunningCall {
+                ticket,
+                slot: call.slot,
+            },
+        );
+        Ok(Started::Running)
+    }
+
+    /// Async calls whose transfer runs.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// The descriptor the host's reactor watches for read readiness (see `Hub`).
+    pub fn fd(&self) -> RawFd {
+        self.client.hub.fd()
+    }
+
+    /// Lets libcurl act on whatever is ready and hands out the async calls that ended, settled.
+    pub fn progress(&mut self) -> Vec<(Token, Outcome)> {
+        self.client.hub.progress();
+        let ended = self.client.hub.drain_finished();
+        self.record(ended)
+    }
+
+    /// For a host that drives one call in a loop: waits up to `slice` for work, drives the
+    /// transfers, and hands out call `token`'s outcome, settled, if it ended. Other calls that
+    /// ended stay set aside for [`Calls::progress`] (see [`Calls::wake_for_finished`]).
+    pub fn poll(&mut self, token: Token, slice: Duration) -> Option<Outcome> {
+        self.client.hub.wait(slice);
+        self.client.hub.progress();
+        let ended = self.client.hub.take_finished(token);
+        let mut settled = self.record(ended.map(|outcome| (token, outcome)).into_iter().collect());
+        settled.pop().map(|(_, outcome)| outcome)
+    }
+
+    /// Makes the descriptor readable at once if ended calls are set aside, so that the host's
+    /// reactor comes back for them.
+    pub fn wake_for_finished(&self) {
+        self.client.hub.wake_for_finished();
+    }
+
+    /// `rest_cache_flush`: drops the answers of the service named `name`, in this process and
+    /// in its shared store (so in every process and node that shares it).
+    pub fn flush_cache(&mut self, name: &str) -> Result<(), String> {
+        let cache = self
+            .registry
+            .find(name)
+            .and_then(|(index, _)| self.caches.get_mut(&index))
+            .ok_or_else(|| format!("no service named '{name}' has a cache"))?;
+        counting_entries(self.observer, cache, ServiceCache::flush)
+    }
+
+    /// Lets the gate go for transfers that connected, and settles the calls that ended.
+    fn record(&mut self, ended: Vec<(Token, Outcome)>) -> Vec<(Token, Outcome)> {
+        if self.gate.is_some() {
+            let hub = &self.client.hub;
+            let connected: Vec<Option<GateTicket>> = self
+                .running
+                .iter_mut()
+                .filter(|(token, call)| call.ticket.is_some() && hub.request_sent(**token))
+                .map(|(_, call)| call.ticket.take())
+                .collect();
+            for ticket in connected {
+                self.leave_gate(ticket, true);
+            }
+        }
+        let mut settled = Vec::with_capacity(ended.len());
+        for (token, outcome) in ended {
+            let Some(call) = self.running.remove(&token) else {
+                continue;
+            };
+            self.leave_gate(call.ticket, outcome.result == ResultCode::Ok);
+            settled.push((token, self.settle(call.slot, outcome)));
+        }
+        settled
+    }
+
+    /// `no_concurrent_connects`: takes the request's host, or fails with -4.
+    fn enter_gate(&mut self, request: &Request) -> Result<Option<GateTicket>, ResultCode> {
+        let Some(gate) = self.gate.as_mut() else {
+            return Ok(None);
+        };
+        match gate.enter(&request.url) {
+            Some(ticket) => Ok(Some(ticket)),
+            None => {
+                debug!(
+                    "{}: another call is connecting to {}",
+                    request.method.name(),
+                    redact_url(&request.url)
+                );
+                self.observer.gate_refused();
+                Err(ResultCode::AlreadyConnecting)
+            }
+        }
+    }
+
+    fn leave_gate(&mut self, ticket: Option<GateTicket>, succeeded: bool) {
+        if let (Some(gate), Some(ticket)) = (self.gate.as_mut(), ticket) {
+            gate.leave(ticket, succeeded);
+        }
+    }
+
+    /// Records a finished transfer: for the host, and in the service's cache (the answer of a
+    /// GET that missed, the invalidations of a write).
+    fn settle(&mut self, slot: Option<CacheSlot>, outcome: Outcome) -> Outcome {
+        self.observer.transfer_ended(&outcome);
+        if let Some(slot) = slot
+            && let Some(cache) = self.caches.get_mut(&slot.index)
+        {
+            if let Some(pending) = slot.pending {
+                self.observer.cache_miss();
+                counting_entries(self.observer, cache, |c| c.store(pending, &outcome));
+            }
+            if slot.writes {
+                let service = &self.registry.definitions()[slot.index];
+                counting_entries(self.observer, cache, |c| {
+                    c.written(service, &slot.url, &outcome)
+                });
+            }
+        }
+        outcome
+    }
+}
+
+/// Runs `operation` on `cache`, and tells the observer the change in its number of entries.
+fn counting_entries<R>(
+    observer: &dyn CallObserver,
+    cache: &mut ServiceCache,
+    operation: impl FnOnce(&mut ServiceCache) -> R,
+) -> R {
+    let before = cache.local_entries() as i64;
+    let result = operation(cache);
+    observer.cache_entries_changed(cache.local_entries() as i64 - before);
+    result
+}

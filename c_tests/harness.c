@@ -352,6 +352,20 @@ int h_cachedb_stat(const char *what)
 	return answers;
 }
 
+int h_cachedb_holds(const char *text)
+{
+	int found = 0;
+	size_t len = strlen(text);
+	cdb_lock();
+	for (int i = 0; i < CDB_SLOTS && !found; i++) {
+		struct cdb_slot *e = &cdb->slots[i];
+		found = e->used && (memmem(e->key, (size_t)e->key_len, text, len) ||
+				    memmem(e->value, (size_t)e->value_len, text, len));
+	}
+	cdb_unlock();
+	return found;
+}
+
 struct tls_mgm_binds { void *fn[14]; };
 _Static_assert(sizeof(struct tls_mgm_binds) == 112, "tls_mgm_binds");
 

@@ -173,6 +173,8 @@ int h_tls_released(void);
 void h_cachedb_outage(int down);
 /* "gets", "sets" (successful ones) or "answers" (live keys holding ":answer:"). */
 int h_cachedb_stat(const char *what);
+/* Whether any key or value in the store (live or expired, not yet reused) contains `text`. */
+int h_cachedb_holds(const char *text);
 /* Package-memory blocks the core handed to the module (cachedb values) not yet freed, in this
  * process. */
 int h_pkg_unfreed(void);

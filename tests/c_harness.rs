@@ -237,6 +237,23 @@ fn hep_tracing_through_the_tracer_module() {
     assert_passes("test_tracing", Some("tracing.cfg"), &[]);
 }
 
+/// Issue 17 item 4: one secret policy for every output; the log is this test's stderr.
+#[test]
+fn no_secret_reaches_any_output() {
+    let log = passing_log("test_secrets", Some("secrets.cfg"), &[], &[]);
+    for secret in [
+        "SECRETU", "SECRETP", "SECRETA", "SECRETH", "SECRETB", "SECRETT",
+    ] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+    assert!(
+        log.contains("timed out for http://***@127.0.0.1:")
+            && log.contains("appid=***")
+            && log.contains("token=***"),
+        "the failures' URLs are not logged masked:\n{log}"
+    );
+}
+
 /// Runs test_async_limits in `mode` with `cfg` and `env`; returns its stderr (the module's log).
 fn async_limits(mode: &str, cfg: &str, env: &[(&str, &str)]) -> String {
     passing_log("test_async_limits", Some(cfg), &[mode], env)

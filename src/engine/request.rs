@@ -119,6 +119,15 @@ fn explicit_scheme(url: &str) -> Option<&str> {
     (well_formed && rest.starts_with('/')).then_some(scheme)
 }
 
+/// The scheme and the authority (`user:password@host:port`) of a URL.
+pub(crate) fn url_parts(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    Some((
+        scheme,
+        &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())],
+    ))
+}
+
 /// The name of the header line `line` (the text before its `:`, trimmed).
 pub fn header_name(line: &str) -> &str {
     line.split(':').next().unwrap_or_default().trim()
@@ -150,6 +159,9 @@ pub struct Request {
     /// Limit for this transfer's connect phase, instead of the client's (never above the
     /// transfer limit).
     pub connect_timeout: Option<Duration>,
+    /// Query parameters whose values no output shows (the service's own `param=` items), besides
+    /// those whose name looks like a credential (see `secrets`).
+    pub masked_parameters: Vec<String>,
     /// Record a [`Transcript`](super::Transcript) of the exchange in the outcome (libcurl's
     /// verbose debug callback runs for this transfer only).
     pub trace: bool,
@@ -167,6 +179,7 @@ impl Request {
             auth: None,
             timeout: None,
             connect_timeout: None,
+            masked_parameters: Vec::new(),
             trace: false,
         }
     }

@@ -17,7 +17,7 @@ use super::observer::CallObserver;
 use crate::engine::client::{Client, Token};
 use crate::engine::request::Request;
 use crate::engine::result_code::ResultCode;
-use crate::engine::secrets::redact_url;
+use crate::engine::secrets::url_for_logs;
 use crate::engine::services::{
     RenewedServices, Service, ServiceCache, ServiceCounter, ServiceRegistry, SharedStore,
     service_reference,
@@ -114,6 +114,7 @@ impl Calls {
         if let Some((index, definition)) = service {
             request.timeout = definition.timeout;
             request.connect_timeout = definition.connect_timeout;
+            request.masked_parameters = definition.params.iter().map(|(n, _)| n.clone()).collect();
             self.registry.count(index, ServiceCounter::Calls);
             // The credentials and headers as last renewed.
             let current = self.registry.current(&mut self.renewed, index);
@@ -293,7 +294,7 @@ impl Calls {
                 debug!(
                     "{}: another call is connecting to {}",
                     request.method.name(),
-                    redact_url(&request.url)
+                    url_for_logs(request)
                 );
                 self.observer.gate_refused();
                 Err(ResultCode::AlreadyConnecting)

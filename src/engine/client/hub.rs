@@ -21,13 +21,13 @@ use parking_lot::Mutex;
 
 use super::watcher::{Interest, Watcher};
 use crate::engine::curl_raw::request_sent;
-use crate::engine::request::{Method, Request};
+use crate::engine::request::Request;
 use crate::engine::result_code::ResultCode;
-use crate::engine::secrets::redact_url;
+use crate::engine::secrets::transfer_for_logs;
 use crate::engine::settings::ClientSettings;
 use crate::engine::tls::ProcessTls;
 use crate::engine::transfer::{
-    Collector, InflightBodies, Outcome, configure, finish, retry_on_new_connection, scrub,
+    Collector, InflightBodies, Outcome, Target, configure, finish, retry_on_new_connection, scrub,
     transfer_limit,
 };
 
@@ -49,8 +49,7 @@ enum Readiness {
 
 struct Running {
     handle: Easy2Handle<Collector>,
-    method: Method,
-    url: String,
+    target: Target,
     /// The whole transfer's time limit (zero: none).
     limit: Duration,
 }
@@ -129,11 +128,7 @@ impl Hub {
             .pop()
             .unwrap_or_else(|| Easy2::new(Collector::new(Rc::clone(&self.inflight))));
         let cannot = |e: &dyn std::fmt::Display| {
-            error!(
-                "cannot set up {} {}: {e}",
-                request.method.name(),
-                redact_url(&request.url)
-            );
+            error!("cannot set up {}: {e}", transfer_for_logs(request));
             ResultCode::InternalError
         };
         if let Err(e) = configure(&mut easy, tls, settings, request) {
@@ -142,7 +137,7 @@ impl Hub {
             return Err(cannot(&e));
         }
         let limit = transfer_limit(settings, request);
-        self.add(token, easy, request.method, request.url.clone(), limit)
+        self.add(token, easy, Target::of(request), limit)
             .map_err(|e| cannot(&e))?;
         // Only libcurl's timers: the new transfer is due at once; other transfers' ready
         // sockets are left to the reactor's next round.
@@ -260,8 +255,7 @@ impl Hub {
     fn end(&mut self, token: Token, result: Result<(), curl::Error>) {
         let Some(Running {
             handle,
-            method,
-            url,
+            target,
             limit,
         }) = self.running.remove(&token)
         else {
@@ -269,9 +263,9 @@ impl Hub {
         };
         let outcome = match self.multi.remove2(handle) {
             Ok(mut easy) => {
-                if retry_on_new_connection(&mut easy, &result, limit, method, &url) {
-                    let transfer = format!("{} {}", method.name(), redact_url(&url));
-                    match self.add(token, easy, method, url, limit) {
+                if retry_on_new_connection(&mut easy, &result, limit, &target) {
+                    let transfer = target.for_logs();
+                    match self.add(token, easy, target, limit) {
                         Ok(()) => {
                             // The descriptor fires at once: the next round starts it.
                             self.wake();
@@ -283,7 +277,7 @@ impl Hub {
                         }
                     }
                 } else {
-                    let outcome = finish(&mut easy, result, method, &url);
+                    let outcome = finish(&mut easy, result, &target);
                     scrub(&mut easy);
                     if self.idle.len() < self.max_idle {
                         self.idle.push(easy);
@@ -292,7 +286,7 @@ impl Hub {
                 }
             }
             Err(e) => {
-                error!("{} {}: {e}", method.name(), redact_url(&url));
+                error!("{}: {e}", target.for_logs());
                 Outcome::failed(ResultCode::InternalError)
             }
         };
@@ -304,8 +298,7 @@ impl Hub {
         &mut self,
         token: Token,
         easy: Easy2<Collector>,
-        method: Method,
-        url: String,
+        target: Target,
         limit: Duration,
     ) -> Result<(), String> {
         let mut handle = self.multi.add2(easy).map_err(|e| e.to_string())?;
@@ -314,8 +307,7 @@ impl Hub {
             token,
             Running {
                 handle,
-                method,
-                url,
+                target,
                 limit,
             },
         );

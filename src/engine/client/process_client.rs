@@ -8,11 +8,11 @@ use log::error;
 use super::hub::{Hub, Token};
 use crate::engine::request::Request;
 use crate::engine::result_code::ResultCode;
-use crate::engine::secrets::redact_url;
+use crate::engine::secrets::transfer_for_logs;
 use crate::engine::settings::ClientSettings;
 use crate::engine::tls::ProcessTls;
 use crate::engine::transfer::{
-    Collector, InflightBodies, Outcome, configure, finish, retry_on_new_connection, scrub,
+    Collector, InflightBodies, Outcome, Target, configure, finish, retry_on_new_connection, scrub,
     transfer_limit,
 };
 
@@ -61,24 +61,20 @@ impl Client {
     /// Runs `request` to completion, blocking the calling thread.
     pub fn perform(&mut self, request: &Request) -> Outcome {
         if let Err(e) = configure(&mut self.blocking, &mut self.tls, &self.settings, request) {
-            error!(
-                "cannot set up {} {}: {e}",
-                request.method.name(),
-                redact_url(&request.url)
-            );
+            error!("cannot set up {}: {e}", transfer_for_logs(request));
             return Outcome::failed(ResultCode::InternalError);
         }
+        let target = Target::of(request);
         let mut result = self.blocking.perform();
         if retry_on_new_connection(
             &mut self.blocking,
             &result,
             transfer_limit(&self.settings, request),
-            request.method,
-            &request.url,
+            &target,
         ) {
             result = self.blocking.perform();
         }
-        let outcome = finish(&mut self.blocking, result, request.method, &request.url);
+        let outcome = finish(&mut self.blocking, result, &target);
         scrub(&mut self.blocking);
         outcome
     }

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::service::CacheLimits;
 use crate::engine::request::{Auth, KeyMaterial, Method, Request};
+use crate::engine::secrets::url_for_logs;
 use crate::engine::transfer::Outcome;
 
 /// Bytes an entry costs besides its key and answer: its records in the maps and the index.
@@ -75,8 +76,9 @@ impl ResponseCache {
 
     /// The key of a cacheable request (GET only): what can change the answer or whom it is
     /// for (method, URL, extra headers in any order, credentials, client certificate), each
-    /// field length-prefixed. The headers, credentials and certificate enter as their SHA-256
-    /// digest, so that a key (which a shared cache stores) holds no secret. What the script
+    /// field length-prefixed. The URL enters with its secrets masked (see `secrets`), and in
+    /// full, with the headers, credentials and certificate, through their SHA-256 digest, so
+    /// that a key (which a shared cache stores) holds no secret. What the script
     /// wants to see of the answer is not part of it: an entry holds the whole answer.
     pub fn key(request: &Request) -> Option<Vec<u8>> {
         if request.method != Method::Get {
@@ -84,8 +86,10 @@ impl ResponseCache {
         }
         let mut key = Vec::new();
         field(&mut key, request.method.name().as_bytes());
-        field(&mut key, request.url.as_bytes());
+        // The URL in clear with its secrets masked; the whole of it in the digest.
+        field(&mut key, url_for_logs(request).as_bytes());
         let mut who = Vec::new();
+        field(&mut who, request.url.as_bytes());
         let mut headers: Vec<&str> = request.headers.iter().map(String::as_str).collect();
         headers.sort_unstable();
         field(&mut who, &headers.len().to_le_bytes());

@@ -8,11 +8,10 @@ use log::{error, info};
 
 use super::collector::{Collector, Overflow};
 use super::outcome::{Outcome, Traffic};
+use super::target::Target;
 use super::transcript::socket_address;
 use crate::engine::curl_raw::request_sent;
-use crate::engine::request::Method;
 use crate::engine::result_code::ResultCode;
-use crate::engine::secrets::redact_url;
 
 /// libcurl (7.88) reuses a kept-alive connection the server has already closed when the close
 /// does not show yet (a TLS connection whose close_notify waits unread looks alive), retries on
@@ -25,8 +24,7 @@ pub(crate) fn retry_on_new_connection(
     easy: &mut Easy2<Collector>,
     result: &Result<(), curl::Error>,
     limit: Duration,
-    method: Method,
-    url: &str,
+    target: &Target,
 ) -> bool {
     let Err(e) = result else {
         return false;
@@ -53,9 +51,8 @@ pub(crate) fn retry_on_new_connection(
         return false;
     }
     info!(
-        "{} {}: the server closed the kept-alive connections tried ({e}), trying a new one",
-        method.name(),
-        redact_url(url)
+        "{}: the server closed the kept-alive connections tried ({e}), trying a new one",
+        target.for_logs()
     );
     true
 }
@@ -77,16 +74,15 @@ pub(crate) fn scrub(easy: &mut Easy2<Collector>) {
 pub(crate) fn finish(
     easy: &mut Easy2<Collector>,
     result: Result<(), curl::Error>,
-    method: Method,
-    url: &str,
+    target: &Target,
 ) -> Outcome {
     let status = easy.response_code().unwrap_or(0);
     // The request could be sent: connected (TLS included) on a new or a reused connection.
     let connected = request_sent(easy.raw());
     let code = ResultCode::from_curl(result.as_ref().map(|_| ()), connected);
     let failure = result.as_ref().err().map(|e| {
-        let url = redact_url(url);
-        let method = method.name();
+        let url = target.url_for_logs();
+        let method = target.method.name();
         let collector = easy.get_ref();
         let message = match code {
             _ if collector.overflow() == Some(Overflow::TransferLimit) => {
@@ -128,7 +124,8 @@ pub(crate) fn finish(
     let traffic = Traffic {
         connections_opened: easy.num_connects().unwrap_or(0),
         request_sent: connected,
-        tls: url
+        tls: target
+            .url
             .get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://")),
         bytes_sent: bytes_sent(easy),

@@ -11,6 +11,7 @@ mod configure;
 mod finish;
 mod outcome;
 mod response_head;
+mod target;
 mod transcript;
 
 pub(crate) use collector::Collector;
@@ -19,4 +20,5 @@ pub(crate) use configure::{configure, transfer_limit};
 pub(crate) use finish::{finish, retry_on_new_connection, scrub};
 pub use outcome::Outcome;
 pub use response_head::ResponseHead;
+pub(crate) use target::Target;
 pub use transcript::{TracedMessage, Transcript};

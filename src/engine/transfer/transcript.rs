@@ -5,16 +5,13 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::response_head::ResponseHead;
-use crate::engine::request::{Auth, Request};
-use crate::engine::secrets::redact_url;
+use crate::engine::request::{Request, url_parts};
+use crate::engine::secrets::{Secrets, mask_header_line};
 
 /// Most bytes of header lines kept per traced message; the rest is cut.
 pub const MAX_TRACED_HEADERS: usize = 4096;
 /// Most bytes of body kept per traced message; the rest is cut.
 pub const MAX_TRACED_BODY: usize = 4096;
-
-/// What replaces a masked secret.
-const MASK: &str = "***";
 
 /// One direction of the exchange.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,66 +40,6 @@ pub struct Transcript {
     pub from_cache: bool,
 }
 
-/// Credentials of a request that must never reach a trace.
-#[derive(Clone, Debug, Default)]
-struct Secrets(Vec<Vec<u8>>);
-
-impl Secrets {
-    fn of(request: &Request) -> Self {
-        let basic = |user: &str, password: &str| {
-            [
-                password.to_string(),
-                base64(format!("{user}:{password}").as_bytes()),
-            ]
-        };
-        let mut secrets = Vec::new();
-        match &request.auth {
-            Some(Auth::Basic { user, password }) => secrets.extend(basic(user, password)),
-            Some(Auth::Bearer(token)) => secrets.push(token.clone()),
-            None => {}
-        }
-        if let Some((user, password)) = url_credentials(&request.url) {
-            secrets.extend(basic(user, password));
-        }
-        let mut secrets = Self(secrets.into_iter().map(String::into_bytes).collect());
-        for line in &request.headers {
-            secrets.learn(line.as_bytes());
-        }
-        secrets
-    }
-
-    /// Learns the credentials of a header line (a server may echo them in its answer).
-    fn learn(&mut self, line: &[u8]) {
-        if let Some(header) = SecretHeader::parse(line) {
-            self.0.push(header.credentials.to_vec());
-        }
-    }
-
-    /// `text` with every secret replaced by the mask.
-    fn mask(&self, text: &[u8]) -> Vec<u8> {
-        let mut out = text.to_vec();
-        for secret in self.0.iter().filter(|s| !s.is_empty()) {
-            out = replace_all(&out, secret, MASK.as_bytes());
-        }
-        out
-    }
-}
-
-/// The scheme and the authority (`user:password@host:port`) of a URL.
-fn url_parts(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    Some((
-        scheme,
-        &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())],
-    ))
-}
-
-/// `user` and `password` of `scheme://user:password@host/...`.
-fn url_credentials(url: &str) -> Option<(&str, &str)> {
-    let (_, authority) = url_parts(url)?;
-    authority[..authority.rfind('@')?].split_once(':')
-}
-
 /// The server's address when the URL names it by IP (`http://127.0.0.1:8080/`, `http://[::1]/`).
 fn url_address(url: &str) -> Option<SocketAddr> {
     let (scheme, authority) = url_parts(url)?;
@@ -117,89 +54,6 @@ fn url_address(url: &str) -> Option<SocketAddr> {
     }
     let ip = host_port.trim_start_matches('[').trim_end_matches(']');
     Some(SocketAddr::new(ip.parse().ok()?, default_port))
-}
-
-fn replace_all(text: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(with);
-        rest = &rest[at + needle.len()..];
-    }
-    out.extend_from_slice(rest);
-    out
-}
-
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let bytes = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// A header line that carries credentials: its value is masked.
-struct SecretHeader<'a> {
-    name: &'a [u8],
-    /// The scheme of an `Authorization` or `Proxy-Authorization` value (`Bearer`), kept.
-    scheme: Option<&'a [u8]>,
-    credentials: &'a [u8],
-}
-
-impl<'a> SecretHeader<'a> {
-    /// `Some` for a header whose name says it carries credentials.
-    fn parse(line: &'a [u8]) -> Option<Self> {
-        let colon = line.iter().position(|&b| b == b':')?;
-        let name = line[..colon].trim_ascii();
-        let lower = name.to_ascii_lowercase();
-        let contains = |word: &str| lower.windows(word.len()).any(|w| w == word.as_bytes());
-        let secret = ["auth", "token", "secret", "key", "cookie", "password"]
-            .into_iter()
-            .any(contains);
-        if !secret {
-            return None;
-        }
-        let value = line[colon + 1..].trim_ascii();
-        let scheme_end = lower
-            .ends_with(b"authorization")
-            .then(|| value.iter().position(|&b| b == b' '))
-            .flatten();
-        Some(Self {
-            name,
-            scheme: scheme_end.map(|end| &value[..end]),
-            credentials: scheme_end.map_or(value, |end| value[end..].trim_ascii()),
-        })
-    }
-}
-
-/// A header line with its value masked if the header carries credentials (the scheme of an
-/// `Authorization` value is kept: `Authorization: Bearer ***`).
-fn mask_header_line(line: &[u8]) -> Vec<u8> {
-    let Some(header) = SecretHeader::parse(line) else {
-        return line.to_vec();
-    };
-    let mut masked = header.name.to_vec();
-    masked.extend_from_slice(b": ");
-    if let Some(scheme) = header.scheme {
-        masked.extend_from_slice(scheme);
-        masked.push(b' ');
-    }
-    masked.extend_from_slice(MASK.as_bytes());
-    masked
 }
 
 /// Appends at most `limit - kept.len()` bytes of `data` to `kept`; counts what was left out.
@@ -258,11 +112,12 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn new(request: &Request) -> Self {
+        let secrets = Secrets::of(request);
         Self {
-            secrets: Secrets::of(request),
-            intended_line: format!("{} {}", request.method.name(), redact_url(&request.url))
+            intended_line: format!("{} {}", request.method.name(), secrets.url(&request.url))
                 .into_bytes(),
             intended_remote: url_address(&request.url),
+            secrets,
             ..Self::default()
         }
     }
@@ -271,7 +126,7 @@ impl Recorder {
     /// connection).
     pub(crate) fn header_out(&mut self, data: &[u8]) {
         for line in data.split(|&b| b == b'\n') {
-            self.secrets.learn(line.trim_ascii_end());
+            self.secrets.learn_header(line.trim_ascii_end());
         }
         self.request_head.clear();
         self.request_body.clear();
@@ -318,7 +173,7 @@ impl Recorder {
         } else {
             let (first, lines) = split_head(&self.request_head);
             TracedMessage {
-                first_line: mask(first),
+                first_line: self.secrets.request_line(first),
                 headers: mask(&bounded_headers(lines)),
                 body: mask(&bounded_body(&self.request_body, self.request_body_cut)),
             }
@@ -353,7 +208,7 @@ impl Transcript {
     /// was not sent (`GET url` and its extra headers) and the cached response.
     pub fn cache_hit(request: &Request, head: &ResponseHead, body: &[u8]) -> Self {
         let secrets = Secrets::of(request);
-        let line = format!("{} {}", request.method.name(), redact_url(&request.url));
+        let line = format!("{} {}", request.method.name(), secrets.url(&request.url));
         Self {
             request: TracedMessage {
                 first_line: secrets.mask(line.as_bytes()),
@@ -378,18 +233,10 @@ impl Transcript {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Method;
+    use crate::engine::{Auth, Method};
 
     fn text(bytes: &[u8]) -> &str {
         std::str::from_utf8(bytes).unwrap()
-    }
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b"user:p4ss"), "dXNlcjpwNHNz");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b""), "");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! - `services` (definitions, credentials, response caches) and `shared` (state shared by
 //!   every process: connect gate, renewed texts, counters);
 //! - top: `calls`, the pipeline every script call goes through, blocking or async (service,
-//!   cache, gate, transfer, settling). A decision about a call as a whole goes there.
+//!   cache, gate, upstreams, transfer, settling). A decision about a call as a whole goes there.
 
 mod calls;
 mod client;
@@ -27,7 +27,9 @@ mod text;
 mod tls;
 mod transfer;
 
-pub use calls::{Call, CallObserver, CallSpec, Calls, MethodChoice, Started};
+pub use calls::{
+    Call, CallObserver, CallSpec, Calls, MethodChoice, Started, UpstreamChange, UpstreamState,
+};
 pub use client::{Client, Token};
 pub use escape::{escape, escape_path, escape_xml, unescape};
 pub use request::{
@@ -35,8 +37,10 @@ pub use request::{
 };
 pub use result_code::ResultCode;
 pub use secrets::redact_url;
-pub use services::{RenewedServices, Service, ServiceCounter, ServiceRegistry, SharedStore};
+pub use services::{
+    Balance, RenewedServices, Service, ServiceCounter, ServiceRegistry, SharedStore,
+};
 pub use settings::{ClientSettings, HttpVersion};
-pub use shared::ConnectGate;
+pub use shared::{Availability, ConnectGate};
 pub use text::{loggable, trim_http_whitespace};
 pub use transfer::{Outcome, ResponseHead, TracedMessage, Transcript};

@@ -6,6 +6,7 @@ mod async_call;
 mod async_script;
 mod cachedb;
 mod call_args;
+mod events;
 mod exports;
 mod log_bridge;
 mod message;

@@ -1,12 +1,15 @@
 //! One call as the host asks for it ([`CallSpec`]) and as the pipeline resolved it ([`Call`]):
 //! its service (`name://path`), the service's renewed credentials and default headers, the
-//! limits, and where its answer meets the service's cache.
+//! limits, where its answer meets the service's cache, and its way through the service's
+//! upstreams.
 
 use std::time::Duration;
 
 use crate::engine::request::{ClientCert, Method, Request, header_name};
 use crate::engine::services::{Pending, ResponseCache, Service};
 use crate::engine::shared::GateTicket;
+
+use super::upstreams::Route;
 
 /// How the method of a call is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,12 +68,22 @@ pub struct Call {
     /// The service's `raw_body`: its answers are handed over as received.
     pub service_raw_body: bool,
     pub(super) slot: Option<CacheSlot>,
+    /// A call to a named service: which of its base URLs each attempt goes to.
+    pub(super) route: Option<Route>,
 }
 
 /// The per-call state of a running async transfer, until it ends.
 pub(super) struct RunningCall {
     pub ticket: Option<GateTicket>,
     pub slot: Option<CacheSlot>,
+    /// A call to a named service: its route, and its request for another attempt.
+    pub routed: Option<Box<RoutedRequest>>,
+}
+
+/// What an async call to a named service keeps while an attempt runs.
+pub(super) struct RoutedRequest {
+    pub route: Route,
+    pub request: Request,
 }
 
 /// The method of `choice` for a call to `service` with `body`.

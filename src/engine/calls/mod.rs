@@ -1,12 +1,15 @@
 //! The call pipeline of one process: what happens around the transfer of each script call,
 //! blocking or async, in one place — its service, cache, connect gate, and the settling of its
 //! outcome. Decisions that span attempts of one call (which backend, try again or not) belong
-//! here, on top of `client` and `transfer`.
+//! here, on top of `client` and `transfer`: a named service's upstreams in `upstreams.rs` (the
+//! decisions) and `failover.rs` (the attempts, blocking and async).
 
 mod call;
+mod failover;
 mod observer;
 mod process_calls;
+mod upstreams;
 
 pub use call::{Call, CallSpec, MethodChoice};
-pub use observer::CallObserver;
+pub use observer::{CallObserver, UpstreamChange, UpstreamState};
 pub use process_calls::{Calls, Started};

@@ -2,7 +2,9 @@
 //! cache looked up (a flush asked by the host applied first), the connect gate entered, the
 //! transfer run by the client or the hub, and its outcome settled (gate left, answer stored or
 //! invalidated, the host told). Both paths go through the same steps in the same order; the
-//! async one spreads them over the start and the reactor rounds that end the transfer.
+//! async one spreads them over the start and the reactor rounds that end the transfer. A call
+//! to a named service runs its attempts through its route (`failover.rs`): admitted, sent to a
+//! healthy base URL, failed over to the next.
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -14,6 +16,7 @@ use super::call::{
     CacheSlot, Call, CallSpec, RunningCall, add_service_headers, method_of, tighter_limit,
 };
 use super::observer::CallObserver;
+use super::upstreams::Route;
 use crate::engine::client::{Client, Token};
 use crate::engine::request::Request;
 use crate::engine::result_code::ResultCode;
@@ -36,9 +39,9 @@ pub enum Started {
 
 /// A process's calls. Field order is drop order: the client's handles before anything else.
 pub struct Calls {
-    client: Client,
+    pub(super) client: Client,
     gate: Option<ConnectGate>,
-    registry: &'static ServiceRegistry,
+    pub(super) registry: &'static ServiceRegistry,
     /// Response caches of the services that have one, by position in the registry (with this
     /// process's connection to the shared store, for a shared cache).
     caches: HashMap<usize, ServiceCache>,
@@ -47,8 +50,8 @@ pub struct Calls {
     /// Per service, the [`ServiceCounter::CacheFlushes`] count this process last acted on.
     flushes_seen: Vec<u64>,
     /// Async calls whose transfer runs, by token.
-    running: HashMap<Token, RunningCall>,
-    observer: &'static dyn CallObserver,
+    pub(super) running: HashMap<Token, RunningCall>,
+    pub(super) observer: &'static dyn CallObserver,
 }
 
 fn invalid(what: &str) -> ResultCode {
@@ -130,21 +133,21 @@ impl Calls {
         let slot = service
             .filter(|(_, s)| s.cache.is_some())
             .map(|(index, _)| CacheSlot::of(index, &request));
+        let route = service.and_then(|(index, _)| Route::new(self.registry, index, &request));
         Ok(Call {
             service_raw_body: service.is_some_and(|(_, s)| s.raw_body),
             request,
             slot,
+            route,
         })
     }
 
-    /// Runs `call` to completion, blocking: its cached answer, or a transfer.
+    /// Runs `call` to completion, blocking: its cached answer, or its transfer's attempts.
     pub fn run_blocking(&mut self, mut call: Call) -> Result<Outcome, ResultCode> {
         if let Some(outcome) = self.cached(&mut call) {
             return Ok(outcome);
         }
-        let ticket = self.enter_gate(&call.request)?;
-        let outcome = self.client.perform(&call.request);
-        self.leave_gate(ticket, outcome.result == ResultCode::Ok);
+        let outcome = self.transfer_blocking(&mut call)?;
         Ok(self.settle(call.slot, outcome))
     }
 
@@ -197,20 +200,9 @@ impl Calls {
     }
 
     /// Starts `call`'s transfer as async transfer `token` without waiting for anything.
-    pub fn start(&mut self, token: Token, call: Call) -> Result<Started, ResultCode> {
-        let ticket = self.enter_gate(&call.request)?;
-        if let Some(outcome) = self.client.start(token, &call.request) {
-            self.leave_gate(ticket, outcome.result == ResultCode::Ok);
-            return Ok(Started::Done(self.settle(call.slot, outcome)));
-        }
-        self.running.insert(
-            token,
-            RunningCall {
-                ticket,
-                slot: call.slot,
-            },
-        );
-        Ok(Started::Running)
+    pub fn start(&mut self, token: Token, mut call: Call) -> Result<Started, ResultCode> {
+        self.begin_route(&mut call)?;
+        self.launch(token, call.slot, call.request, call.route)
     }
 
     /// Async calls whose transfer runs.
@@ -258,7 +250,8 @@ impl Calls {
         counting_entries(self.observer, cache, ServiceCache::flush)
     }
 
-    /// Lets the gate go for transfers that connected, and settles the calls that ended.
+    /// Lets the gate go for transfers that connected, and settles the calls that ended (those
+    /// that fail over run again).
     fn record(&mut self, ended: Vec<(Token, Outcome)>) -> Vec<(Token, Outcome)> {
         if self.gate.is_some() {
             let hub = &self.client.hub;
@@ -274,17 +267,22 @@ impl Calls {
         }
         let mut settled = Vec::with_capacity(ended.len());
         for (token, outcome) in ended {
-            let Some(call) = self.running.remove(&token) else {
+            let Some(mut call) = self.running.remove(&token) else {
                 continue;
             };
-            self.leave_gate(call.ticket, outcome.result == ResultCode::Ok);
-            settled.push((token, self.settle(call.slot, outcome)));
+            self.leave_gate(call.ticket.take(), outcome.result == ResultCode::Ok);
+            if let Some(outcome) = self.attempt_ended(token, call, outcome) {
+                settled.push((token, outcome));
+            }
         }
         settled
     }
 
     /// `no_concurrent_connects`: takes the request's host, or fails with -4.
-    fn enter_gate(&mut self, request: &Request) -> Result<Option<GateTicket>, ResultCode> {
+    pub(super) fn enter_gate(
+        &mut self,
+        request: &Request,
+    ) -> Result<Option<GateTicket>, ResultCode> {
         let Some(gate) = self.gate.as_mut() else {
             return Ok(None);
         };
@@ -302,7 +300,7 @@ impl Calls {
         }
     }
 
-    fn leave_gate(&mut self, ticket: Option<GateTicket>, succeeded: bool) {
+    pub(super) fn leave_gate(&mut self, ticket: Option<GateTicket>, succeeded: bool) {
         if let (Some(gate), Some(ticket)) = (self.gate.as_mut(), ticket) {
             gate.leave(ticket, succeeded);
         }
@@ -310,7 +308,7 @@ impl Calls {
 
     /// Records a finished transfer: for the host, and in the service's cache (the answer of a
     /// GET that missed, the invalidations of a write).
-    fn settle(&mut self, slot: Option<CacheSlot>, outcome: Outcome) -> Outcome {
+    pub(super) fn settle(&mut self, slot: Option<CacheSlot>, outcome: Outcome) -> Outcome {
         self.observer.transfer_ended(&outcome);
         if let Some(slot) = slot
             && let Some(cache) = self.caches.get_mut(&slot.index)

@@ -1,10 +1,10 @@
 //! The host's named services and what every process shares about them: the credentials
-//! renewed at run time and the counters the host reports (calls, cache hits, cache flushes
-//! asked). Made once at startup, before the workers fork.
+//! renewed at run time, the counters the host reports (calls, cache hits, cache flushes
+//! asked) and the health of their upstreams. Made once at startup, before the workers fork.
 
 use super::credentials::{RenewableCredentials, RenewedServices};
 use super::service::Service;
-use crate::engine::shared::SharedCounters;
+use crate::engine::shared::{ServiceHealth, SharedCounters, UpstreamHealth};
 
 /// The counters each named service has, summed over every process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,7 @@ pub struct ServiceRegistry {
     services: Vec<Service>,
     credentials: RenewableCredentials,
     counters: SharedCounters,
+    health: UpstreamHealth,
 }
 
 impl ServiceRegistry {
@@ -33,6 +34,12 @@ impl ServiceRegistry {
         Ok(Self {
             credentials: RenewableCredentials::create(services.len())?,
             counters: SharedCounters::map(services.len() * ServiceCounter::PER_SERVICE)?,
+            health: UpstreamHealth::map(
+                &services
+                    .iter()
+                    .map(|s| 1 + s.upstreams.alternates.len())
+                    .collect::<Vec<_>>(),
+            )?,
             services,
         })
     }
@@ -59,6 +66,16 @@ impl ServiceRegistry {
     pub fn read(&self, index: usize, counter: ServiceCounter) -> u64 {
         self.counters
             .get(index * ServiceCounter::PER_SERVICE + counter as usize)
+    }
+
+    /// The health of every service's upstreams (for its clock).
+    pub fn health(&self) -> &UpstreamHealth {
+        &self.health
+    }
+
+    /// The health of service `index`'s upstreams.
+    pub fn service_health(&self, index: usize) -> Option<ServiceHealth<'static>> {
+        self.health.service(index)
     }
 
     /// How many credential updates service `index` has had.

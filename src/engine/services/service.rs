@@ -4,16 +4,21 @@
 //! Defined by a text of `key=value` items separated by `;` (write `\;` for a `;` inside a
 //! value): `name=crossbar; url=http://10.0.0.5:8000/v2/; header=Accept: application/json;
 //! auth=bearer:TOKEN; connect_timeout_ms=500; timeout_ms=2000; method=GET; cache_ttl=30;
-//! param=api_key=K; raw_body=1; cache=redis://127.0.0.1:6379/`.
+//! param=api_key=K; raw_body=1; cache=redis://127.0.0.1:6379/`. Further `url` items and the
+//! upstream items (`balance`, `eject_after`, ...) are read by [`UpstreamPolicy`].
 
 use std::time::Duration;
 
+use super::upstreams::UpstreamPolicy;
 use crate::engine::escape::{escape, unescape};
 use crate::engine::request::{Auth, Method, breaks_header_line, header_name, header_name_is};
 
 /// The items a definition may hold.
 const ITEM_NAMES: &str = "name, url, header, auth, connect_timeout_ms, timeout_ms, method, \
-                          param, raw_body, cache_ttl, cache_entries, cache_bytes, cache";
+                          param, raw_body, cache_ttl, cache_entries, cache_bytes, cache, \
+                          balance, failover_statuses, failover_all_methods, eject_after, \
+                          eject_ms, eject_max_ms, panic, max_in_flight, retry_budget, \
+                          retry_budget_min";
 
 /// Bounds of a service's per-process response cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +32,8 @@ pub struct CacheLimits {
 #[derive(Clone)]
 pub struct Service {
     pub name: String,
+    /// The first `url` item: the URL a call is made on (its cache key's), and its first
+    /// upstream.
     pub base_url: String,
     /// Header lines sent with every request, unless the script appends one of the same name.
     pub headers: Vec<String>,
@@ -44,6 +51,8 @@ pub struct Service {
     /// Where the cache is shared between processes and nodes: a URL of the host's key-value
     /// store (OpenSIPS cachedb: `local://`, `redis://host:port/`); `None` keeps it per process.
     pub shared_cache: Option<String>,
+    /// Its further base URLs and how calls use them all.
+    pub upstreams: UpstreamPolicy,
 }
 
 /// Splits `name://path` when `name` is not `http` or `https`.
@@ -152,8 +161,10 @@ impl Service {
             raw_body: false,
             cache: None,
             shared_cache: None,
+            upstreams: UpstreamPolicy::default(),
         };
         let mut cache_ttl = None;
+        let mut alternates = Vec::new();
         let mut limits = CacheLimits {
             ttl: Duration::ZERO,
             max_entries: 1000,
@@ -163,6 +174,10 @@ impl Service {
         // credential, the rest of the credential is an item of its own.
         for (position, key, value) in key_values(spec)? {
             let (key, value) = (key.as_str(), value.as_str());
+            if UpstreamPolicy::ITEMS.contains(&key) {
+                service.upstreams.set(key, value)?;
+                continue;
+            }
             match key {
                 "name" => service.name = value.to_string(),
                 "url" => {
@@ -171,7 +186,11 @@ impl Service {
                             "url must not contain CR, LF or other control characters".into()
                         );
                     }
-                    service.base_url = value.to_string();
+                    if service.base_url.is_empty() {
+                        service.base_url = value.to_string();
+                    } else {
+                        alternates.push(value.to_string());
+                    }
                 }
                 "header" => service.headers.push(header_line(value)?),
                 "auth" => service.auth = Some(auth(value)?),
@@ -227,6 +246,16 @@ impl Service {
                 service.name
             ));
         }
+        for url in alternates {
+            service
+                .upstreams
+                .add_alternate(&service.base_url, &url)
+                .map_err(|e| format!("service {}: {e}", service.name))?;
+        }
+        service
+            .upstreams
+            .check()
+            .map_err(|e| format!("service {}: {e}", service.name))?;
         if let Some(ttl) = cache_ttl.filter(|&ttl| ttl > 0) {
             limits.ttl = Duration::from_secs(ttl as u64);
             service.cache = Some(limits);
@@ -261,6 +290,12 @@ impl Service {
             }
         }
         Ok(renewed)
+    }
+
+    /// Its base URLs in the definition's order: the first, then the upstream alternates.
+    pub fn base_urls(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.base_url.as_str())
+            .chain(self.upstreams.alternates.iter().map(String::as_str))
     }
 
     /// The URL of `path` (the part after `name://`) on this service, with the service's query

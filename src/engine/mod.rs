@@ -13,6 +13,8 @@ mod cache_control;
 mod client;
 mod collector;
 mod connect_gate;
+mod connection_check;
+mod connection_raw;
 mod credentials;
 mod curl_raw;
 mod escape;

@@ -39,7 +39,7 @@ use std::sync::Once;
 use curl::easy::Easy2;
 use log::{error, info, warn};
 
-use super::connection_raw::{self, SocketEnds, SocketState};
+use super::connection_raw::{self, Address, SocketEnds};
 use super::settings::{ClientSettings, HttpVersion};
 
 /// Why a transfer was stopped by these checks.
@@ -205,10 +205,10 @@ impl ConnectionCheck {
     ) -> bool {
         let verdict = SOCKETS.with(|sockets| {
             let mut sockets = sockets.borrow_mut();
-            let Some(fd) = find(&mut sockets, (local, peer)) else {
+            let Some(fd) = sockets.find((local, peer)) else {
                 return Err(Refusal::UnknownSocket);
             };
-            let socket = sockets.get_mut(&fd).expect("found above");
+            let socket = sockets.by_fd.get_mut(&fd).expect("found above");
             let new_connection = socket.requests == 0;
             let held = match transport {
                 Transport::Tls(tls) if tls.http2 => 0,
@@ -269,62 +269,97 @@ pub(super) fn watch<H>(
 /// descriptor is gone.
 pub(super) fn socket_opened(fd: RawFd) {
     SOCKETS.with(|sockets| {
-        sockets.borrow_mut().insert(fd, Socket::default());
+        let mut sockets = sockets.borrow_mut();
+        sockets.forget(fd);
+        sockets.by_fd.insert(fd, Socket::default());
     });
 }
 
 /// A socket libcurl opened in this process.
 #[derive(Debug, Default)]
 struct Socket {
-    /// Its addresses, once seen connected.
+    /// Its local address, once bound (at its connect).
+    local: Option<SocketAddr>,
+    /// Its local and peer addresses, once seen connected.
     ends: Option<SocketEnds>,
     /// Requests sent on it so far.
     requests: u64,
 }
 
-thread_local! {
-    /// The sockets libcurl opened on this thread (the process's script thread), by
-    /// descriptor. An entry outlives its socket when libcurl closed it without telling (a
-    /// connect attempt that lost); it is dropped when the descriptor is seen to be no socket,
-    /// or replaced when libcurl opens a socket with the same descriptor.
-    static SOCKETS: RefCell<HashMap<RawFd, Socket>> = RefCell::new(HashMap::new());
+/// The sockets libcurl opened on one thread, by descriptor, and the connected ones by their
+/// addresses. An entry outlives its socket (libcurl does not tell when it closes one): it goes
+/// when libcurl opens a socket with the same descriptor, or when a look-up finds that the
+/// descriptor no longer has the entry's addresses. So the entries are at most as many as the
+/// descriptors the thread ever had open at once.
+#[derive(Debug, Default)]
+struct Sockets {
+    by_fd: HashMap<RawFd, Socket>,
+    by_ends: HashMap<SocketEnds, RawFd>,
 }
 
-/// The descriptor whose socket connects `ends`: an entry known by those addresses whose
-/// descriptor still has them (one look-up, the usual case), or else the first of the entries
-/// whose addresses were not known yet (a new socket) that has them.
-fn find(sockets: &mut HashMap<RawFd, Socket>, ends: SocketEnds) -> Option<RawFd> {
-    while let Some(fd) = sockets
-        .iter()
-        .find(|(_, socket)| socket.ends == Some(ends))
-        .map(|(&fd, _)| fd)
-    {
-        if matches!(connection_raw::socket_ends(fd), SocketState::Connected(now) if now == ends) {
-            return Some(fd);
+impl Sockets {
+    fn forget(&mut self, fd: RawFd) {
+        let ends = self.by_fd.remove(&fd).and_then(|socket| socket.ends);
+        if let Some(ends) = ends
+            && self.by_ends.get(&ends) == Some(&fd)
+        {
+            self.by_ends.remove(&ends);
         }
-        // That socket is gone, and the descriptor closed or given to another one.
-        sockets.remove(&fd);
     }
-    let unknown: Vec<RawFd> = sockets
-        .iter()
-        .filter(|(_, socket)| socket.ends.is_none())
-        .map(|(&fd, _)| fd)
-        .collect();
-    for fd in unknown {
-        match connection_raw::socket_ends(fd) {
-            SocketState::Connected(now) => {
-                sockets.get_mut(&fd).expect("listed above").ends = Some(now);
-                if now == ends {
-                    return Some(fd);
+
+    /// The descriptor whose socket connects `ends`: the one known by those addresses if it
+    /// still has them (the usual case: a kept-alive connection), or else one of the sockets
+    /// not seen connected yet (a new connection).
+    fn find(&mut self, ends: SocketEnds) -> Option<RawFd> {
+        if let Some(&fd) = self.by_ends.get(&ends) {
+            if connection_raw::local_address(fd) == Address::Known(ends.0)
+                && connection_raw::peer_address(fd) == Address::Known(ends.1)
+            {
+                return Some(fd);
+            }
+            // That socket is gone, and the descriptor closed or given to another one.
+            self.forget(fd);
+        }
+        let candidates: Vec<RawFd> = self
+            .by_fd
+            .iter()
+            .filter(|(_, socket)| {
+                socket.ends.is_none() && socket.local.is_none_or(|local| local == ends.0)
+            })
+            .map(|(&fd, _)| fd)
+            .collect();
+        for fd in candidates {
+            let socket = self.by_fd.get_mut(&fd).expect("listed above");
+            if socket.local.is_none() {
+                match connection_raw::local_address(fd) {
+                    Address::Known(local) if local.port() != 0 => socket.local = Some(local),
+                    Address::NoSocket => {
+                        self.forget(fd);
+                        continue;
+                    }
+                    _ => continue,
                 }
             }
-            SocketState::NotConnected => {}
-            SocketState::NoSocket => {
-                sockets.remove(&fd);
+            if socket.local != Some(ends.0) {
+                continue;
+            }
+            match connection_raw::peer_address(fd) {
+                Address::Known(peer) if peer == ends.1 => {
+                    socket.ends = Some(ends);
+                    self.by_ends.insert(ends, fd);
+                    return Some(fd);
+                }
+                Address::NoSocket => self.forget(fd),
+                _ => {}
             }
         }
+        None
     }
-    None
+}
+
+thread_local! {
+    /// The sockets libcurl opened on this thread (the process's script thread).
+    static SOCKETS: RefCell<Sockets> = RefCell::new(Sockets::default());
 }
 
 /// The message framing of one response, from its header lines: refuses what RFC 9112 §6.3

@@ -21,12 +21,13 @@ use super::tls::libcurl_uses_module_openssl;
 /// A connected socket's local and peer addresses.
 pub type SocketEnds = (SocketAddr, SocketAddr);
 
-/// What a descriptor is, as far as the connection check cares.
-pub enum SocketState {
-    Connected(SocketEnds),
-    /// A socket, not (or not yet) connected.
-    NotConnected,
-    /// Closed, or not a socket (any more).
+/// An address of the socket a descriptor names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Address {
+    Known(SocketAddr),
+    /// Not (yet) bound or connected, or not an IP socket.
+    Unknown,
+    /// The descriptor is closed, or not a socket (any more).
     NoSocket,
 }
 
@@ -218,23 +219,20 @@ pub fn peer_closed(fd: RawFd) -> bool {
     rc == 1 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
 }
 
-/// The addresses of socket `fd`, if it is a connected one.
-pub fn socket_ends(fd: RawFd) -> SocketState {
-    let ends = address_of(fd, libc::getsockname)
-        .and_then(|local| address_of(fd, libc::getpeername).map(|peer| (local, peer)));
-    match ends {
-        Ok(ends) => SocketState::Connected(ends),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EBADF | libc::ENOTSOCK)) => {
-            SocketState::NoSocket
-        }
-        Err(_) => SocketState::NotConnected,
-    }
+/// The local address of socket `fd`.
+pub fn local_address(fd: RawFd) -> Address {
+    address_of(fd, libc::getsockname)
+}
+
+/// The address of the peer socket `fd` is connected to.
+pub fn peer_address(fd: RawFd) -> Address {
+    address_of(fd, libc::getpeername)
 }
 
 type NameCall = unsafe extern "C" fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> c_int;
 
 /// getsockname or getpeername of `fd`, as an IP socket address.
-fn address_of(fd: RawFd, call: NameCall) -> io::Result<SocketAddr> {
+fn address_of(fd: RawFd, call: NameCall) -> Address {
     // SAFETY: an all-zero sockaddr_storage is a valid value of that plain C struct.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -242,25 +240,28 @@ fn address_of(fd: RawFd, call: NameCall) -> io::Result<SocketAddr> {
     // writes at most that much, and fails on a bad descriptor.
     let rc = unsafe { call(fd, (&raw mut storage).cast(), &mut len) };
     if rc != 0 {
-        return Err(io::Error::last_os_error());
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EBADF | libc::ENOTSOCK) => Address::NoSocket,
+            _ => Address::Unknown,
+        };
     }
     match c_int::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
             let sin = unsafe { &*(&raw const storage).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Ok(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
+            Address::Known(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
             let sin6 = unsafe { &*(&raw const storage).cast::<libc::sockaddr_in6>() };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Ok(SocketAddr::new(
+            Address::Known(SocketAddr::new(
                 IpAddr::V6(ip),
                 u16::from_be(sin6.sin6_port),
             ))
         }
-        // A Unix socket or such: not an IP connection libcurl could name.
-        _ => Err(io::Error::from_raw_os_error(libc::ENOTSOCK)),
+        // A Unix socket or such: no connection libcurl could name by IP addresses.
+        _ => Address::Unknown,
     }
 }

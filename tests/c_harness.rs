@@ -339,3 +339,27 @@ fn only_http_and_https_and_log_lines_safe_to_read() {
 fn statistics_add_up_over_processes() {
     assert_passes("test_statistics", Some("stats.cfg"), &[]);
 }
+
+/// Issue 22: a response nobody asked for, bytes past the end of an answer, and ambiguous
+/// framing never become another call's answer (blocking, async, HTTP and HTTPS).
+#[test]
+fn a_server_cannot_forge_an_answer() {
+    let log = passing_log("test_forged", Some("forged.cfg"), &[], &[]);
+    for message in [
+        "/echo: the kept-alive connection held 72 bytes nobody asked for before the request \
+         was sent: connection closed, sending the request on a new connection",
+        "/framing?cl=12&cl=10: the response has conflicting Content-Length values: refused, \
+         connection closed",
+        "/framing?te=chunked&cl=12: the response has both Transfer-Encoding and \
+         Content-Length: refused, connection closed",
+    ] {
+        assert!(log.contains(message), "{message}: {log}");
+    }
+}
+
+/// Issues 17 and 22: every kind of hostile answer ends in time with an error, blocking and
+/// async, the worker keeps answering and its memory stays flat over rounds.
+#[test]
+fn hostile_servers_end_in_time_with_an_error() {
+    assert_passes("test_hostile", Some("forged.cfg"), &[]);
+}

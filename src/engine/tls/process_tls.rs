@@ -271,15 +271,20 @@ pub(crate) struct ProcessTls {
     loader: Loader,
 }
 
+/// Whether libcurl's TLS library is the OpenSSL 3 this module links, so that the OpenSSL
+/// objects libcurl hands out (contexts, connections) are that library's.
+pub(crate) fn libcurl_uses_module_openssl() -> bool {
+    let libcurl_tls = curl::Version::get().ssl_version().unwrap_or("").to_string();
+    // libssl.so.3 is one library per process: a libcurl on OpenSSL 3 uses the one linked here.
+    libcurl_tls.starts_with("OpenSSL/3.") && openssl::version::number() >> 28 == 3
+}
+
 impl ProcessTls {
     pub(crate) fn new(settings: &ClientSettings) -> Result<Self, String> {
         let anonymous = CurlShare::new()?;
         let libcurl_tls = curl::Version::get().ssl_version().unwrap_or("").to_string();
-        // libssl.so.3 is one library per process: a libcurl on OpenSSL 3 uses the one linked here.
-        let same_openssl =
-            libcurl_tls.starts_with("OpenSSL/3.") && openssl::version::number() >> 28 == 3;
         let loader = match default_ca_locations() {
-            Ok((bundle, default_directory)) if same_openssl => Loader::Module {
+            Ok((bundle, default_directory)) if libcurl_uses_module_openssl() => Loader::Module {
                 trust: settings.verify_peer.then(|| {
                     Arc::new(Mutex::new(Parsed::new(TrustSource {
                         bundle,

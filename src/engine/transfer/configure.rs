@@ -6,6 +6,7 @@ use std::time::Duration;
 use curl::easy::{Easy2, List};
 
 use super::collector::Collector;
+use super::connection_check;
 use super::transcript::Recorder;
 use crate::engine::curl_raw::{allow_http_only, leave_slow_lookups_behind};
 use crate::engine::request::{Auth, Method, Request, header_name_is};
@@ -51,6 +52,7 @@ pub(crate) fn configure(
     }
     easy.reset();
     allow_http_only(easy)?;
+    connection_check::watch(easy, &easy.get_ref().connection, settings)?;
     easy.get_mut().start(settings.max_body_bytes);
     if request.trace {
         // Only traced transfers pay for the debug callback.

@@ -8,6 +8,8 @@
 
 mod collector;
 mod configure;
+mod connection_check;
+mod connection_raw;
 mod finish;
 mod outcome;
 mod response_head;

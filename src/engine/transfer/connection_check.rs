@@ -8,7 +8,7 @@
 //! (libcurl's pre-request callback, `CURLOPT_PREREQFUNCTION`, 7.80+), the connection is looked
 //! at: the bytes waiting in its socket and, for TLS, in OpenSSL's buffer. A kept-alive
 //! connection that holds any is refused (libcurl then closes it) and the transfer is tried
-//! once more on a new connection (`client::retry_on_new_connection`); a new connection that
+//! once more on a new connection (`finish::retry_on_new_connection`); a new connection that
 //! holds bytes before its request fails the call. A new TLS connection is not judged by its
 //! socket, where the server's session tickets may still wait, only by OpenSSL's buffer.
 //! HTTP/2 connections are not checked: their frames name the stream they belong to, and

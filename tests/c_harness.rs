@@ -118,6 +118,10 @@ fn startup_refuses_bad_parameters_with_a_clear_error() {
         ),
         ("startup_tls_without_tls_mgm.cfg", "load the tls_mgm module"),
         (
+            "startup_bad_trace_state.cfg",
+            "trace_state: 'OpenSIPS=rest' is not a key=value member",
+        ),
+        (
             "startup_cache_unbound.cfg",
             "service lcr: cannot bind the cachedb engine of redis://127.0.0.1:1/ (is its \
              module loaded before rest_client?)",
@@ -320,4 +324,11 @@ fn only_http_and_https_and_log_lines_safe_to_read() {
 #[test]
 fn statistics_add_up_over_processes() {
     assert_passes("test_statistics", Some("stats.cfg"), &[]);
+}
+
+/// Issue 21: W3C trace context to the backend, off by default.
+#[test]
+fn trace_context_to_the_backend() {
+    assert_passes("test_trace_context", Some("trace_context.cfg"), &["on"]);
+    assert_passes("test_trace_context", Some("blocking.cfg"), &["off"]);
 }

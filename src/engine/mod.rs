@@ -26,6 +26,7 @@ mod settings;
 mod shared_table;
 mod tls;
 mod tls_raw;
+mod trace_context;
 mod transcript;
 mod watcher;
 
@@ -43,6 +44,7 @@ pub use service::{Auth, CacheLimits, Service, service_reference};
 pub use service_cache::{Pending, ServiceCache, SharedStore};
 pub use settings::{ClientSettings, HttpVersion};
 pub use shared_table::SharedCounters;
+pub use trace_context::{CallTrace, TRACEPARENT, TRACESTATE, TraceParent, TracePropagation};
 pub use transcript::{MAX_TRACED_BODY, MAX_TRACED_HEADERS, TracedMessage, Transcript};
 
 /// Bytes trimmed from both ends of a body or Content-Type by the blocking functions.

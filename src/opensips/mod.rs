@@ -12,4 +12,5 @@ mod script;
 mod stats;
 mod target;
 mod trace_api;
+mod trace_context;
 mod tracing;

@@ -8,12 +8,12 @@ use std::mem::ManuallyDrop;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use log::{error, warn};
+use log::{error, info, warn};
 use parking_lot::Mutex;
 
 use crate::engine::{
     Client, ClientSettings, ConnectGate, HttpVersion, RenewableCredentials, RenewedServices,
-    Service, ServiceCache, SharedCounters, SharedStore, Token,
+    Service, ServiceCache, SharedCounters, SharedStore, Token, TracePropagation,
 };
 
 use super::abi::TlsMgm;
@@ -43,6 +43,12 @@ pub struct ModuleParams {
     pub connection_timeout_ms: i32,
     /// Cap on the response body bytes of a process's unfinished transfers (0 = none).
     pub max_inflight_body_bytes: i32,
+    /// 1: every request carries W3C trace context (`traceparent`, `tracestate`).
+    pub trace_context: i32,
+    /// Its sampled flag (1, the default, or 0).
+    pub trace_sampled: i32,
+    /// Its `tracestate` members, if any.
+    pub trace_state: Option<String>,
 }
 
 impl Default for ModuleParams {
@@ -64,6 +70,9 @@ impl Default for ModuleParams {
             curl_timeout_ms: 0,
             connection_timeout_ms: 0,
             max_inflight_body_bytes: 0,
+            trace_context: 0,
+            trace_sampled: 1,
+            trace_state: None,
         }
     }
 }
@@ -88,6 +97,8 @@ pub struct ModuleConfig {
     pub service_counters: SharedCounters,
     /// The cachedb engines of the services whose cache is shared (`cache=`), by service name.
     pub shared_caches: HashMap<String, Cachedb>,
+    /// Present when `trace_context` is on.
+    pub trace_context: Option<TracePropagation>,
 }
 
 /// The counters each named service has (for the MI command `rest_list_services`).
@@ -225,6 +236,12 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
             shared_caches.insert(service.name.clone(), cachedb);
         }
     }
+    let propagation =
+        TracePropagation::new(params.trace_sampled != 0, params.trace_state.as_deref())?;
+    let trace_context = (params.trace_context != 0).then_some(propagation);
+    if trace_context.is_some() {
+        info!("requests carry W3C trace context (traceparent)");
+    }
     curl::init();
     let credentials = RenewableCredentials::create(services.len())?;
     let service_counters = SharedCounters::map(services.len() * ServiceCounter::PER_SERVICE)?;
@@ -240,6 +257,7 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
             credentials,
             service_counters,
             shared_caches,
+            trace_context,
         })
         .map_err(|_| "mod_init called twice".to_string())
 }

@@ -18,7 +18,7 @@ use super::abi::{AsyncCaller, AsyncCtxRef, MessageId, ResumeFn, ScriptVar};
 use super::message::MessageScope;
 use super::module::{ModuleConfig, ServiceCounter, Worker, config, with_worker};
 use super::stats::{self, Stat};
-use super::tracing;
+use super::{trace_context, tracing};
 
 /// Longest header line `rest_append_hf` accepts (as the C module).
 const MAX_HEADER_LEN: usize = 1023;
@@ -172,6 +172,10 @@ fn prepare(
             pending: None,
             writes: !request.method.is_safe(),
         });
+    // After the cache key: the span id of each request must not make every lookup a miss.
+    if let Some(propagation) = config().and_then(|c| c.trace_context.as_ref()) {
+        trace_context::add(propagation, &mut request, args.msg);
+    }
     Ok((request, slot))
 }
 

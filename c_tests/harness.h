@@ -122,6 +122,8 @@ void h_set_message_method(int method_value);
  * message with another id. Resume routes run for tm's faked request, launch() report routes
  * for the core's dummy message. */
 void h_new_message(void);
+/* Runs `route` (with rc 0) as the core runs a timer route: for its dummy message. */
+void h_timer_route(h_resume_route route, void *arg);
 /* Calls whose resume route ran more than once (must stay 0). */
 int h_resumed_twice(void);
 
@@ -161,6 +163,14 @@ void h_trace_reset(void);
 /* The Call-ID of the message (parsed on demand through parse_headers_aux). */
 void h_set_call_id(const char *call_id);
 int h_call_id_parses(void);
+/* Adds a header to the message (parsed on demand with the Call-ID: parse_headers_aux with
+ * HDR_EOH_F lists them all); h_new_message drops them. */
+void h_add_header(const char *name, const char *value);
+
+/* ---- OpenSIPS 4.0's profiling handlers (profiling.h) ---- */
+/* Plays the opentelemetry module with this span active (hex ids, trace flags) behind a
+ * handler that has none; NULL: no handler. */
+void h_profiling_span(const char *trace_id, const char *span_id, int flags);
 
 /* ---- fake tls_mgm ---- */
 void h_tls_add_client_domain(const char *name, const char *cert, const char *pkey);

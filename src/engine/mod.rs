@@ -25,6 +25,7 @@ mod settings;
 mod shared;
 mod text;
 mod tls;
+mod trace_context;
 mod transfer;
 
 pub use calls::{Call, CallObserver, CallSpec, Calls, MethodChoice, Started};
@@ -39,4 +40,5 @@ pub use services::{RenewedServices, Service, ServiceCounter, ServiceRegistry, Sh
 pub use settings::{ClientSettings, HttpVersion};
 pub use shared::ConnectGate;
 pub use text::{loggable, trim_http_whitespace};
+pub use trace_context::{CallTrace, TRACEPARENT, TRACESTATE, TraceParent, TracePropagation};
 pub use transfer::{Outcome, ResponseHead, TracedMessage, Transcript};

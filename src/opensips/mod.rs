@@ -15,5 +15,6 @@ mod script;
 mod stats;
 mod target;
 mod trace_api;
+mod trace_context;
 mod tracing;
 mod worker;

@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use log::{error, warn};
+use log::{error, info, warn};
 use parking_lot::Mutex;
 
-use crate::engine::{ClientSettings, ConnectGate, HttpVersion, Service, ServiceRegistry};
+use crate::engine::{
+    ClientSettings, ConnectGate, HttpVersion, Service, ServiceRegistry, TracePropagation,
+};
 
 use super::abi::TlsMgm;
 use super::cachedb::Cachedb;
@@ -35,6 +37,12 @@ pub struct ModuleParams {
     pub connection_timeout_ms: i32,
     /// Cap on the response body bytes of a process's unfinished transfers (0 = none).
     pub max_inflight_body_bytes: i32,
+    /// 1: every request carries W3C trace context (`traceparent`, `tracestate`).
+    pub trace_context: i32,
+    /// Its sampled flag (1, the default, or 0).
+    pub trace_sampled: i32,
+    /// Its `tracestate` members, if any.
+    pub trace_state: Option<String>,
 }
 
 impl Default for ModuleParams {
@@ -56,6 +64,9 @@ impl Default for ModuleParams {
             curl_timeout_ms: 0,
             connection_timeout_ms: 0,
             max_inflight_body_bytes: 0,
+            trace_context: 0,
+            trace_sampled: 1,
+            trace_state: None,
         }
     }
 }
@@ -77,6 +88,8 @@ pub struct ModuleConfig {
     pub services: ServiceRegistry,
     /// The cachedb engines of the services whose cache is shared (`cache=`), by service name.
     pub shared_caches: HashMap<String, Cachedb>,
+    /// Present when `trace_context` is on.
+    pub trace_context: Option<TracePropagation>,
 }
 
 /// Services defined by `modparam("rest_client", "service", "...")` lines, until mod_init.
@@ -186,6 +199,12 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
             shared_caches.insert(service.name.clone(), cachedb);
         }
     }
+    let propagation =
+        TracePropagation::new(params.trace_sampled != 0, params.trace_state.as_deref())?;
+    let trace_context = (params.trace_context != 0).then_some(propagation);
+    if trace_context.is_some() {
+        info!("requests carry W3C trace context (traceparent)");
+    }
     curl::init();
     let services = ServiceRegistry::new(services)?;
     MODULE
@@ -198,6 +217,7 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
             connect_poll_interval: Duration::from_millis(connect_poll_interval),
             services,
             shared_caches,
+            trace_context,
         })
         .map_err(|_| "mod_init called twice".to_string())
 }

@@ -103,6 +103,15 @@ fn startup_accepts_good_parameters_and_clamps_like_the_c_module() {
         "{err2}"
     );
     assert!(!err.contains("WARNING"), "{err}");
+    let (out, err3, _) = startup("startup_transfer_over_inflight.cfg", &[]);
+    assert!(out.contains("mod_init=0"), "{out}");
+    assert!(
+        err3.contains(
+            "max_transfer_size (102400 KB) is larger than max_inflight_body_bytes (67108864 \
+             bytes): a response body larger than 67108864 bytes fails even alone"
+        ),
+        "{err3}"
+    );
 }
 
 #[test]
@@ -172,9 +181,24 @@ fn async_fail_fast_past_max_async_transfers() {
 
 #[test]
 fn response_bodies_in_flight_are_capped_per_process() {
-    let stderr = passing_log("test_inflight", Some("inflight.cfg"), &[], &[]);
+    let stderr = passing_log("test_inflight", Some("inflight.cfg"), &["explicit"], &[]);
     assert!(
         stderr.contains("would exceed max_inflight_body_bytes (100000 bytes), aborted"),
+        "{stderr}"
+    );
+}
+
+/// Issue 17, item 6: without the parameter, a process holds at most 64 MiB of bodies.
+#[test]
+fn response_bodies_in_flight_are_capped_by_default() {
+    let stderr = passing_log(
+        "test_inflight",
+        Some("inflight_default.cfg"),
+        &["default"],
+        &[],
+    );
+    assert!(
+        stderr.contains("would exceed max_inflight_body_bytes (67108864 bytes), aborted"),
         "{stderr}"
     );
 }

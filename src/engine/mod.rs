@@ -41,7 +41,7 @@ pub use response_head::ResponseHead;
 pub use result_code::ResultCode;
 pub use service::{Auth, CacheLimits, Service, service_reference};
 pub use service_cache::{Pending, ServiceCache, SharedStore};
-pub use settings::{ClientSettings, HttpVersion};
+pub use settings::{ClientSettings, DEFAULT_MAX_INFLIGHT_BODY_BYTES, HttpVersion};
 pub use shared_table::SharedCounters;
 pub use transcript::{MAX_TRACED_BODY, MAX_TRACED_HEADERS, TracedMessage, Transcript};
 

@@ -166,11 +166,15 @@ int h_call_id_parses(void);
 void h_tls_add_client_domain(const char *name, const char *cert, const char *pkey);
 int h_tls_released(void);
 
-/* ---- fake cachedb engine "local" (cachedb_bind_mod): one store in shared memory that every
- * worker forked after mod_init sees; a connection used in another process than the one that
- * opened it fails the test ---- */
+/* ---- fake cachedb engines "local", "couchbase" and "mongodb" (cachedb_bind_mod), each get
+ * with its module's return codes: one store in shared memory that every worker forked after
+ * mod_init sees; a connection used in another process than the one that opened it fails the
+ * test ---- */
 /* While down, every get and set fails (as with an unreachable redis). */
 void h_cachedb_outage(int down);
+/* Gets of the keys that contain `key_part` fail (as with one unreachable node of a cluster);
+ * NULL: none. */
+void h_cachedb_fail_gets(const char *key_part);
 /* "gets", "sets" (successful ones) or "answers" (live keys holding ":answer:"). */
 int h_cachedb_stat(const char *what);
 /* Package-memory blocks the core handed to the module (cachedb values) not yet freed, in this

@@ -218,8 +218,19 @@ fn every_method_response_headers_and_millisecond_limits() {
 #[test]
 fn a_shared_response_cache_across_processes() {
     let stderr = passing_log("test_shared_cache", Some("shared_cache.cfg"), &[], &[]);
-    let reports = stderr.matches("the shared cache failed").count();
+    let reports = stderr
+        .matches("service shared: the shared cache failed")
+        .count();
     assert_eq!(reports, 2, "one report per process in the outage: {stderr}");
+    // Issue 17, item 10: a couchbase error (-2) and a mongodb -2 are outages.
+    for report in [
+        "service cb: the shared cache failed to read (get returned -2)",
+        "service mongo: the shared cache failed to read (get returned -2)",
+        "service mongo: the cachedb engine of mongodb:// does not tell a missing key from a \
+         failed read",
+    ] {
+        assert!(stderr.contains(report), "{report}: {stderr}");
+    }
     assert!(
         stderr.contains("no service named 'nosuch' has a cache"),
         "{stderr}"

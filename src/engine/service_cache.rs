@@ -152,13 +152,21 @@ impl ServiceCache {
         let values = store
             .get(&epoch_key)
             .and_then(|epoch| Ok((epoch, store.get(&url_key)?)));
+        // A marker is 8 bytes (see `fresh_value`): another value (an engine that answers an
+        // empty "found" when short of memory) is no marker to trust, nor a missing one.
+        let values = values.and_then(|markers| match markers {
+            (Some(bad), _) | (_, Some(bad)) if bad.len() != 8 => {
+                Err(format!("a marker of {} bytes", bad.len()))
+            }
+            markers => Ok(markers),
+        });
         match values {
             Ok((epoch, url_value)) => {
                 let mut generation = Generation::NONE;
                 for (half, value) in generation.0.chunks_mut(8).zip([epoch, url_value]) {
-                    let value = value.unwrap_or_default();
-                    let n = value.len().min(8);
-                    half[..n].copy_from_slice(&value[..n]);
+                    if let Some(value) = value {
+                        half.copy_from_slice(&value);
+                    }
                 }
                 Some(generation)
             }
@@ -613,5 +621,28 @@ mod tests {
             .insert(answer_key, (b"garbage".to_vec(), 0));
         let mut c = cache(&store);
         assert_eq!(fetch(&mut c, "http://h/x", "", &answer("3", &[])), None);
+    }
+
+    /// Issue 17, item 10: a marker that is not one (cachedb_redis answers an empty "found"
+    /// when short of memory) is an outage, never "no write": that would serve the answer
+    /// stored before the write.
+    #[test]
+    fn a_marker_of_another_size_is_an_outage() {
+        let store = MemoryStore::default();
+        let (mut a, mut b) = (cache(&store), cache(&store));
+        assert_eq!(fetch(&mut a, "http://h/x", "", &answer("old", &[])), None);
+        b.written(
+            &Service::parse("name=Svc; url=http://h/").unwrap(),
+            "http://h/x",
+            &answer("", &[]),
+        );
+        let url_key = b.url_key("http://h/x");
+        store.values.borrow_mut().insert(url_key, (Vec::new(), 30));
+        let mut c = cache(&store);
+        assert_eq!(fetch(&mut c, "http://h/x", "", &answer("new", &[])), None);
+        assert_eq!(
+            fetch(&mut c, "http://h/x", "", &answer("newer", &[])),
+            Some(b"new".to_vec())
+        );
     }
 }

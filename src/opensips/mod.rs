@@ -3,6 +3,7 @@
 
 mod abi;
 mod cachedb;
+mod cachedb_engines;
 mod exports;
 mod log_bridge;
 mod message;

@@ -240,6 +240,14 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
         if let Some(url) = &service.shared_cache {
             let cachedb =
                 Cachedb::bind(url).map_err(|e| format!("service {}: {e}", service.name))?;
+            if !cachedb.knows_missing() {
+                warn!(
+                    "service {}: the cachedb engine of {url} does not tell a missing key from a \
+                     failed read: every key not found counts as an outage of the shared cache, \
+                     so answers are cached per process only",
+                    service.name
+                );
+            }
             shared_caches.insert(service.name.clone(), cachedb);
         }
     }

@@ -160,7 +160,7 @@ int is_script_func_used(const char *name, int param_no)
 /* Fake tls_mgm: client domains by name, counted releases. */
 struct tls_domain { str name; int flags; char pad[44]; str cert; str pkey; char rest[112]; };
 _Static_assert(sizeof(struct tls_domain) == 208, "tls_domain");
-#define MAX_DOMAINS 8
+#define MAX_DOMAINS 48
 static struct tls_domain domains[MAX_DOMAINS];
 static int domain_count, domains_released;
 

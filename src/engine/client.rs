@@ -16,7 +16,7 @@ use super::response_head::ResponseHead;
 use super::result_code::ResultCode;
 use super::service::Auth;
 use super::settings::{ClientSettings, HttpVersion};
-use super::tls::ProcessTls;
+use super::tls::{ConnectionTls, ProcessTls};
 use super::transcript::{Recorder, Transcript, socket_address};
 
 /// Bodies larger than this ask for `100-continue` when `expect_100` is on (the C module's
@@ -307,8 +307,11 @@ pub(super) fn retry_on_new_connection(
 /// of them.
 pub(super) fn scrub(easy: &mut Easy2<Collector>) {
     easy.reset();
-    // The client identity stays parsed in the process's cache only.
-    easy.get_mut().tls = Default::default();
+    // reset() leaves the handle in its share: it leaves it here, so that caches the process
+    // dropped meanwhile are freed.
+    if let Err(e) = ConnectionTls::release(easy) {
+        error!("cannot detach a transfer from its connection cache: {e}");
+    }
     // reset() leaves the header list with the handle: an empty one replaces it.
     if let Err(e) = easy.http_headers(List::new()) {
         error!("cannot clear a transfer's headers: {e}");

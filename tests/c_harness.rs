@@ -282,6 +282,20 @@ fn slow_dns_never_holds_the_worker_past_the_limit() {
     );
 }
 
+/// Issue 17.7: during a DNS brownout (30 s lookups), 1000 async calls leave a bounded number of
+/// lookup threads, and the refusals are logged at most once per 10 s.
+#[test]
+fn slow_dns_leaves_a_bounded_number_of_lookup_threads() {
+    let slow_dns = build_preload("slow_dns");
+    let log = async_limits(
+        "dnsthreads",
+        "async_dns.cfg",
+        &[("LD_PRELOAD", slow_dns.to_str().expect("utf-8 path"))],
+    );
+    let refusals = log.matches("name lookups of 30.slow-dns.test:").count();
+    assert_eq!(refusals, 1, "{log}");
+}
+
 /// Issue 9.2: with curl_timeout 0, async(..., seconds) still ends the call; startup says so.
 #[test]
 fn async_timeout_applies_without_curl_timeout() {

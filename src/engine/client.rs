@@ -1,15 +1,16 @@
 //! The per-process HTTP client: the connection caches (a libcurl share per client identity,
-//! see `tls.rs`) used by every transfer of the process, and one reusable easy handle for
-//! blocking transfers.
+//! see `tls.rs`) used by every transfer of the process, one reusable easy handle for
+//! blocking transfers, and the bound on slow name lookups (see `lookup_threads.rs`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use curl::easy::{Easy2, List};
 use log::{error, info};
 
 use super::collector::{Collector, InflightBodies, Overflow};
-use super::curl_raw::{allow_http_only, leave_slow_lookups_behind, request_sent};
+use super::curl_raw::{allow_http_only, leave_slow_lookups_behind, name_resolved, request_sent};
 use super::hub::{Hub, Token};
+use super::lookup_threads::LookupThreads;
 use super::redact_url;
 use super::request::{Method, Request, header_name_is};
 use super::response_head::ResponseHead;
@@ -75,6 +76,7 @@ pub struct Client {
     /// The process's async transfers.
     pub hub: Hub,
     tls: ProcessTls,
+    lookups: LookupThreads,
     settings: ClientSettings,
 }
 
@@ -86,6 +88,7 @@ impl Client {
             blocking: Easy2::new(Collector::new(std::rc::Rc::clone(&inflight))),
             hub: Hub::new(&settings, inflight)?,
             tls,
+            lookups: LookupThreads::new(),
             settings,
         })
     }
@@ -93,11 +96,19 @@ impl Client {
     /// Starts `request` as async transfer `token` without waiting for anything: see [`Hub`].
     /// `Some` when it is already over (e.g. connection refused at once, or bad options).
     pub fn start(&mut self, token: Token, request: &Request) -> Option<Outcome> {
+        if !self.lookups.admit(&request.url) {
+            return Some(Outcome::failed(ResultCode::ConnectTimeout));
+        }
+        let started = Instant::now();
         match self
             .hub
             .start(token, &mut self.tls, &self.settings, request)
         {
             Ok(()) => {
+                if self.hub.resolving(token) {
+                    let limit = connect_limit(&self.settings, request);
+                    self.lookups.unresolved(&request.url, started, limit);
+                }
                 let outcome = self.hub.take_finished(token);
                 self.hub.wake_for_finished();
                 outcome
@@ -108,6 +119,10 @@ impl Client {
 
     /// Runs `request` to completion, blocking the calling thread.
     pub fn perform(&mut self, request: &Request) -> Outcome {
+        if !self.lookups.admit(&request.url) {
+            return Outcome::failed(ResultCode::ConnectTimeout);
+        }
+        let started = Instant::now();
         if let Err(e) = configure(&mut self.blocking, &mut self.tls, &self.settings, request) {
             error!(
                 "cannot set up {} {}: {e}",
@@ -125,6 +140,11 @@ impl Client {
             &request.url,
         ) {
             result = self.blocking.perform();
+        }
+        if result.is_err() && !name_resolved(self.blocking.raw()) {
+            // Its lookup thread may be left behind (see `lookup_threads.rs`).
+            let limit = connect_limit(&self.settings, request);
+            self.lookups.unresolved(&request.url, started, limit);
         }
         let outcome = finish(&mut self.blocking, result, request.method, &request.url);
         scrub(&mut self.blocking);
@@ -179,14 +199,8 @@ pub(super) fn configure(
     easy.signal(false)?;
     easy.max_connects(settings.max_idle_connections)?;
     easy.url(&request.url)?;
-    let transfer_timeout = transfer_limit(settings, request);
-    let connect_timeout = request.connect_timeout.unwrap_or(settings.connect_timeout);
-    easy.connect_timeout(if transfer_timeout.is_zero() {
-        connect_timeout
-    } else {
-        connect_timeout.min(transfer_timeout)
-    })?;
-    easy.timeout(transfer_timeout)?;
+    easy.connect_timeout(connect_limit(settings, request))?;
+    easy.timeout(transfer_limit(settings, request))?;
     if let Some(version) = settings.http_version.to_curl() {
         easy.http_version(version)?;
     }
@@ -254,6 +268,18 @@ pub(super) fn configure(
 /// The time limit of `request`'s whole transfer; zero for none.
 pub(super) fn transfer_limit(settings: &ClientSettings, request: &Request) -> Duration {
     request.timeout.unwrap_or(settings.transfer_timeout)
+}
+
+/// The time limit of `request`'s connect phase (name lookup, TCP and TLS handshakes), within
+/// its transfer's; zero for libcurl's default.
+fn connect_limit(settings: &ClientSettings, request: &Request) -> Duration {
+    let transfer = transfer_limit(settings, request);
+    let connect = request.connect_timeout.unwrap_or(settings.connect_timeout);
+    if transfer.is_zero() {
+        connect
+    } else {
+        connect.min(transfer)
+    }
 }
 
 /// libcurl (7.88) reuses a kept-alive connection the server has already closed when the close

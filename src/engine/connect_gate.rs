@@ -148,7 +148,7 @@ fn is_running(holder: Holder) -> bool {
 }
 
 /// `host:port` of a URL, lowercase, with the scheme's default port when none is given.
-fn host_key(url: &str) -> String {
+pub(super) fn host_key(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);

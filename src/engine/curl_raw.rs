@@ -1,8 +1,8 @@
 //! The libcurl calls the `curl` crate does not wrap: a share handle holding one process's
 //! connection cache, DNS cache and TLS sessions (so that every transfer of the process,
 //! blocking or async, reuses the same kept-alive connections), `curl_easy_getinfo` on a
-//! handle that sits in a multi handle, the easy options newer than the crate, the protocols a
-//! transfer may use, and the CA options that take NULL.
+//! handle that sits in a multi handle (how far its transfer got), the easy options newer than
+//! the crate, the protocols a transfer may use, and the CA options that take NULL.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_long};
@@ -141,15 +141,26 @@ const CURLOPT_REDIR_PROTOCOLS_STR: curl_sys::CURLoption = curl_sys::CURLOPTTYPE_
 /// Whether the transfer of `easy` got as far as sending its request (connected, TLS included,
 /// on a new or a reused connection): CURLINFO_PRETRANSFER_TIME_T > 0.
 pub fn request_sent(easy: *mut curl_sys::CURL) -> bool {
+    reached(easy, CURLINFO_PRETRANSFER_TIME_T)
+}
+
+/// Whether the transfer of `easy` has its server's address (looked up, or from libcurl's DNS
+/// cache, or a reused connection): CURLINFO_NAMELOOKUP_TIME_T > 0.
+pub fn name_resolved(easy: *mut curl_sys::CURL) -> bool {
+    reached(easy, CURLINFO_NAMELOOKUP_TIME_T)
+}
+
+/// Whether the transfer of `easy` reached the step whose time `info` (a `*_TIME_T`) gives.
+fn reached(easy: *mut curl_sys::CURL, info: curl_sys::CURLINFO) -> bool {
     let mut micros: curl_sys::curl_off_t = 0;
-    // SAFETY: `easy` is a live easy handle (the caller holds it); the info takes a curl_off_t*.
-    let rc = unsafe {
-        curl_sys::curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &mut micros as *mut _)
-    };
+    // SAFETY: `easy` is a live easy handle (the caller holds it); the `*_TIME_T` infos take a
+    // curl_off_t*.
+    let rc = unsafe { curl_sys::curl_easy_getinfo(easy, info, &mut micros as *mut _) };
     rc == curl_sys::CURLE_OK && micros > 0
 }
 
-/// CURLINFO_OFF_T (0x600000) + 53 (libcurl 7.61+), not exported by curl-sys.
+/// CURLINFO_OFF_T (0x600000) + 51 and + 53 (libcurl 7.61+), not exported by curl-sys.
+const CURLINFO_NAMELOOKUP_TIME_T: curl_sys::CURLINFO = 0x600000 + 51;
 const CURLINFO_PRETRANSFER_TIME_T: curl_sys::CURLINFO = 0x600000 + 53;
 /// CURLINFO_STRING (0x100000) + 61 and + 62 (libcurl 7.84+): the built-in CA bundle and
 /// directory.

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 use super::client::{Outcome, configure, finish, retry_on_new_connection, scrub, transfer_limit};
 use super::collector::{Collector, InflightBodies};
-use super::curl_raw::request_sent;
+use super::curl_raw::{name_resolved, request_sent};
 use super::redact_url;
 use super::request::{Method, Request};
 use super::result_code::ResultCode;
@@ -154,6 +154,14 @@ impl Hub {
         self.running
             .get(&token)
             .is_some_and(|r| request_sent(r.handle.raw()))
+    }
+
+    /// Whether transfer `token` still waits for its server's address (its name lookup runs);
+    /// false once it ended.
+    pub(super) fn resolving(&self, token: Token) -> bool {
+        self.running
+            .get(&token)
+            .is_some_and(|r| !name_resolved(r.handle.raw()))
     }
 
     /// Waits up to `timeout` for work (for a host that drives one transfer in a loop).

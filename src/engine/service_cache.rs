@@ -29,6 +29,7 @@ use super::client::Outcome;
 use super::response_head::ResponseHead;
 use super::result_code::ResultCode;
 use super::service::{CacheLimits, Service};
+use super::throttled_log::ThrottledLog;
 
 /// Least time between two log lines about a failing shared store (per service and process).
 const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -46,30 +47,16 @@ pub trait SharedStore {
 
 /// Rate-limited reports of a failing store.
 #[derive(Default)]
-struct OutageLog {
-    last_report: Option<Instant>,
-    unreported: u64,
-}
+struct OutageLog(ThrottledLog);
 
 impl OutageLog {
     fn failed(&mut self, service: &str, action: &str, error: &str) {
-        if self
-            .last_report
-            .is_some_and(|at| at.elapsed() < OUTAGE_LOG_INTERVAL)
-        {
-            self.unreported += 1;
-            return;
+        if let Some(more) = self.0.happened(OUTAGE_LOG_INTERVAL, "failures") {
+            warn!(
+                "service {service}: the shared cache failed to {action} ({error}); calls go on \
+                 without it{more}"
+            );
         }
-        let more = match self.unreported {
-            0 => String::new(),
-            n => format!(" ({n} more failures since the last report)"),
-        };
-        warn!(
-            "service {service}: the shared cache failed to {action} ({error}); calls go on \
-             without it{more}"
-        );
-        self.last_report = Some(Instant::now());
-        self.unreported = 0;
     }
 }
 

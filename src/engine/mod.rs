@@ -24,7 +24,9 @@ mod services;
 mod settings;
 mod shared;
 mod text;
+mod throttled_log;
 mod tls;
+mod trace_context;
 mod transfer;
 
 pub use calls::{
@@ -40,7 +42,8 @@ pub use secrets::redact_url;
 pub use services::{
     Balance, RenewedServices, Service, ServiceCounter, ServiceRegistry, SharedStore,
 };
-pub use settings::{ClientSettings, HttpVersion};
+pub use settings::{ClientSettings, DEFAULT_MAX_INFLIGHT_BODY_BYTES, HttpVersion};
 pub use shared::{Availability, ConnectGate};
 pub use text::{loggable, trim_http_whitespace};
+pub use trace_context::{CallTrace, TRACEPARENT, TRACESTATE, TraceParent, TracePropagation};
 pub use transfer::{Outcome, ResponseHead, TracedMessage, Transcript};

@@ -72,6 +72,11 @@ Hostile answers (each ends, at the latest, when the client closes or after 120 s
                           (W=headers) or after 10 of its body bytes (W=body)
   /stats                  JSON {connections, requests, open_connections}
   /stats/reset            zero connections and requests, answer like /stats
+  /stats/fail?status=N[&retry_after=V]
+                          from now on answer every request but /stats* with status N (body
+                          "failing", header "Retry-After: V" if given), as an overloaded or
+                          broken backend does; answers like /stats
+  /stats/recover          answer requests as usual again; answers like /stats
   anything else           404 "not found"
 Requests to /stats* are not counted as requests.  HEAD responses and 1xx/204/304
 statuses carry no body.
@@ -93,6 +98,7 @@ from urllib.parse import parse_qs, urlsplit
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz"
 LOCK = threading.Lock()
 STATS = {"connections": 0, "requests": 0, "open_connections": 0}
+FAILING = {}  # /stats/fail: the status (and Retry-After) every request gets, until /stats/recover
 CONNECTION_IDS = itertools.count(1)
 SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nSMUGGLED"
 # The start of a TLS 1.2 ServerHello record: what a TLS server answers to a ClientHello.
@@ -363,6 +369,11 @@ class Connection:
 
     def dispatch(self, req):
         path = req.path
+        with LOCK:
+            failing = dict(FAILING)
+        if failing and not path.startswith("/stats"):
+            retry_after = [("Retry-After", failing["retry_after"])] if "retry_after" in failing else []
+            return self.respond(req, failing["status"], b"failing", retry_after)
         for special in (self.forged, self.hostile):
             kept = special(req)
             if kept is not None:
@@ -430,6 +441,14 @@ class Connection:
         if path == "/stats/reset":
             with LOCK:
                 STATS["connections"] = STATS["requests"] = 0
+            return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
+        if path in ("/stats/fail", "/stats/recover"):
+            with LOCK:
+                FAILING.clear()
+                if path == "/stats/fail":
+                    FAILING["status"] = req.int_arg("status", 503)
+                    if "retry_after" in req.query:
+                        FAILING["retry_after"] = req.arg("retry_after")
             return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
         return self.respond(req, 404, b"not found")
 

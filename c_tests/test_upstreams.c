@@ -20,7 +20,7 @@
  * then recovers; broken: always 503. */
 static int good, spare, flaky, broken;
 /* Closed ports (refused; one recovers) and a blackhole. */
-static int refused[6], blackhole;
+static int refused[7], blackhole;
 static hvar body, code;
 
 static int get(const char *u)
@@ -102,6 +102,8 @@ static void define_services(void)
 	CHECK_INT(h_service("name=limit2; url=http://127.0.0.1:%d/; max_in_flight=2", good), 0);
 	CHECK_INT(h_service("name=shared; url=http://127.0.0.1:%d/; url=http://127.0.0.1:%d/; "
 			    "eject_after=2; eject_ms=60000", refused[5], good), 0);
+	CHECK_INT(h_service("name=probe1; url=http://127.0.0.1:%d/; url=http://127.0.0.1:%d/; "
+			    "eject_after=1; eject_ms=300", refused[6], good), 0);
 	CHECK_INT(h_service("name=fo_async; url=http://127.0.0.1:%d/; url=http://127.0.0.1:%d/; "
 			    "connect_timeout_ms=200; eject_after=0", blackhole, good), 0);
 	/* Refused at startup, with the item named. */
@@ -116,7 +118,7 @@ static void define_services(void)
  * ejection time one call probes it and restores it. */
 static void test_refused_then_recovered(void)
 {
-	long failovers = h_stat("failovers");
+	long failovers = h_stat("failovers"), restorations = h_stat("restorations");
 	int good_before = served(good);
 	/* Nothing was sent to the refusing URL: a POST fails over too. */
 	CHECK_INT(post("fo://echo"), 1);
@@ -145,7 +147,7 @@ static void test_refused_then_recovered(void)
 	CHECK(listed_as("fo", refused[0], "healthy"));
 	CHECK_INT(get("fo://echo"), 1);
 	CHECK_INT(served(refused[0]), 2);
-	CHECK_INT(h_stat("restorations"), 1);
+	CHECK_INT(h_stat("restorations"), restorations + 1);
 }
 
 /* A blackholed URL costs its connect timeout once; ejected, it costs nothing. */
@@ -281,12 +283,35 @@ static int ejecting_worker(int rank, void *arg)
 	return 0;
 }
 
+static int ejecting_worker_of_probe1(int rank, void *arg)
+{
+	(void)rank, (void)arg;
+	CHECK_INT(get("probe1://echo"), 1);
+	return 0;
+}
+
 static int later_worker(int rank, void *arg)
 {
 	(void)rank, (void)arg;
 	long failovers = h_stat("failovers");
 	CHECK_INT(get("shared://echo"), 1);
 	CHECK_INT(h_stat("failovers"), failovers);
+	return 0;
+}
+
+/* One call of the node probes a URL whose ejection is over; the others go elsewhere. */
+static int probing_worker(int rank, void *arg)
+{
+	(void)rank, (void)arg;
+	CHECK_INT(get("probe1://delay?ms=600"), 1);
+	return 0;
+}
+
+static int during_probe_worker(int rank, void *arg)
+{
+	(void)rank, (void)arg;
+	usleep(200 * 1000);
+	CHECK_INT(get("probe1://echo"), 1);
 	return 0;
 }
 
@@ -304,6 +329,22 @@ static void test_across_processes(void)
 	h_fork_worker(3, later_worker, NULL);
 	CHECK_INT(h_wait_workers(), 0);
 	CHECK(listed_as("shared", refused[5], "ejected"));
+
+	h_fork_worker(2, ejecting_worker_of_probe1, NULL);
+	CHECK_INT(h_wait_workers(), 0);
+	char port[16];
+	snprintf(port, sizeof port, "%d", refused[6]);
+	CHECK_INT(h_start_server((const char *const[]){ "--port", port, NULL }), refused[6]);
+	usleep(350 * 1000);
+	int good_before = served(good);
+	h_fork_worker(2, probing_worker, NULL);
+	h_fork_worker(3, during_probe_worker, NULL);
+	usleep(300 * 1000);
+	CHECK(listed_as("probe1", refused[6], "probing"));
+	CHECK_INT(h_wait_workers(), 0);
+	CHECK_INT(served(refused[6]), 1);
+	CHECK_INT(served(good), good_before + 1);
+	CHECK(listed_as("probe1", refused[6], "healthy"));
 }
 
 /* Async: the slots of max_in_flight, and a failover from a blackhole inside the reactor. */
@@ -347,7 +388,7 @@ int main(int argc, char **argv)
 	int *servers[] = { &good, &spare, &flaky, &broken };
 	for (size_t i = 0; i < sizeof servers / sizeof servers[0]; i++)
 		*servers[i] = h_start_server(NULL);
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		refused[i] = h_closed_port();
 	blackhole = h_full_backlog_port();
 	h_load(argv[1]);

@@ -51,6 +51,14 @@ static void server_fails(int port, int status, const char *retry_after)
 	free(h_http_get(port, path));
 }
 
+/* A server starts on a port that refused connections until now. */
+static void recover(int port)
+{
+	char text[16];
+	snprintf(text, sizeof text, "%d", port);
+	CHECK_INT(h_start_server((const char *const[]){ "--port", text, NULL }), port);
+}
+
 static int ms_since(long long start_us) { return (int)((h_now_us() - start_us) / 1000); }
 
 /* The E_REST_UPSTREAM lines for `service`'s URL on `port` in state `state`. */
@@ -135,9 +143,7 @@ static void test_refused_then_recovered(void)
 	CHECK_INT(get("fo://echo"), 1);
 	CHECK_INT(h_stat("failovers"), failovers + 2);
 	/* It recovers; after the ejection, one call probes it and restores it. */
-	char port[16];
-	snprintf(port, sizeof port, "%d", refused[0]);
-	CHECK_INT(h_start_server((const char *const[]){ "--port", port, NULL }), refused[0]);
+	recover(refused[0]);
 	usleep(450 * 1000);
 	CHECK(listed_as("fo", refused[0], "probe_due"));
 	CHECK_INT(get("fo://echo"), 1);
@@ -256,89 +262,61 @@ static void test_retry_budget(void)
 	CHECK_INT(h_stat("retries_refused"), refused_before + 1);
 }
 
-/* max_in_flight over the node: a call of another process holds the only slot. */
-static int holder_worker(int rank, void *arg)
-{
-	(void)rank, (void)arg;
-	CHECK_INT(get("limit://delay?ms=900"), 1);
-	return 0;
-}
+/* What a forked worker does: after `wait_ms`, `times` calls of `url`, each returning
+ * `want_rc` (within `max_ms` if not 0; without failing over if `no_failover`). */
+struct worker_calls {
+	int wait_ms;
+	const char *url;
+	int times, want_rc, max_ms, no_failover;
+};
 
-static int shed_worker(int rank, void *arg)
+static int calling_worker(int rank, void *arg)
 {
-	(void)rank, (void)arg;
-	usleep(300 * 1000);
-	long long start = h_now_us();
-	CHECK_INT(get("limit://echo"), -7);
-	CHECK(ms_since(start) < 50);
-	return 0;
-}
-
-/* Ejection seen by every process: a URL ejected by one worker is skipped by the next. */
-static int ejecting_worker(int rank, void *arg)
-{
-	(void)rank, (void)arg;
-	CHECK_INT(get("shared://echo"), 1);
-	CHECK_INT(get("shared://echo"), 1);
-	return 0;
-}
-
-static int ejecting_worker_of_probe1(int rank, void *arg)
-{
-	(void)rank, (void)arg;
-	CHECK_INT(get("probe1://echo"), 1);
-	return 0;
-}
-
-static int later_worker(int rank, void *arg)
-{
-	(void)rank, (void)arg;
-	long failovers = h_stat("failovers");
-	CHECK_INT(get("shared://echo"), 1);
-	CHECK_INT(h_stat("failovers"), failovers);
-	return 0;
-}
-
-/* One call of the node probes a URL whose ejection is over; the others go elsewhere. */
-static int probing_worker(int rank, void *arg)
-{
-	(void)rank, (void)arg;
-	CHECK_INT(get("probe1://delay?ms=600"), 1);
-	return 0;
-}
-
-static int during_probe_worker(int rank, void *arg)
-{
-	(void)rank, (void)arg;
-	usleep(200 * 1000);
-	CHECK_INT(get("probe1://echo"), 1);
+	const struct worker_calls *w = arg;
+	(void)rank;
+	usleep((useconds_t)w->wait_ms * 1000);
+	for (int i = 0; i < w->times; i++) {
+		long failovers = h_stat("failovers");
+		long long start = h_now_us();
+		CHECK_INT(get(w->url), w->want_rc);
+		CHECK(!w->max_ms || ms_since(start) < w->max_ms);
+		CHECK(!w->no_failover || h_stat("failovers") == failovers);
+	}
 	return 0;
 }
 
 static void test_across_processes(void)
 {
+	/* max_in_flight over the node: a call of another process holds the only slot. */
 	long shed = h_stat("shed");
-	h_fork_worker(2, holder_worker, NULL);
-	h_fork_worker(3, shed_worker, NULL);
+	struct worker_calls holder = { 0, "limit://delay?ms=900", 1, 1, 0, 0 },
+			    shed_one = { 300, "limit://echo", 1, -7, 50, 0 };
+	h_fork_worker(2, calling_worker, &holder);
+	h_fork_worker(3, calling_worker, &shed_one);
 	CHECK_INT(h_wait_workers(), 0);
 	CHECK_INT(h_stat("shed"), shed + 1);
 
-	h_fork_worker(2, ejecting_worker, NULL);
+	/* Ejection seen by every process: a URL ejected by one worker is skipped by the next. */
+	struct worker_calls ejecting = { 0, "shared://echo", 2, 1, 0, 0 },
+			    later = { 0, "shared://echo", 1, 1, 0, 1 };
+	h_fork_worker(2, calling_worker, &ejecting);
 	CHECK_INT(h_wait_workers(), 0);
 	CHECK_INT(events_of("shared", refused[5], "ejected"), 1);
-	h_fork_worker(3, later_worker, NULL);
+	h_fork_worker(3, calling_worker, &later);
 	CHECK_INT(h_wait_workers(), 0);
 	CHECK(listed_as("shared", refused[5], "ejected"));
 
-	h_fork_worker(2, ejecting_worker_of_probe1, NULL);
+	/* One call of the node probes a URL whose ejection is over; the others go elsewhere. */
+	struct worker_calls ejecting_probe1 = { 0, "probe1://echo", 1, 1, 0, 0 },
+			    probing = { 0, "probe1://delay?ms=600", 1, 1, 0, 0 },
+			    during_probe = { 200, "probe1://echo", 1, 1, 0, 0 };
+	h_fork_worker(2, calling_worker, &ejecting_probe1);
 	CHECK_INT(h_wait_workers(), 0);
-	char port[16];
-	snprintf(port, sizeof port, "%d", refused[6]);
-	CHECK_INT(h_start_server((const char *const[]){ "--port", port, NULL }), refused[6]);
+	recover(refused[6]);
 	usleep(350 * 1000);
 	int good_before = served(good);
-	h_fork_worker(2, probing_worker, NULL);
-	h_fork_worker(3, during_probe_worker, NULL);
+	h_fork_worker(2, calling_worker, &probing);
+	h_fork_worker(3, calling_worker, &during_probe);
 	usleep(300 * 1000);
 	CHECK(listed_as("probe1", refused[6], "probing"));
 	CHECK_INT(h_wait_workers(), 0);

@@ -70,8 +70,10 @@ Hostile answers (each ends, at the latest, when the client closes or after 120 s
   /reset?after=W          a TCP reset (SO_LINGER 0, close) after reading the request
                           (W=request, the default), after the head of a 100000-byte answer
                           (W=headers) or after 10 of its body bytes (W=body)
-  /stats                  JSON {connections, requests, open_connections}
-  /stats/reset            zero connections and requests, answer like /stats
+  /stats                  JSON {connections, requests, open_connections, answering,
+                          most_answering} (answering: requests being answered now;
+                          most_answering: the most at once since the start or the reset)
+  /stats/reset            zero connections, requests and most_answering, answer like /stats
   /stats/fail?status=N[&retry_after=V]
                           from now on answer every request but /stats* with status N (body
                           "failing", header "Retry-After: V" if given), as an overloaded or
@@ -97,7 +99,7 @@ from urllib.parse import parse_qs, urlsplit
 
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz"
 LOCK = threading.Lock()
-STATS = {"connections": 0, "requests": 0, "open_connections": 0}
+STATS = {"connections": 0, "requests": 0, "open_connections": 0, "answering": 0, "most_answering": 0}
 FAILING = {}  # /stats/fail: the status (and Retry-After) every request gets, until /stats/recover
 CONNECTION_IDS = itertools.count(1)
 SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nSMUGGLED"
@@ -358,10 +360,17 @@ class Connection:
                 # a keep-alive timeout races with a client reusing the connection.
                 return False
             self.requests += 1
-            if not req.path.startswith("/stats"):
+            if req.path.startswith("/stats"):
+                return self.dispatch(req)
+            with LOCK:
+                STATS["requests"] += 1
+                STATS["answering"] += 1
+                STATS["most_answering"] = max(STATS["most_answering"], STATS["answering"])
+            try:
+                return self.dispatch(req)
+            finally:
                 with LOCK:
-                    STATS["requests"] += 1
-            return self.dispatch(req)
+                    STATS["answering"] -= 1
         except BadRequest:
             self.sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
                               b"Content-Length: 11\r\nConnection: close\r\n\r\nbad request")
@@ -441,6 +450,7 @@ class Connection:
         if path == "/stats/reset":
             with LOCK:
                 STATS["connections"] = STATS["requests"] = 0
+                STATS["most_answering"] = STATS["answering"]
             return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
         if path in ("/stats/fail", "/stats/recover"):
             with LOCK:

@@ -200,11 +200,14 @@ macro_rules! cmd_entry {
     };
 }
 
-/// As `cmd_entry`, for an acmd `int f(struct sip_msg *, async_ctx *ctx, void *p1, ..., p8)`;
-/// `ctx` is live for the call.
+/// As `cmd_entry`, for an acmd `int f(struct sip_msg *, async_ctx *ctx, void *p1, ..., p8)`
+/// that starts an async transfer of the given shape (`start_async_call`); `ctx` is live for the
+/// call.
 macro_rules! acmd_entry {
-    ($name:ident, $what:literal, |$msg:ident, $ctx:ident, $p:ident| $body:expr) => {
-        entry_point!($name, $what, INTERNAL_ERROR, [$ctx: *mut AsyncCtx], |$msg, $p| $body);
+    ($name:ident, $what:literal, $shape:expr) => {
+        entry_point!($name, $what, INTERNAL_ERROR, [ctx: *mut AsyncCtx], |msg, p| {
+            start_async_call($name, $shape, msg, ctx, p)
+        });
     };
 }
 
@@ -450,11 +453,12 @@ function_tables! {
 // ---------------------------------------------------------------------------------------------
 // Async script functions: `async(rest_get(...), resume_route[, seconds])` and `launch(...)`.
 
-/// Starts an async call and reports it to the core through `async_status` (docs §5.3): a
-/// running call is launched with ASYNC_NO_FD, and the module asks the core to resume it when
-/// its transfer ends (the reactor watches one descriptor for all of the process's transfers,
-/// see `transfers_ready`).
+/// Starts an async call of acmd `entry` and reports it to the core through `async_status`
+/// (docs §5.3): a running call is launched with ASYNC_NO_FD, and the module asks the core to
+/// resume it when its transfer ends (the reactor watches one descriptor for all of the
+/// process's transfers, see `transfers_ready`).
 fn start_async_call(
+    entry: AcmdFunction,
     shape: Shape,
     msg: *mut c_void,
     ctx: *mut AsyncCtx,
@@ -468,7 +472,7 @@ fn start_async_call(
     let args = unsafe { call_args(shape, msg, p) };
     let host = AsyncHost {
         ctx,
-        caller: async_caller(),
+        caller: async_caller(entry, p[0]),
         is_ack: is_ack(msg),
         register: |fd| register_reactor_fd(fd, transfers_ready),
         resume: resume_async_call,
@@ -527,29 +531,12 @@ unsafe extern "C" fn resume_async_call(_fd: c_int, msg: *mut c_void, param: *mut
     )
 }
 
-acmd_entry!(a_rest_get, "async rest_get", |m, c, p| start_async_call(
-    Shape::Get,
-    m,
-    c,
-    p
-));
-acmd_entry!(a_rest_post, "async rest_post", |m, c, p| start_async_call(
-    POST, m, c, p
-));
-acmd_entry!(a_rest_put, "async rest_put", |m, c, p| start_async_call(
-    PUT, m, c, p
-));
-acmd_entry!(
-    a_rest_patch,
-    "async rest_patch",
-    |m, c, p| start_async_call(PATCH, m, c, p)
-);
-acmd_entry!(a_rest_delete, "async rest_delete", |m, c, p| {
-    start_async_call(DELETE, m, c, p)
-});
-acmd_entry!(a_rest_request, "async rest_request", |m, c, p| {
-    start_async_call(Shape::Request, m, c, p)
-});
+acmd_entry!(a_rest_get, "async rest_get", Shape::Get);
+acmd_entry!(a_rest_post, "async rest_post", POST);
+acmd_entry!(a_rest_put, "async rest_put", PUT);
+acmd_entry!(a_rest_patch, "async rest_patch", PATCH);
+acmd_entry!(a_rest_delete, "async rest_delete", DELETE);
+acmd_entry!(a_rest_request, "async rest_request", Shape::Request);
 
 const fn acmd(name: &'static std::ffi::CStr, f: AcmdFunction, params: [CmdParam; 9]) -> AcmdExport {
     AcmdExport {

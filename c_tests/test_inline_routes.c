@@ -1,0 +1,108 @@
+/*
+ * Routes that run before the start of their call returns: tm's resume route of an async() call
+ * that does not suspend (a cache hit answered with ASYNC_SYNC, tm failing before it runs the
+ * function), and the calls those routes make. Each call is resumed by whoever started it, never
+ * through the other's resume function (issue 17, item 1).
+ * usage: test_inline_routes module.so async.cfg
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static int port;
+
+static const char *url(const char *path)
+{
+	return h_url("http", port, path);
+}
+
+/* What a resume route that runs inline starts: a launch() job, then (optionally) an async()
+ * call, each with its own record. */
+struct inline_route {
+	struct h_call own;   /* the route's own run */
+	struct h_call job;   /* launch(rest_post(...)), answered after 50 ms: it suspends */
+	struct h_call next;  /* async(rest_get(...)) */
+	int start_async;
+	int launched, started;
+};
+
+static void audit_route(int rc, void *arg)
+{
+	struct inline_route *r = arg;
+	h_record_route(rc, &r->own);
+	h_call_reset(&r->job);
+	r->launched = h_launch_call("rest_post", h_record_route, &r->job, 4,
+				    (h_arg[]){ A_STR(url("/delay?ms=50")), A_STR("audit"), A_NONE,
+					       A_VAR(&r->job.body) });
+	if (r->start_async) {
+		h_call_reset(&r->next);
+		r->started = H_ASYNC("rest_get", 0, h_record_route, &r->next,
+				     A_STR(url("/delay?ms=50")), A_VAR(&r->next.body));
+	}
+}
+
+/* The route's job and call ran once each, through their own resumers (a launch() job taken
+ * for tm's would be resumed through async_script_resume_f: the harness fails the test). */
+static void check_route(const struct inline_route *r, int own_rc)
+{
+	CHECK_INT(r->own.runs, 1);
+	CHECK_INT(r->own.rc, own_rc);
+	CHECK_INT(r->launched, 0);
+	CHECK_INT(r->job.runs, 1);
+	CHECK_INT(r->job.rc, 1);
+	CHECK_STR(&r->job.body, "delayed");
+	if (r->start_async) {
+		CHECK_INT(r->started, 0);
+		CHECK_INT(r->next.runs, 1);
+		CHECK_INT(r->next.rc, 1);
+		CHECK_STR(&r->next.body, "delayed");
+	}
+}
+
+/* The issue's script: async(rest_get("cached://...")) answered from the cache, whose resume
+ * route (run by tm before it returns) launches rest_post. */
+static void test_launch_in_the_route_of_a_cache_hit(void)
+{
+	hvar body = { 0 };
+	CHECK_INT(H_CALL("rest_get", A_STR("cached://echo?x=1"), A_VAR(&body)), 1);
+	for (int start_async = 0; start_async <= 1; start_async++) {
+		struct inline_route r = { .start_async = start_async };
+		h_call_reset(&r.own);
+		CHECK_INT(H_ASYNC("rest_get", 0, audit_route, &r, A_STR("cached://echo?x=1"),
+				  A_VAR(&r.own.body)), 1);
+		CHECK_INT(h_reactor_run(3000), 0);
+		check_route(&r, 1);
+		CHECK(r.own.body.is_set && !strcmp(r.own.body.s, body.s));
+		hvar_reset(&r.own.body);
+	}
+	hvar_reset(&body);
+}
+
+/* tm runs the resume route with -1 without calling the function (t_newtran failed): a
+ * launch() of the same function in that route is still the core's. */
+static void test_launch_in_the_route_of_a_start_tm_failed(void)
+{
+	struct inline_route r = { .start_async = 1 };
+	h_call_reset(&r.own);
+	h_fail_async_starts(1);
+	CHECK_INT(H_ASYNC("rest_post", 0, audit_route, &r, A_STR(url("/echo")), A_STR("x"), A_NONE,
+			  A_VAR(&r.own.body)), 1);
+	CHECK_INT(h_reactor_run(3000), 0);
+	check_route(&r, -1);
+	CHECK(!r.own.body.is_set);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3)
+		return 2;
+	port = h_start_worker_with_server(argv[1], argv[2], (const char *const[]){
+		"name=cached; url=http://127.0.0.1:%d/; cache_ttl=60", NULL });
+	test_launch_in_the_route_of_a_cache_hit();
+	test_launch_in_the_route_of_a_start_tm_failed();
+	CHECK_INT(h_resumed_twice(), 0);
+	return h_finish();
+}

@@ -1392,7 +1392,7 @@ void h_new_message(void)
 	memcpy(fake_msg, &id, sizeof id);
 }
 
-int h_transform(const char *cls, const char *spec, const char *input, char **out)
+int h_transform_value(const char *cls, const char *spec, pv_value_t *val)
 {
 	const trans_export_t *t = mod->trans;
 	while (t->name.s && strcasecmp(t->name.s, cls))
@@ -1411,6 +1411,11 @@ int h_transform(const char *cls, const char *spec, const char *input, char **out
 	free(text);
 	if (rc != 0)
 		return H_PARSE_ERROR;
+	return t->eval_func(fake_msg, NULL, tr.subtype, val);
+}
+
+int h_transform(const char *cls, const char *spec, const char *input, char **out)
+{
 	pv_value_t val;
 	memset(&val, 0, sizeof val);
 	char *copy = NULL;
@@ -1425,9 +1430,9 @@ int h_transform(const char *cls, const char *spec, const char *input, char **out
 	} else {
 		val.flags = PV_VAL_NULL;
 	}
-	rc = t->eval_func(fake_msg, NULL, tr.subtype, &val);
+	int rc = h_transform_value(cls, spec, &val);
 	*out = NULL;
-	if (val.flags & PV_VAL_STR) {
+	if (rc != H_PARSE_ERROR && (val.flags & PV_VAL_STR)) {
 		*out = malloc((size_t)val.rs.len + 1);
 		memcpy(*out, val.rs.s, (size_t)val.rs.len);
 		(*out)[val.rs.len] = 0;

@@ -138,6 +138,10 @@ int h_resumed_twice(void);
 /* Runs `{class.spec}` on `input` (NULL = a NULL value); returns the eval result, the output
  * (NUL-terminated copy, or NULL for a NULL value) in *out. Parse failure: H_PARSE_ERROR. */
 int h_transform(const char *cls, const char *spec, const char *input, char **out);
+/* Runs `{class.spec}` on *val in place, as the core does for each transformation of a chain:
+ * the value then points wherever the module left its output, uncopied (the core reads it after
+ * further evaluations). Returns the eval result; parse failure: H_PARSE_ERROR. */
+int h_transform_value(const char *cls, const char *spec, pv_value_t *val);
 
 /* ---- tracer module and proto_hep (trace_api.h) ---- */
 /* One message the tracer would send (what sip_context_trace got, and the parts added). */

@@ -583,8 +583,38 @@ unsafe extern "C" fn tr_rest_parse(input: *mut Str, t: *mut TransT) -> c_int {
     })
 }
 
-/// Output of the last evaluation in this process: the core reads `val->rs` after we return.
-static TRANSFORM_OUTPUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// How many outputs of `{rest.*}` stay readable in a process. The core gives a module's
+/// transformation no buffer, and reads its output after further evaluations: it evaluates the
+/// (up to 8) arguments of a function before calling it, each maybe a `$(var(x){rest.*})`, and
+/// keeps both sides of an `if` comparison; a chain (`{rest.escape}{rest.unescape}`) evaluates
+/// once per transformation, each reading the previous output. The core's own transformations
+/// write into `__tr_buffers[MAX_ACTION_ELEMS - 1][TR_CHAIN_BUFS]`, 8 sets of 2 buffers
+/// (transformations.c:62-73 and 179 in 3.6.8 and 4.0.1, 58-69 and 175 in 3.4.18), one set per
+/// chain: a result outlives the next 7 chains. Here: 8 arguments of 2 chained evaluations each.
+const KEPT_TRANSFORM_OUTPUTS: usize = 16;
+
+/// The last `KEPT_TRANSFORM_OUTPUTS` outputs of this process's evaluations, each overwritten
+/// (and freed) `KEPT_TRANSFORM_OUTPUTS` evaluations after it was made.
+struct TransformOutputs {
+    outputs: [Vec<u8>; KEPT_TRANSFORM_OUTPUTS],
+    next: usize,
+}
+
+impl TransformOutputs {
+    /// Keeps `output` in place of the oldest one; its bytes stay where the returned pointer
+    /// says until then.
+    fn keep(&mut self, output: Vec<u8>) -> *mut c_char {
+        let slot = &mut self.outputs[self.next];
+        *slot = output;
+        self.next = (self.next + 1) % KEPT_TRANSFORM_OUTPUTS;
+        slot.as_mut_ptr().cast()
+    }
+}
+
+static TRANSFORM_OUTPUTS: Mutex<TransformOutputs> = Mutex::new(TransformOutputs {
+    outputs: [const { Vec::new() }; KEPT_TRANSFORM_OUTPUTS],
+    next: 0,
+});
 
 /// SAFETY: `val` is NULL or the core's value being transformed, in and out.
 unsafe extern "C" fn tr_rest_eval(
@@ -618,10 +648,8 @@ unsafe extern "C" fn tr_rest_eval(
         let Ok(len) = c_int::try_from(output.len()) else {
             return -1;
         };
-        let mut kept = TRANSFORM_OUTPUT.lock();
-        *kept = output;
         val.rs = Str {
-            s: kept.as_mut_ptr().cast(),
+            s: TRANSFORM_OUTPUTS.lock().keep(output),
             len,
         };
         val.flags = PV_VAL_STR;

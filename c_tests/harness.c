@@ -1235,6 +1235,8 @@ static int reactor(void)
 /* Runs a route for message `msg`. */
 static void run_route_for(char *msg, h_resume_route route, int rc, void *arg)
 {
+	if (!route)
+		return;
 	char *outer = current_msg;
 	current_msg = msg;
 	route(rc, arg);

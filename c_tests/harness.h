@@ -106,10 +106,10 @@ int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route 
 #define H_ASYNC(name, timeout_s, route, arg, ...) \
 	h_async_call(name, timeout_s, 0, route, arg, \
 		     (int)(sizeof((h_arg[]){__VA_ARGS__}) / sizeof(h_arg)), (h_arg[]){__VA_ARGS__})
-/* Calls an acmd like `launch(name(...), report_route)`, through the core (not tm). Returns 1
- * when the report route already ran (ASYNC_SYNC) or none will (ASYNC_NO_IO), 0 when the job
- * waits for the module to resume it, -1 when the core saw an error status (no report route,
- * as the core does). */
+/* Calls an acmd like `launch(name(...), report_route)`, through the core (not tm); a NULL
+ * report_route is `launch(name(...))`. Returns 1 when the report route already ran
+ * (ASYNC_SYNC) or none will (ASYNC_NO_IO), 0 when the job waits for the module to resume it,
+ * -1 when the core saw an error status (no report route, as the core does). */
 int h_launch_call(const char *name, h_resume_route report_route, void *arg, int argc,
 		  const h_arg *args);
 /* Runs the reactor (epoll, read readiness, level triggered) over the descriptors registered

@@ -2,7 +2,8 @@
  * Routes that run before the start of their call returns: tm's resume route of an async() call
  * that does not suspend (a cache hit answered with ASYNC_SYNC, tm failing before it runs the
  * function), and the calls those routes make. Each call is resumed by whoever started it, never
- * through the other's resume function (issue 17, item 1).
+ * through the other's resume function (issue 17, item 1). The response head of a call that
+ * ends as it starts goes to its own route only (item 8).
  * usage: test_inline_routes module.so async.cfg
  */
 #define _GNU_SOURCE
@@ -95,6 +96,77 @@ static void test_launch_in_the_route_of_a_start_tm_failed(void)
 	CHECK(!r.own.body.is_set);
 }
 
+/* A route that reads the response head it was handed: rest_response_header("X-Id"). */
+struct head_read {
+	int runs, found;
+	hvar x_id;
+};
+
+static int read_x_id(hvar *out)
+{
+	hvar_reset(out);
+	return H_CALL("rest_response_header", A_STR("X-Id"), A_VAR(out));
+}
+
+static void read_head_route(int rc, void *arg)
+{
+	struct head_read *r = arg;
+	(void)rc;
+	r->runs++;
+	r->found = read_x_id(&r->x_id);
+}
+
+/* Issue 17 item 8: a call that ends as it starts leaves its response head to its own route,
+ * never to the next message. An ACK's async() runs blocking, and tm runs its resume route
+ * now, for the ACK. */
+static void test_an_ack_leaves_its_response_head_to_its_own_route(void)
+{
+	struct head_read route = { 0 };
+	struct h_call quiet = { 0 };
+	hvar x_id = { 0 };
+	h_set_message_method(4); /* ACK */
+	CHECK_INT(H_ASYNC("rest_get", 0, read_head_route, &route, A_STR(url("/headers?h=X-Id:ack")),
+			  A_VAR(&quiet.body)), 1);
+	CHECK_INT(route.runs, 1);
+	CHECK_INT(route.found, 1);
+	CHECK_STR(&route.x_id, "ack");
+	/* A resume route that reads nothing: the next message finds no response either. */
+	CHECK_INT(H_ASYNC("rest_get", 0, h_record_route, &quiet, A_STR(url("/headers?h=X-Id:ack")),
+			  A_VAR(&quiet.body)), 1);
+	CHECK_INT(quiet.runs, 1);
+	h_set_message_method(0);
+	h_new_message();
+	CHECK_INT(read_x_id(&x_id), -1);
+	CHECK(!x_id.is_set);
+	h_call_reset(&quiet);
+	hvar_reset(&route.x_id);
+}
+
+/* A launch() job answered from the cache: the core runs its report route now, for its dummy
+ * message, which reads the job's response; the launching message does not, with or without
+ * a report route, nor does the next message. */
+static void test_a_launch_over_at_start_leaves_its_head_to_its_report_route(void)
+{
+	const char *cached = "cached://headers?h=X-Id:cached";
+	struct head_read report = { 0 };
+	hvar body = { 0 }, x_id = { 0 };
+	CHECK_INT(H_CALL("rest_get", A_STR(cached), A_VAR(&body)), 1);
+	CHECK_INT(h_launch_call("rest_get", read_head_route, &report, 2,
+				(h_arg[]){ A_STR(cached), A_VAR(&body) }), 1);
+	CHECK_INT(report.runs, 1);
+	CHECK_INT(report.found, 1);
+	CHECK_STR(&report.x_id, "cached");
+	CHECK_INT(read_x_id(&x_id), -1);
+	CHECK_INT(h_launch_call("rest_get", NULL, NULL, 2, (h_arg[]){ A_STR(cached), A_VAR(&body) }),
+		  1);
+	CHECK_INT(read_x_id(&x_id), -1);
+	CHECK(!x_id.is_set);
+	h_new_message();
+	CHECK_INT(read_x_id(&x_id), -1);
+	hvar_reset(&body);
+	hvar_reset(&report.x_id);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -103,6 +175,8 @@ int main(int argc, char **argv)
 		"name=cached; url=http://127.0.0.1:%d/; cache_ttl=60", NULL });
 	test_launch_in_the_route_of_a_cache_hit();
 	test_launch_in_the_route_of_a_start_tm_failed();
+	test_an_ack_leaves_its_response_head_to_its_own_route();
+	test_a_launch_over_at_start_leaves_its_head_to_its_report_route();
 	CHECK_INT(h_resumed_twice(), 0);
 	return h_finish();
 }

@@ -386,6 +386,8 @@ pub fn is_ack(msg: *mut c_void) -> bool {
 pub struct MessageId {
     address: usize,
     id: c_uint,
+    /// The core's dummy message, which belongs to no SIP call.
+    dummy: bool,
 }
 
 impl MessageId {
@@ -395,13 +397,30 @@ impl MessageId {
         Self {
             address: msg as usize,
             id,
+            dummy: is_dummy_message(msg),
         }
     }
 
-    #[cfg(test)]
-    pub fn for_test(address: usize, id: c_uint) -> Self {
-        Self { address, id }
+    /// Whether this is the core's dummy message (timer and startup routes, `launch()` report
+    /// routes).
+    pub fn is_dummy(&self) -> bool {
+        self.dummy
     }
+
+    #[cfg(test)]
+    pub fn for_test(address: usize, id: c_uint, dummy: bool) -> Self {
+        Self { address, id, dummy }
+    }
+}
+
+/// Whether `msg` is the core's dummy message, which belongs to no SIP call (timer and
+/// startup routes, launch() report routes).
+pub fn is_dummy_message(msg: *mut c_void) -> bool {
+    let Some(is_dummy) = core().is_dummy_sip_msg else {
+        return false;
+    };
+    // SAFETY: the core's function, which compares the message's buffer with its dummy one.
+    !msg.is_null() && unsafe { is_dummy(msg) } == 0
 }
 
 /// Sets the core's `async_status` (how an acmd or resume call ended, or the fd to watch).
@@ -565,6 +584,9 @@ type DprintFn = unsafe extern "C" fn(
 type PvSetValueFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int, *mut PvValue) -> c_int;
 type FindExportFn = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
 type IsScriptFuncUsedFn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
+/// `is_dummy_sip_msg`: 0 for the core's dummy message (timer and startup routes, launch()
+/// report routes), -1 for another.
+type IsDummySipMsgFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 
 /// Addresses of the core's functions and globals, looked up once per process image.
 struct Core {
@@ -581,6 +603,7 @@ struct Core {
     pv_set_value: Option<PvSetValueFn>,
     find_export: Option<FindExportFn>,
     is_script_func_used: Option<IsScriptFuncUsedFn>,
+    is_dummy_sip_msg: Option<IsDummySipMsgFn>,
 }
 
 // SAFETY: the addresses are of the core's functions and globals, fixed for the life of the
@@ -622,6 +645,7 @@ fn core() -> &'static Core {
                 pv_set_value: lookup_fn(c"pv_set_value"),
                 find_export: lookup_fn(c"find_export"),
                 is_script_func_used: lookup_fn(c"is_script_func_used"),
+                is_dummy_sip_msg: lookup_fn(c"is_dummy_sip_msg"),
             }
         }
     })

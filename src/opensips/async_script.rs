@@ -61,12 +61,16 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
     // The core resumes a launch() job without the SIP message's context: it cannot be traced.
     let traced = host.caller != AsyncCaller::Launch && tracing::wanted();
     let msg = args.msg;
+    let caller = host.caller;
     let result = with_worker(|worker| {
         begin(worker, config, args, host, traced).map(|begun| match begun {
             Begun::Done(outcome, outputs) => {
-                // Its resume or report route reads it, whatever message that route runs for.
+                // Its resume route, which tm runs now for the same message, reads it; or its
+                // report route, which the core runs now for its dummy message.
                 let outcome = show_head(&mut worker.message, outcome);
-                worker.message.hand_over();
+                if caller == AsyncCaller::Launch {
+                    worker.message.hand_to_report_route();
+                }
                 Begun::Done(outcome, outputs)
             }
             Begun::Running => Begun::Running,

@@ -167,6 +167,27 @@ static void test_a_launch_over_at_start_leaves_its_head_to_its_report_route(void
 	hvar_reset(&report.x_id);
 }
 
+/* A launch() job resumed from the reactor: its report route reads its response, for the
+ * core's dummy message; a timer route after it, for the same dummy message, reads none. */
+static void test_a_resumed_report_route_keeps_its_head_to_itself(void)
+{
+	struct head_read report = { 0 }, timer = { 0 };
+	hvar body = { 0 };
+	CHECK_INT(h_launch_call("rest_get", read_head_route, &report, 2,
+				(h_arg[]){ A_STR(url("/headers?ms=50&h=X-Id:resumed")), A_VAR(&body) }),
+		  0);
+	CHECK_INT(h_reactor_run(3000), 0);
+	CHECK_INT(report.runs, 1);
+	CHECK_INT(report.found, 1);
+	CHECK_STR(&report.x_id, "resumed");
+	h_timer_route(read_head_route, &timer);
+	CHECK_INT(timer.runs, 1);
+	CHECK_INT(timer.found, -1);
+	hvar_reset(&body);
+	hvar_reset(&report.x_id);
+	hvar_reset(&timer.x_id);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -177,6 +198,7 @@ int main(int argc, char **argv)
 	test_launch_in_the_route_of_a_start_tm_failed();
 	test_an_ack_leaves_its_response_head_to_its_own_route();
 	test_a_launch_over_at_start_leaves_its_head_to_its_report_route();
+	test_a_resumed_report_route_keeps_its_head_to_itself();
 	CHECK_INT(h_resumed_twice(), 0);
 	return h_finish();
 }

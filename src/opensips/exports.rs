@@ -516,7 +516,7 @@ unsafe extern "C" fn transfers_ready(_fd: c_int, _param: *mut c_void) -> c_int {
     let rc = guarded("async transfers", 0, || {
         for call in async_script::progress_async() {
             call.ctx.resume(call.caller);
-            async_script::forget_if_not_resumed(call.token);
+            async_script::after_resume(call.token);
         }
         0
     });

@@ -62,6 +62,11 @@ impl MessageScope {
         self
     }
 
+    /// The route that ran for the message ended: nothing of it remains for a later one.
+    pub fn end(&mut self) {
+        *self = Self::default();
+    }
+
     /// Leaves the scope (with the response head of the `launch()` job that just ended as it
     /// started) to the job's report route only.
     pub fn hand_to_report_route(&mut self) {

@@ -58,6 +58,24 @@ typedef struct {
 } async_ctx;
 _Static_assert(sizeof(acmd_export_t) == 232, "acmd_export_t");
 _Static_assert(sizeof(async_ctx) == 32, "async_ctx");
+/* route_struct.h (identical in 3.4, 3.6 and 4.0): the inner action of an async() statement
+ * that the core hands to tm, an AMODULE_T whose first element (ACMD_ST) is the acmd. */
+#define AMODULE_T 8
+#define ACMD_ST 10
+typedef struct {
+	int type;
+	union { long number; char *string; void *data; const void *data_const; str s; } u;
+} action_elem_t;
+struct action {
+	int type;
+	action_elem_t elem[9];
+	int line;
+	char *file;
+	struct action *next;
+};
+_Static_assert(sizeof(action_elem_t) == 24 && offsetof(action_elem_t, u) == 8, "action_elem_t");
+_Static_assert(sizeof(struct action) == 248 && offsetof(struct action, elem) == 8 &&
+	       offsetof(struct action, line) == 224, "struct action");
 
 struct module_exports {
 	const char *name; int type;
@@ -1046,10 +1064,23 @@ int h_child_init(int rank) { return mod->init_child_f ? mod->init_child_f(rank) 
 
 void h_start_as_worker(const char *so_path, const char *cfg_path)
 {
+	h_start_worker_with_server(so_path, cfg_path, NULL);
+}
+
+int h_start_worker_with_server(const char *so_path, const char *cfg_path,
+			       const char *const *services)
+{
+	int port = 0;
 	h_load(so_path);
 	CHECK_INT(h_load_cfg(cfg_path), 0);
+	if (services) {
+		port = h_start_server(NULL);
+		for (const char *const *s = services; *s; s++)
+			CHECK_INT(h_service(*s, port), 0);
+	}
 	CHECK_INT(h_mod_init(), 0);
 	CHECK_INT(h_child_init(1), 0);
+	return port;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1178,7 +1209,8 @@ struct fd_watch {
 #define MAX_WATCHES 16
 static struct pending_call *pending[MAX_PENDING];
 static struct fd_watch watches[MAX_WATCHES];
-static int pending_count, watch_count, resumed_twice, resumes_to_drop, reactor_fd = -1;
+static int pending_count, watch_count, resumed_twice, resumes_to_drop, starts_to_fail;
+static int reactor_fd = -1;
 static long long longest_callback_us;
 static pid_t reactor_pid;
 
@@ -1186,6 +1218,7 @@ int h_resumed_twice(void) { return resumed_twice; }
 int h_reactor_watches(void) { return watch_count; }
 long long h_reactor_longest_callback_us(void) { return longest_callback_us; }
 void h_drop_resumes(int n) { resumes_to_drop = n; }
+void h_fail_async_starts(int n) { starts_to_fail = n; }
 
 /* Each process has its own reactor (OpenSIPS builds it after forking the worker). */
 static int reactor(void)
@@ -1202,6 +1235,8 @@ static int reactor(void)
 /* Runs a route for message `msg`. */
 static void run_route_for(char *msg, h_resume_route route, int rc, void *arg)
 {
+	if (!route)
+		return;
 	char *outer = current_msg;
 	current_msg = msg;
 	route(rc, arg);
@@ -1300,13 +1335,12 @@ int async_launch_resume(int fd, void *param)
 	return resume_pending(fd, param, 1, "async_launch_resume");
 }
 
-/* One async() statement, as the core hands it to tm through async_script_start_f. */
-struct async_statement {
-	const acmd_export_t *acmd;
-	struct call_args args;
-	int sync_mode;
+/* The resume route of an async() statement (what tm gets as its struct script_route_ref *),
+ * and whether its route type makes tm run the call synchronously. */
+struct resume_route_ref {
 	h_resume_route route;
 	void *arg;
+	int sync_mode;
 };
 
 static struct pending_call *new_pending(h_resume_route route, void *arg, int is_launch)
@@ -1341,31 +1375,45 @@ static int start_status_is_fd(const char *name)
 	return 1;
 }
 
-/* tm's t_handle_async (the module may wrap this pointer, as the core's global). */
+/* tm's t_handle_async (the module may wrap this pointer, as the core's global): the action
+ * is the statement's inner one (AMODULE_T, the acmd in elem[0]), and params the arguments
+ * the core evaluated, which tm passes on to the acmd. */
 static int tm_handle_async(void *msg, void *action, void *resume_route, unsigned timeout,
 			   void **params)
 {
-	struct async_statement *st = action;
-	(void)resume_route;
-	(void)params;
-	struct pending_call *c = new_pending(st->route, st->arg, 0);
+	const struct action *a = action;
+	const struct resume_route_ref *r = resume_route;
+	if (a->type != AMODULE_T || a->elem[0].type != ACMD_ST || !a->elem[0].u.data) {
+		fprintf(stderr, "FAIL harness: invalid action for async I/O\n");
+		failed++;
+		return -1;
+	}
+	if (starts_to_fail > 0) {
+		/* tm's failure: path (t_newtran failed): the resume route runs with -1, the acmd
+		 * never does. */
+		starts_to_fail--;
+		r->route(-1, r->arg);
+		return 1;
+	}
+	const acmd_export_t *acmd = a->elem[0].u.data_const;
+	struct pending_call *c = new_pending(r->route, r->arg, 0);
 	c->ctx.timeout_s = timeout;
 	c->traced = message_traced;
 	async_status = ASYNC_NO_IO;
-	int rc = st->acmd->function(msg, &c->ctx, st->args.p[0], st->args.p[1], st->args.p[2],
-				    st->args.p[3], st->args.p[4], st->args.p[5], st->args.p[6],
-				    st->args.p[7]);
+	int rc = acmd->function(msg, &c->ctx, params[0], params[1], params[2], params[3], params[4],
+				params[5], params[6], params[7]);
 	if (async_status != ASYNC_NO_FD) {
-		/* NO_IO, SYNC or an error: the resume route runs now with the function's code. */
+		/* NO_IO, SYNC or an error: the context is freed and the resume route runs now
+		 * (before tm returns) with the function's code. */
 		if (async_status != ASYNC_NO_IO && async_status != ASYNC_SYNC)
 			fprintf(stderr, "harness: async start returned status %d\n", async_status);
-		start_status_is_fd(st->acmd->name);
-		st->route(rc, st->arg);
+		start_status_is_fd(acmd->name);
 		free(c);
+		r->route(rc, r->arg);
 		return 1;
 	}
-	add_pending(c, st->acmd->name);
-	if (st->sync_mode) {
+	add_pending(c, acmd->name);
+	if (r->sync_mode) {
 		/* tm's sync mode: the resume function in a loop with no polling in between. */
 		do {
 			async_status = ASYNC_DONE;
@@ -1395,19 +1443,22 @@ static const acmd_export_t *find_acmd(const char *name)
 int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route route, void *arg,
 		 int argc, const h_arg *args)
 {
-	struct async_statement st;
-	memset(&st, 0, sizeof st);
-	st.acmd = find_acmd(name);
-	st.sync_mode = sync_mode;
-	st.route = route;
-	st.arg = arg;
-	if (!st.acmd || build_args(name, st.acmd->params, argc, args, &st.args))
+	const acmd_export_t *acmd = find_acmd(name);
+	struct call_args a;
+	if (!acmd || build_args(name, acmd->params, argc, args, &a))
 		return H_PARSE_ERROR;
+	/* The core's ASYNC_T: tm gets the inner action, the resume route and the arguments. */
+	struct action inner;
+	memset(&inner, 0, sizeof inner);
+	inner.type = AMODULE_T;
+	inner.elem[0].type = ACMD_ST;
+	inner.elem[0].u.data_const = acmd;
+	struct resume_route_ref r = { route, arg, sync_mode };
 	reactor();
 	int outer_context = enter_message_context(message_traced);
-	int rc = async_script_start_f(current_msg, &st, NULL, (unsigned)timeout_s, NULL);
+	int rc = async_script_start_f(current_msg, &inner, &r, (unsigned)timeout_s, a.p);
 	leave_message_context(outer_context);
-	free_args(&st.args);
+	free_args(&a);
 	return rc;
 }
 
@@ -1487,7 +1538,7 @@ void h_new_message(void)
 	memcpy(fake_msg, &id, sizeof id);
 }
 
-int h_transform(const char *cls, const char *spec, const char *input, char **out)
+int h_transform_value(const char *cls, const char *spec, pv_value_t *val)
 {
 	const trans_export_t *t = mod->trans;
 	while (t->name.s && strcasecmp(t->name.s, cls))
@@ -1506,6 +1557,11 @@ int h_transform(const char *cls, const char *spec, const char *input, char **out
 	free(text);
 	if (rc != 0)
 		return H_PARSE_ERROR;
+	return t->eval_func(fake_msg, NULL, tr.subtype, val);
+}
+
+int h_transform(const char *cls, const char *spec, const char *input, char **out)
+{
 	pv_value_t val;
 	memset(&val, 0, sizeof val);
 	char *copy = NULL;
@@ -1520,9 +1576,9 @@ int h_transform(const char *cls, const char *spec, const char *input, char **out
 	} else {
 		val.flags = PV_VAL_NULL;
 	}
-	rc = t->eval_func(fake_msg, NULL, tr.subtype, &val);
+	int rc = h_transform_value(cls, spec, &val);
 	*out = NULL;
-	if (val.flags & PV_VAL_STR) {
+	if (rc != H_PARSE_ERROR && (val.flags & PV_VAL_STR)) {
 		*out = malloc((size_t)val.rs.len + 1);
 		memcpy(*out, val.rs.s, (size_t)val.rs.len);
 		(*out)[val.rs.len] = 0;

@@ -189,6 +189,13 @@ fn async_fail_fast_past_max_async_transfers() {
     assert_passes("test_async", Some("async_failfast.cfg"), &["failfast"]);
 }
 
+/// Issue 17 item 1: a `launch()` in a resume route that tm runs before it returns (a cache hit,
+/// tm failing before the function) is resumed by the core, not through tm.
+#[test]
+fn calls_made_in_a_route_run_inline_are_resumed_by_their_own_starter() {
+    assert_passes("test_inline_routes", Some("async.cfg"), &[]);
+}
+
 #[test]
 fn response_bodies_in_flight_are_capped_per_process() {
     let stderr = passing_log("test_inflight", Some("inflight.cfg"), &["explicit"], &[]);

@@ -61,12 +61,16 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
     // The core resumes a launch() job without the SIP message's context: it cannot be traced.
     let traced = host.caller != AsyncCaller::Launch && tracing::wanted();
     let msg = args.msg;
+    let caller = host.caller;
     let result = with_worker(|worker| {
         begin(worker, config, args, host, traced).map(|begun| match begun {
             Begun::Done(outcome, outputs) => {
-                // Its resume or report route reads it, whatever message that route runs for.
+                // Its resume route, which tm runs now for the same message, reads it; or its
+                // report route, which the core runs now for its dummy message.
                 let outcome = show_head(&mut worker.message, outcome);
-                worker.message.hand_over();
+                if caller == AsyncCaller::Launch {
+                    worker.message.hand_to_report_route();
+                }
                 Begun::Done(outcome, outputs)
             }
             Begun::Running => Begun::Running,
@@ -203,10 +207,16 @@ pub fn progress_async() -> Vec<EndedCall> {
 }
 
 /// After the module asked the core to resume call `token` (the core resumes at once, inside
-/// that request): a call still here was dropped by the core (tm does so when it cannot rebuild
-/// the request, its `fake_req`), and would hold its async slot for good. It is forgotten.
-pub fn forget_if_not_resumed(token: Token) {
-    let dropped = with_worker(|worker| worker.async_calls.remove(&token).is_some());
+/// that request, and runs the call's resume or report route to its end): the scope of that
+/// route's message ends with it, so that no later route for the same message (the core's dummy
+/// one of timer, event and report routes) reads the call's response. A call still here was
+/// dropped by the core (tm does so when it cannot rebuild the request, its `fake_req`), and
+/// would hold its async slot for good. It is forgotten.
+pub fn after_resume(token: Token) {
+    let dropped = with_worker(|worker| {
+        worker.message.end();
+        worker.async_calls.remove(&token).is_some()
+    });
     if dropped.unwrap_or(false) {
         warn!(
             "async call {token}: the core did not resume it after its transfer ended \

@@ -45,8 +45,10 @@ Routes (path before "?"):
                           body "headers"; after N ms (default 0)
   /stats                  JSON {connections, requests, open_connections}
   /stats/reset            zero connections and requests, answer like /stats
+  /fail?mode=M            from now on every other request (but /stats*) fails: M=503 answers
+                          503 "failing", M=stall never answers, M=off ends it; answers "ok"
   anything else           404 "not found"
-Requests to /stats* are not counted as requests.  HEAD responses and 1xx/204/304
+Requests to /stats* and /fail are not counted as requests.  HEAD responses and 1xx/204/304
 statuses carry no body.
 """
 import argparse
@@ -67,6 +69,7 @@ LOCK = threading.Lock()
 STATS = {"connections": 0, "requests": 0, "open_connections": 0}
 CONNECTION_IDS = itertools.count(1)
 ITEM_VERSIONS = {}  # /items/<id>: how often each item was written
+FAILING = {"mode": "off"}  # /fail
 
 
 class BadRequest(Exception):
@@ -226,7 +229,7 @@ class Connection:
                 # a keep-alive timeout races with a client reusing the connection.
                 return False
             self.requests += 1
-            if not req.path.startswith("/stats"):
+            if not req.path.startswith(("/stats", "/fail")):
                 with LOCK:
                     STATS["requests"] += 1
             return self.dispatch(req)
@@ -237,6 +240,13 @@ class Connection:
 
     def dispatch(self, req):
         path = req.path
+        if path == "/fail":
+            FAILING["mode"] = req.arg("mode", "off")
+            return self.respond(req, 200, b"ok")
+        if FAILING["mode"] == "503" and not path.startswith("/stats"):
+            return self.respond(req, 503, b"failing")
+        if FAILING["mode"] == "stall" and not path.startswith("/stats"):
+            return self.stall()
         if path.startswith("/status/") and path[8:].isdigit():
             code = int(path[8:])
             return self.respond(req, code, b"status %d" % code)

@@ -1,5 +1,6 @@
 //! Which process holds which key, in shared memory: the table under the connect gate of
-//! `no_concurrent_connects` (hosts being connected to). A holder is named by its [`ProcessId`], so a key held by a
+//! `no_concurrent_connects` (hosts being connected to) and the fill marks of the response
+//! caches (answers being fetched). A holder is named by its [`ProcessId`], so a key held by a
 //! process that died is taken over, even when a new process got the dead one's pid.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,6 +147,14 @@ impl HolderTable {
         if let Some(slot) = self.find(key_hash, me) {
             slot.free();
         }
+    }
+
+    /// The process holding `key_hash` (alive or not), if any.
+    pub fn holder(&self, key_hash: u64) -> Option<ProcessId> {
+        let _lock = self.lock();
+        self.slots()
+            .find(|s| s.key_hash.load(Ordering::Relaxed) == key_hash)
+            .and_then(|s| s.holder())
     }
 
     /// The slot of `key_hash` if `holder` holds it. Call with the lock held.

@@ -141,6 +141,7 @@ pub(crate) fn finish(
         head,
         transcript,
         traffic,
+        stale: false,
     }
 }
 

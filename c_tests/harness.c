@@ -160,7 +160,7 @@ int is_script_func_used(const char *name, int param_no)
 /* Fake tls_mgm: client domains by name, counted releases. */
 struct tls_domain { str name; int flags; char pad[44]; str cert; str pkey; char rest[112]; };
 _Static_assert(sizeof(struct tls_domain) == 208, "tls_domain");
-#define MAX_DOMAINS 8
+#define MAX_DOMAINS 48
 static struct tls_domain domains[MAX_DOMAINS];
 static int domain_count, domains_released;
 
@@ -190,9 +190,10 @@ static struct tls_domain *find_client_domain_name(str *name)
 
 static void release_domain(struct tls_domain *d) { (void)d; domains_released++; }
 
-/* Fake cachedb engine "local": a store in shared memory (mapped in mod_init, before the
- * workers fork), a spin lock, expiry in milliseconds of the monotonic clock. Values handed to
- * the module are "package memory": malloc'd, counted, and freed through gen_pkg_free. */
+/* Fake cachedb engines "local", "couchbase" and "mongodb": one store in shared memory (mapped
+ * in mod_init, before the workers fork), a spin lock, expiry in milliseconds of the monotonic
+ * clock; each engine's get answers with its module's codes. Values handed to the module are
+ * "package memory": malloc'd, counted, and freed through gen_pkg_free. */
 typedef struct { str url; void *data; } cachedb_con;
 typedef struct {
 	cachedb_con *(*init)(str *url);
@@ -220,8 +221,31 @@ struct cdb_slot {
 };
 static struct cdb_store {
 	int lock, down, gets, sets, adds, delay_ms;
+	char failing_keys[64]; /* gets of keys containing it fail (when not empty) */
 	struct cdb_slot slots[CDB_SLOTS];
 } *cdb;
+
+/* What an engine's get returns (OpenSIPS 3.6 modules/cachedb_*): found, no such key, error. */
+struct cdb_codes {
+	const char *scheme;
+	int found, missing, failed;
+};
+static const struct cdb_codes cdb_engines[] = {
+	{ "local:", 1, -2, -1 },
+	{ "couchbase:", 1, -1, -2 },
+	/* mongo_con_get: -2 also for a query that failed (the cursor's error is not read) */
+	{ "mongodb:", 0, -2, -2 },
+};
+
+static const struct cdb_codes *cdb_engine(const str *url)
+{
+	for (size_t i = 0; i < sizeof cdb_engines / sizeof *cdb_engines; i++) {
+		size_t n = strlen(cdb_engines[i].scheme);
+		if ((size_t)url->len >= n && !strncmp(url->s, cdb_engines[i].scheme, n))
+			return &cdb_engines[i];
+	}
+	return NULL;
+}
 
 static long long now_ms(void) { return h_now_us() / 1000; }
 static void cdb_lock(void) { while (__atomic_exchange_n(&cdb->lock, 1, __ATOMIC_ACQUIRE)) sched_yield(); }
@@ -276,20 +300,27 @@ static int cdb_usable(cachedb_con *con)
 	return !cdb->down;
 }
 
-/* As cachedb_local: 1 when found (value in package memory), -2 when not, -1 on error. */
+/* With the codes of the connection's engine: found (value in package memory), not found,
+ * error. */
 static int cdb_get(cachedb_con *con, str *attr, str *val)
 {
+	const struct cdb_codes *codes = cdb_engine(&con->url);
 	if (!cdb_usable(con))
-		return -1;
+		return codes->failed;
 	cdb_lock();
+	if (cdb->failing_keys[0] &&
+	    memmem(attr->s, (size_t)attr->len, cdb->failing_keys, strlen(cdb->failing_keys))) {
+		cdb_unlock();
+		return codes->failed;
+	}
 	struct cdb_slot *e = cdb_find(attr);
-	int rc = -2;
+	int rc = codes->missing;
 	if (e) {
 		val->s = malloc((size_t)e->value_len + 1);
 		memcpy(val->s, e->value, (size_t)e->value_len);
 		val->len = e->value_len;
 		pkg_unfreed++;
-		rc = 1;
+		rc = codes->found;
 	}
 	cdb->gets++;
 	cdb_unlock();
@@ -362,7 +393,7 @@ static void cdb_map(void)
 int cachedb_bind_mod(str *url, cachedb_funcs *funcs)
 {
 	memset(funcs, 0, sizeof *funcs);
-	if (url->len < 6 || strncmp(url->s, "local:", 6) != 0) {
+	if (!cdb_engine(url)) {
 		fprintf(stderr, "harness: failed to bind to [%.*s] module. Is it loaded ?\n", url->len, url->s);
 		return -1;
 	}
@@ -378,6 +409,13 @@ int cachedb_bind_mod(str *url, cachedb_funcs *funcs)
 void h_cachedb_share(void) { cdb_map(); }
 void h_cachedb_outage(int down) { cdb->down = down; }
 void h_cachedb_delay(int ms) { cdb->delay_ms = ms; }
+
+void h_cachedb_fail_gets(const char *key_part)
+{
+	cdb_lock();
+	snprintf(cdb->failing_keys, sizeof cdb->failing_keys, "%s", key_part ? key_part : "");
+	cdb_unlock();
+}
 
 int h_cachedb_stat(const char *what)
 {
@@ -608,11 +646,19 @@ void h_trace_reset(void)
 	trace_count = traces_outside_context = 0;
 }
 
-/* struct hdr_field (type, name, body, ...) and sip_msg's `callid` pointer (3.6 layout). */
-struct hdr_field { int type; str name; str body; int len; void *parsed, *next, *sibling; };
+/* struct hdr_field and sip_msg's `headers` (every parsed header) and `callid` pointers (3.6
+ * layout). */
+struct hdr_field { int type; str name; str body; int len; void *parsed; struct hdr_field *next, *sibling; };
+_Static_assert(sizeof(struct hdr_field) == 72, "hdr_field");
+#define SIP_MSG_HEADERS_OFFSET 88
 #define SIP_MSG_CALLID_OFFSET 120
 #define HDR_CALLID_F (1ULL << 6)
+#define HDR_EOH_F (~0ULL)
+#define H_MAX_HEADERS 8
 static struct hdr_field call_id_header = { .type = 6, .name = { "Call-ID", 7 } };
+/* The message's other headers (h_add_header), after its Call-ID in the list. */
+static struct hdr_field other_headers[H_MAX_HEADERS];
+static int other_header_count;
 static int call_id_parses;
 
 void h_set_call_id(const char *call_id)
@@ -627,18 +673,113 @@ void h_set_call_id(const char *call_id)
 
 int h_call_id_parses(void) { return call_id_parses; }
 
-/* The core's parse_headers (3.6+): the request's Call-ID is parsed on demand. */
+void h_add_header(const char *name, const char *value)
+{
+	if (other_header_count == H_MAX_HEADERS) {
+		CHECK(!"more than H_MAX_HEADERS headers");
+		return;
+	}
+	other_headers[other_header_count++] =
+		(struct hdr_field){ .name = dup_str(name), .body = dup_str(value) };
+}
+
+static void drop_other_headers(void)
+{
+	for (int i = 0; i < other_header_count; i++) {
+		free(other_headers[i].name.s);
+		free(other_headers[i].body.s);
+	}
+	other_header_count = 0;
+}
+
+/* The core's parse_headers (3.6+): the request's headers are parsed on demand; HDR_EOH_F
+ * parses them all into the `headers` list. */
 int parse_headers_aux(void *msg, unsigned long long flags, int next, int well_known)
 {
 	(void)next;
 	(void)well_known;
-	if ((flags & HDR_CALLID_F) && (msg == fake_msg || msg == fake_resume_msg) &&
-	    call_id_header.body.s) {
-		struct hdr_field *h = &call_id_header;
+	/* The core's dummy message is parsed from its own buffer (action.c), Call-ID dummy-1. */
+	static struct hdr_field dummy_call_id = { .type = 6, .name = { "Call-ID", 7 },
+		.body = { "dummy-1", 7 } };
+	if (msg == fake_dummy_msg) {
+		struct hdr_field *d = &dummy_call_id;
+		memcpy((char *)msg + SIP_MSG_CALLID_OFFSET, &d, sizeof d);
+		memcpy((char *)msg + SIP_MSG_HEADERS_OFFSET, &d, sizeof d);
+		return 0;
+	}
+	if ((msg != fake_msg && msg != fake_resume_msg) || !call_id_header.body.s)
+		return 0;
+	struct hdr_field *h = &call_id_header;
+	if (flags & HDR_CALLID_F) {
 		memcpy((char *)msg + SIP_MSG_CALLID_OFFSET, &h, sizeof h);
 		call_id_parses++;
 	}
+	if (flags == HDR_EOH_F) {
+		h->next = other_header_count ? &other_headers[0] : NULL;
+		for (int i = 0; i < other_header_count; i++)
+			other_headers[i].next = i + 1 < other_header_count ? &other_headers[i + 1] : NULL;
+		memcpy((char *)msg + SIP_MSG_HEADERS_OFFSET, &h, sizeof h);
+	}
 	return 0;
+}
+
+/* 0 for the core's dummy message (timer routes, launch() report routes), -1 for another. */
+int is_dummy_sip_msg(void *msg) { return msg == fake_dummy_msg ? 0 : -1; }
+
+/* ------------------------------------------------------------------------------------------
+ * OpenSIPS 4.0's profiling handlers (profiling.h), which its opentelemetry module registers. */
+
+typedef struct profiling_ctx {
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t trace_flags;
+	uint64_t start_system_ns;
+	uint64_t start_steady_ns;
+	uint8_t has_start_time;
+} profiling_ctx_t;
+_Static_assert(sizeof(profiling_ctx_t) == 56, "profiling_ctx_t");
+#define PROFILING_DATA_TYPE_SCRIPT (1u << 0)
+typedef struct profiling_handlers {
+	const char *name;
+	uint32_t accepted_data_types;
+	struct profiling_handlers *next;
+	void *on_start, *on_end, *on_enter, *on_exit;
+	int (*get_ctx)(profiling_ctx_t *ctx);
+	int (*set_ctx)(const profiling_ctx_t *ctx);
+} profiling_handlers_t;
+_Static_assert(sizeof(profiling_handlers_t) == 72, "profiling_handlers_t");
+
+profiling_handlers_t *profiling_handlers;
+static profiling_ctx_t active_span;
+
+/* The opentelemetry module's get_ctx: its innermost active span. */
+static int otel_get_ctx(profiling_ctx_t *ctx)
+{
+	*ctx = active_span;
+	return 1;
+}
+
+static void hex_bytes(const char *hex, uint8_t *out, int n)
+{
+	for (int i = 0; i < n; i++)
+		sscanf(hex + 2 * i, "%2hhx", &out[i]);
+}
+
+void h_profiling_span(const char *trace_id, const char *span_id, int flags)
+{
+	/* A handler of process profiling only comes first: it has no span to give. */
+	static profiling_handlers_t otel = { .name = "opentelemetry",
+		.accepted_data_types = PROFILING_DATA_TYPE_SCRIPT, .get_ctx = otel_get_ctx };
+	static profiling_handlers_t proc = { .name = "proc", .accepted_data_types = 1u << 1,
+		.next = &otel, .get_ctx = otel_get_ctx };
+	if (!trace_id) {
+		profiling_handlers = NULL;
+		return;
+	}
+	hex_bytes(trace_id, active_span.trace_id, 16);
+	hex_bytes(span_id, active_span.span_id, 8);
+	active_span.trace_flags = (uint8_t)flags;
+	profiling_handlers = &proc;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1113,6 +1254,8 @@ static void run_route_for(char *msg, h_resume_route route, int rc, void *arg)
 	current_msg = outer;
 }
 
+void h_timer_route(h_resume_route route, void *arg) { run_route_for(fake_dummy_msg, route, 0, arg); }
+
 static void run_route(struct pending_call *c, int rc, char *msg)
 {
 	if (c->resumed++)
@@ -1382,6 +1525,7 @@ void h_set_message_method(int method_value)
 
 void h_new_message(void)
 {
+	drop_other_headers();
 	/* Another message, maybe at the address of the previous one: the core numbers them. */
 	unsigned int id;
 	memcpy(&id, fake_msg, sizeof id);

@@ -122,6 +122,8 @@ void h_set_message_method(int method_value);
  * message with another id. Resume routes run for tm's faked request, launch() report routes
  * for the core's dummy message. */
 void h_new_message(void);
+/* Runs `route` (with rc 0) as the core runs a timer route: for its dummy message. */
+void h_timer_route(h_resume_route route, void *arg);
 /* Calls whose resume route ran more than once (must stay 0). */
 int h_resumed_twice(void);
 
@@ -161,14 +163,23 @@ void h_trace_reset(void);
 /* The Call-ID of the message (parsed on demand through parse_headers_aux). */
 void h_set_call_id(const char *call_id);
 int h_call_id_parses(void);
+/* Adds a header to the message (parsed on demand with the Call-ID: parse_headers_aux with
+ * HDR_EOH_F lists them all); h_new_message drops them. */
+void h_add_header(const char *name, const char *value);
+
+/* ---- OpenSIPS 4.0's profiling handlers (profiling.h) ---- */
+/* Plays the opentelemetry module with this span active (hex ids, trace flags) behind a
+ * handler that has none; NULL: no handler. */
+void h_profiling_span(const char *trace_id, const char *span_id, int flags);
 
 /* ---- fake tls_mgm ---- */
 void h_tls_add_client_domain(const char *name, const char *cert, const char *pkey);
 int h_tls_released(void);
 
-/* ---- fake cachedb engine "local" (cachedb_bind_mod): one store in shared memory that every
- * worker forked after mod_init sees; a connection used in another process than the one that
- * opened it fails the test ---- */
+/* ---- fake cachedb engines "local", "couchbase" and "mongodb" (cachedb_bind_mod), each get
+ * with its module's return codes: one store in shared memory that every worker forked after
+ * mod_init sees; a connection used in another process than the one that opened it fails the
+ * test ---- */
 /* While down, every get, set and add fails (as with an unreachable redis). */
 void h_cachedb_outage(int down);
 /* Every get, set and add takes `ms` milliseconds more (as a slow or stopped redis). */
@@ -176,6 +187,9 @@ void h_cachedb_delay(int ms);
 /* Maps the store now: called before forking processes that each run mod_init (instances of
  * their own), they share it as instances share a redis. */
 void h_cachedb_share(void);
+/* Gets of the keys that contain `key_part` fail (as with one unreachable node of a cluster);
+ * NULL: none. */
+void h_cachedb_fail_gets(const char *key_part);
 /* "gets", "sets", "adds" (successful ones) or "answers" (live keys holding ":answer:"). */
 int h_cachedb_stat(const char *what);
 /* Whether any key or value in the store (live or expired, not yet reused) contains `text`. */

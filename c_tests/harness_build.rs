@@ -9,17 +9,33 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The module `.so` of this build profile (target/<profile>/librest_client.so), found from the
-/// running test (target/<profile>/deps/) or example (target/<profile>/examples/). Cargo builds
-/// only the rlib for tests and examples, so the cdylib is built here, once per process.
+/// Names a module `.so` for the C programs to load instead of this profile's build: e.g. the
+/// one unpacked from the Debian package (`.ci/check-deb`).
+pub const MODULE_ENV: &str = "REST_CLIENT_MODULE";
+
+/// The build profile's directory (target/<profile>), found from the running test
+/// (target/<profile>/deps/) or example (target/<profile>/examples/).
+pub fn profile_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf()
+    })
+}
+
+/// The module `.so` the C programs load: the file [`MODULE_ENV`] names, or this build
+/// profile's (target/<profile>/librest_client.so). Cargo builds only the rlib for tests and
+/// examples, so the cdylib is built here, once per process.
 pub fn module_path() -> PathBuf {
     static SO: OnceLock<PathBuf> = OnceLock::new();
     SO.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>");
+        if let Some(so) = std::env::var_os(MODULE_ENV) {
+            return PathBuf::from(so);
+        }
+        let profile_dir = profile_dir();
         let target_dir = profile_dir.parent().expect("target dir");
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cargo
@@ -36,6 +52,14 @@ pub fn module_path() -> PathBuf {
         profile_dir.join("librest_client.so")
     })
     .clone()
+}
+
+/// Whether the module loaded is a debug build of this checkout, which reads the faults the
+/// tests inject through the environment (`REST_CLIENT_TEST_*`); a release build, such as the
+/// packaged one, has no such hooks.
+#[allow(dead_code)] // tests/c_harness.rs only; the examples include this file too
+pub fn module_has_test_hooks() -> bool {
+    std::env::var_os(MODULE_ENV).is_none() && cfg!(debug_assertions)
 }
 
 /// Compiles `c_tests/<name>.c` alone into a shared library for `LD_PRELOAD`, once per run.
@@ -99,7 +123,7 @@ pub fn build(name: &str, libs: &[&str]) -> PathBuf {
 fn compile_once(name: &str, compile: impl FnOnce(&Path, &Path) -> bool) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let out_dir = module_path().parent().unwrap().join("c_tests");
+    let out_dir = profile_dir().join("c_tests");
     let output = out_dir.join(name);
     if !built.iter().any(|n| n == name) {
         std::fs::create_dir_all(&out_dir).expect("create c_tests output dir");

@@ -36,13 +36,40 @@ Routes (path before "?"):
                           keep-alive 200 "ok" after N ms (default 0); the next request on
                           that connection is read and the connection closed without an answer
   /stall-headers          read the request, never answer (until client closes or 120 s)
-  /stall-body?sent=K      Content-Length: 100000 + K (default 100) bytes, then stall
-  /close-mid-body?sent=K  Content-Length: 100000 + K (default 100) bytes, then close
+  /stall-body?sent=K      Content-Length: 100000 + K, K (default 100) bytes, then stall
+  /close-mid-body?sent=K  Content-Length: 100000 + K, K (default 100) bytes, then close
   /garbage                writes "this is not http\\r\\n\\r\\n" and closes
   /headers?h=Name:Value&h=...[&status=N][&reason=Text][&ms=N][&pad=P]
                           status N (default 200), each h sent as "Name: Value" in
                           order, then "X-Pad: " and P pattern bytes if pad is given,
                           body "headers"; after N ms (default 0)
+  /unsolicited?ms=N       keep-alive 200 "ok", then N ms later (default 100) a second
+                          complete response nobody asked for (200, body "SMUGGLED"); the
+                          connection stays open and its next request is answered as usual
+  /past-end[?chunked=1][&split=1]
+                          keep-alive 200 "ok" (Content-Length: 2, or chunked) followed in the
+                          same write by a complete second response (200, body "SMUGGLED");
+                          split=1 sends the head first, alone, 20 ms before the rest
+  /framing?cl=V[&cl=V...][&te=T][&size=N]
+                          keep-alive 200 with one "Content-Length: V" line per cl, verbatim and
+                          in order, "Transfer-Encoding: T" if te is given, then N (default 12)
+                          pattern bytes, chunked when T is "chunked"
+Hostile answers (each ends, at the latest, when the client closes or after 120 s):
+  /slow-headers?ms=N      the status line, then a header line that never ends, one byte
+                          every N ms (default 100)
+  /slow-body?ms=N         Content-Length: 100000, then one body byte every N ms (default 100)
+  /stall-mid-headers      the status line and half a header line, then nothing
+  /huge-status?size=N     a status line with an N-byte reason (default 1 MiB), then "ok"
+  /many-headers?count=N   N header lines (default 100000) of 16 bytes, then "ok"
+  /endless-chunks?ms=N    a chunked body of 4096-byte chunks, one every N ms (default 0),
+                          never the last chunk
+  /interim-storm?ms=N     "102 Processing" interim responses, one every N ms (default 0),
+                          never a final response
+  /redirect-loop          302 with Location: /redirect-loop (and so on)
+  /tls-bytes              a TLS handshake record (what a TLS server would send), then nothing
+  /reset?after=W          a TCP reset (SO_LINGER 0, close) after reading the request
+                          (W=request, the default), after the head of a 100000-byte answer
+                          (W=headers) or after 10 of its body bytes (W=body)
   /stats                  JSON {connections, requests, open_connections}
   /stats/reset            zero connections and requests, answer like /stats
   /fail?mode=M            from now on every other request (but /stats*) fails: M=503 answers
@@ -59,6 +86,7 @@ import os
 import signal
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -68,6 +96,9 @@ PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz"
 LOCK = threading.Lock()
 STATS = {"connections": 0, "requests": 0, "open_connections": 0}
 CONNECTION_IDS = itertools.count(1)
+SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nSMUGGLED"
+# The start of a TLS 1.2 ServerHello record: what a TLS server answers to a ClientHello.
+TLS_RECORD = bytes.fromhex("160303003d0200003903035a") + bytes(52)
 ITEM_VERSIONS = {}  # /items/<id>: how often each item was written
 FAILING = {"mode": "off"}  # /fail
 
@@ -213,6 +244,101 @@ class Connection:
             pass
         return False
 
+    def dribble(self, data, ms):
+        """Send `data` (an iterable of bytes) one byte every `ms` milliseconds; then stall."""
+        for byte in data:
+            self.sock.sendall(bytes([byte]))
+            time.sleep(ms / 1000)
+        return self.stall()
+
+    def reset(self):
+        """Close with a TCP reset instead of a FIN."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return False
+
+    def hostile(self, req):
+        """The answers of a broken or hostile server (see the module docstring); None for a
+        path that is not one of them."""
+        path, ms = req.path, req.int_arg("ms", 100 if req.path.startswith("/slow") else 0)
+        ok_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        if path == "/slow-headers":
+            return self.dribble(ok_head + b"X-Slow: " + b"a" * 1000000, ms)
+        if path == "/slow-body":
+            self.sock.sendall(ok_head + b"Content-Length: 100000\r\n\r\n")
+            return self.dribble(pattern(100000), ms)
+        if path == "/stall-mid-headers":
+            self.sock.sendall(ok_head + b"X-Half: th")
+            return self.stall()
+        if path == "/huge-status":
+            reason = b"r" * req.int_arg("size", 1 << 20)
+            self.sock.sendall(b"HTTP/1.1 200 " + reason + b"\r\nContent-Length: 2\r\n\r\nok")
+            return True
+        if path == "/many-headers":
+            lines = b"".join(b"X-H%07d: v\r\n" % i for i in range(req.int_arg("count", 100000)))
+            self.sock.sendall(ok_head + lines + b"Content-Length: 2\r\n\r\nok")
+            return True
+        if path == "/endless-chunks":
+            self.sock.sendall(ok_head + b"Transfer-Encoding: chunked\r\n\r\n")
+            chunk = b"1000\r\n" + pattern(4096) + b"\r\n"
+            while True:
+                self.sock.sendall(chunk)
+                time.sleep(ms / 1000)
+        if path == "/interim-storm":
+            while True:
+                self.sock.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
+                time.sleep(ms / 1000)
+        if path == "/redirect-loop":
+            return self.respond(req, 302, b"again", [("Location", "/redirect-loop")])
+        if path == "/tls-bytes":
+            self.sock.sendall(TLS_RECORD)
+            return self.stall()
+        if path == "/reset":
+            after = req.arg("after", "request")
+            if after in ("headers", "body"):
+                self.sock.sendall(ok_head + b"Content-Length: 100000\r\n\r\n"
+                                  + (pattern(10) if after == "body" else b""))
+                time.sleep(0.05)
+            return self.reset()
+        return None
+
+    def forged(self, req):
+        """Answers with bytes nobody asked for, or with ambiguous framing (see the module
+        docstring); None for a path that is not one of them."""
+        path = req.path
+        if path == "/unsolicited":
+            self.respond(req, 200, b"ok")
+            time.sleep(req.int_arg("ms", 100) / 1000)
+            self.sock.sendall(SMUGGLED)
+            return True
+        if path == "/past-end":
+            if req.arg("chunked") == "1":
+                answer = b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+            else:
+                answer = b"Content-Length: 2\r\n\r\nok"
+            head, sep, body = answer.partition(b"\r\n\r\n")
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + head + sep
+            if req.arg("split") == "1":
+                # The head on its own (its own TLS record), so that the client reads the body
+                # and what follows it separately.
+                self.sock.sendall(head)
+                time.sleep(0.02)
+                head = b""
+            self.sock.sendall(head + body + SMUGGLED)
+            return True
+        if path == "/framing":
+            head = [f"Content-Length: {value}" for value in req.query.get("cl", [])]
+            te = req.arg("te")
+            if te is not None:
+                head.append(f"Transfer-Encoding: {te}")
+            body = pattern(req.int_arg("size", 12))
+            if te == "chunked":
+                body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+            self.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                              + "".join(line + "\r\n" for line in head).encode("latin-1")
+                              + b"\r\n" + body)
+            return True
+        return None
+
     def client_cn(self):
         for rdn in (self.sock.getpeercert() or {}).get("subject", ()):
             for key, value in rdn:
@@ -247,6 +373,10 @@ class Connection:
             return self.respond(req, 503, b"failing")
         if FAILING["mode"] == "stall" and not path.startswith("/stats"):
             return self.stall()
+        for special in (self.forged, self.hostile):
+            kept = special(req)
+            if kept is not None:
+                return kept
         if path.startswith("/status/") and path[8:].isdigit():
             code = int(path[8:])
             return self.respond(req, code, b"status %d" % code)
@@ -290,8 +420,9 @@ class Connection:
         if path == "/stall-headers":
             return self.stall()
         if path in ("/stall-body", "/close-mid-body"):
+            sent = req.int_arg("sent", 100)
             self.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                              b"Content-Length: 100000\r\n\r\n" + pattern(req.int_arg("sent", 100)))
+                              b"Content-Length: %d\r\n\r\n" % (100000 + sent) + pattern(sent))
             return self.stall() if path == "/stall-body" else False
         if path == "/garbage":
             self.sock.sendall(b"this is not http\r\n\r\n")

@@ -306,7 +306,7 @@ static void test_bound(void)
 	CHECK_INT(h_mod_init(), 0);
 	CHECK_INT(h_child_init(1), 0);
 	CHECK_INT(get("bounded://items/g").version, 0);
-	h_cachedb_delay(30);
+	h_cachedb_delay(250);
 	int gets = h_cachedb_stat("gets"), before = served();
 	/* Over cache_timeout_ms after its first read: the lookup stops there. */
 	CHECK_INT(get("bounded://items/h").version, 0);
@@ -320,7 +320,7 @@ static void test_bound(void)
 	CHECK_INT(h_stat("cache_shared_skips"), 3);
 	/* Then one call probes it again. */
 	h_cachedb_delay(0);
-	usleep(600 * 1000);
+	usleep(1100 * 1000);
 	CHECK_INT(get("bounded://items/g").version, 0);
 	CHECK(h_cachedb_stat("gets") > gets + 1);
 	CHECK_INT(served(), before + 1);
@@ -344,7 +344,7 @@ int main(int argc, char **argv)
 	CHECK_INT(h_service("name=shared; url=http://127.0.0.1:%d/; cache_ttl=30; cache=local://; "
 			    "cache_timeout_ms=1000; cache_lock_ms=2000", port), 0);
 	CHECK_INT(h_service("name=bounded; url=http://127.0.0.1:%d/; cache_ttl=30; cache=local://; "
-			    "cache_timeout_ms=5; cache_skip_ms=500", port), 0);
+			    "cache_timeout_ms=100; cache_skip_ms=1000", port), 0);
 	const char *mode = argv[3];
 	if (!strcmp(mode, "stale"))
 		test_stale_if_error();

@@ -15,10 +15,7 @@ fn main() {
         std::process::exit(2);
     }
     let root = harness_build::root();
-    let nginx_dir = harness_build::module_path()
-        .parent()
-        .unwrap()
-        .join("bench-nginx");
+    let nginx_dir = harness_build::profile_dir().join("bench-nginx");
     let _ = std::fs::remove_dir_all(&nginx_dir);
     std::fs::create_dir_all(&nginx_dir).expect("create the nginx directory");
     let certs = Command::new("sh")

@@ -46,7 +46,11 @@ static CURL_CONN_LIFETIME: ParamCell<c_int> = ParamCell::new(0);
 static NO_ASYNC_FALLBACK: ParamCell<c_int> = ParamCell::new(0);
 static CURL_TIMEOUT_MS: ParamCell<c_int> = ParamCell::new(0);
 static CONNECTION_TIMEOUT_MS: ParamCell<c_int> = ParamCell::new(0);
-static MAX_INFLIGHT_BODY_BYTES: ParamCell<c_int> = ParamCell::new(0);
+static MAX_INFLIGHT_BODY_BYTES: ParamCell<c_int> =
+    ParamCell::new(module::DEFAULT_MAX_INFLIGHT_BODY_BYTES_PARAM);
+static TRACE_CONTEXT: ParamCell<c_int> = ParamCell::new(0);
+static TRACE_SAMPLED: ParamCell<c_int> = ParamCell::new(1);
+static TRACE_STATE: ParamCell<*mut c_char> = ParamCell::new(std::ptr::null_mut());
 
 fn read_params() -> ModuleParams {
     ModuleParams {
@@ -66,6 +70,9 @@ fn read_params() -> ModuleParams {
         curl_timeout_ms: CURL_TIMEOUT_MS.get(),
         connection_timeout_ms: CONNECTION_TIMEOUT_MS.get(),
         max_inflight_body_bytes: MAX_INFLIGHT_BODY_BYTES.get(),
+        trace_context: TRACE_CONTEXT.get(),
+        trace_sampled: TRACE_SAMPLED.get(),
+        trace_state: TRACE_STATE.text(),
     }
 }
 
@@ -99,7 +106,7 @@ const fn param(name: &'static std::ffi::CStr, param_type: u32, cell: *mut c_void
     }
 }
 
-static PARAMS: StaticTable<[ParamExport; 18]> = StaticTable([
+static PARAMS: StaticTable<[ParamExport; 21]> = StaticTable([
     param(
         c"connection_timeout",
         INT_PARAM,
@@ -177,6 +184,17 @@ static PARAMS: StaticTable<[ParamExport; 18]> = StaticTable([
         INT_PARAM,
         MAX_INFLIGHT_BODY_BYTES.as_param_pointer(),
     ),
+    param(
+        c"trace_context",
+        INT_PARAM,
+        TRACE_CONTEXT.as_param_pointer(),
+    ),
+    param(
+        c"trace_sampled",
+        INT_PARAM,
+        TRACE_SAMPLED.as_param_pointer(),
+    ),
+    param(c"trace_state", STR_PARAM, TRACE_STATE.as_param_pointer()),
     ParamExport {
         name: std::ptr::null(),
         param_type: 0,

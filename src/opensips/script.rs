@@ -19,8 +19,8 @@ use super::abi::{MessageId, ScriptVar};
 use super::call_args::{CallArgs, MethodArg, Outputs};
 use super::message::MessageScope;
 use super::module::config;
-use super::tracing;
 use super::worker::{Worker, with_worker};
+use super::{trace_context, tracing};
 
 /// Longest header line `rest_append_hf` accepts (as the C module).
 const MAX_HEADER_LEN: usize = 1023;
@@ -63,8 +63,12 @@ pub fn prepare(worker: &mut Worker, args: &mut CallArgs, traced: bool) -> Result
         timeouts: settings.timeouts,
         trace: traced,
     };
-    let call = worker.calls.prepare(spec)?;
+    let mut call = worker.calls.prepare(spec)?;
     args.outputs.body_as_received = settings.raw_body || call.service_raw_body;
+    // After the cache key: the span id of each request must not make every lookup a miss.
+    if let Some(propagation) = config().and_then(|c| c.trace_context.as_ref()) {
+        trace_context::add(propagation, &mut call.request, args.msg);
+    }
     Ok(call)
 }
 

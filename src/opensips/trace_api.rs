@@ -1,13 +1,18 @@
 //! The core's tracing API (`trace_api.h`, the same in 3.4, 3.6 and 4.0 but for `const`
 //! qualifiers): the function-pointer globals the tracer module sets in its mod_init, the trace
-//! protocol's functions (proto_hep's, through `global_trace_api` or `trace_prot_bind`), and the
-//! Call-ID of a SIP message. Everything that dereferences these pointers lives here.
+//! protocol's functions (proto_hep's, through `global_trace_api` or `trace_prot_bind`); the
+//! Call-ID and other headers of a SIP message; and the span OpenSIPS 4.0's profiling handlers
+//! (its opentelemetry module) have active. Everything that dereferences these pointers lives
+//! here.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_int, c_uchar, c_void};
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
-use super::abi::{Str, lookup, lookup_fn};
+use crate::engine::TraceParent;
+
+use super::abi::{Str, lookup, lookup_fn, str_arg};
 
 /// `trace_message`: proto_hep's message being built, opaque.
 type TraceMessage = *mut c_void;
@@ -245,51 +250,195 @@ fn sockaddr(addr: SocketAddr) -> SockaddrUnion {
 
 /// `HDR_CALLID_F`: the parse_headers flag of the Call-ID header.
 const HDR_CALLID_F: u64 = 1 << 6;
+/// `HDR_EOH_F`: parse every header.
+const HDR_EOH_F: u64 = u64::MAX;
 type ParseHeadersAuxFn = unsafe extern "C" fn(*mut c_void, u64, c_int, c_int) -> c_int;
 type ParseHeadersFn = unsafe extern "C" fn(*mut c_void, u64, c_int) -> c_int;
+/// `is_dummy_sip_msg`: 0 for the core's dummy message (timer and startup routes, launch()
+/// report routes), -1 for another.
+type IsDummySipMsgFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 
-/// Offset of `struct sip_msg`'s `callid` (`struct hdr_field *`): after the id, the first
-/// line, via1, via2, headers, last_header, parsed_flag, h_via1 (and 3.4's h_via2).
+/// Offset of `struct sip_msg`'s `headers` (`struct hdr_field *`, the list of every parsed
+/// header): after the id, the first line, via1 and via2; the same in 3.4, 3.6 and 4.0.
+const SIP_MSG_HEADERS_OFFSET: usize = 88;
+/// Offset of `struct sip_msg`'s `callid` (`struct hdr_field *`): after the headers,
+/// last_header, parsed_flag, h_via1 (and 3.4's h_via2).
 #[cfg(sip_msg = "v3_4")]
 const SIP_MSG_CALLID_OFFSET: usize = 128;
 #[cfg(sip_msg = "v3_6")]
 const SIP_MSG_CALLID_OFFSET: usize = 120;
 
-/// The head of `struct hdr_field`: type, name, body.
+/// `struct hdr_field`.
 #[repr(C)]
-struct HdrFieldHead {
+struct HdrField {
     _kind: c_int,
-    _name: Str,
+    name: Str,
     body: Str,
+    _len: c_int,
+    _parsed: *mut c_void,
+    next: *const HdrField,
+    _sibling: *const HdrField,
+}
+
+/// OpenSIPS 4.0's `profiling_ctx_t`: the span a profiling handler has active.
+#[repr(C)]
+struct ProfilingCtx {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    trace_flags: u8,
+    _start_system_ns: u64,
+    _start_steady_ns: u64,
+    _has_start_time: u8,
+}
+
+/// `PROFILING_DATA_TYPE_SCRIPT`: a handler that follows the script's routes.
+const PROFILING_DATA_TYPE_SCRIPT: u32 = 1;
+
+/// OpenSIPS 4.0's `profiling_handlers_t` (the opentelemetry module registers one).
+#[repr(C)]
+struct ProfilingHandlers {
+    _name: *const c_char,
+    accepted_data_types: u32,
+    next: *const ProfilingHandlers,
+    _on_start_end_enter_exit: [*const c_void; 4],
+    get_ctx: Option<unsafe extern "C" fn(*mut ProfilingCtx) -> c_int>,
+    _set_ctx: *const c_void,
+}
+
+/// The core's message functions and its list of profiling handlers, looked up once.
+struct MessageApi {
+    parse_headers_aux: Option<ParseHeadersAuxFn>,
+    parse_headers: Option<ParseHeadersFn>,
+    is_dummy_sip_msg: Option<IsDummySipMsgFn>,
+    /// `profiling_handlers` (4.0; NULL before).
+    profiling_handlers: *const *const ProfilingHandlers,
+}
+
+// SAFETY: addresses of the core's functions and of one global, fixed for the life of the
+// process; the global is read by the script thread only.
+unsafe impl Sync for MessageApi {}
+unsafe impl Send for MessageApi {}
+
+fn message_api() -> &'static MessageApi {
+    static API: OnceLock<MessageApi> = OnceLock::new();
+    API.get_or_init(|| {
+        // SAFETY: the core's prototypes: 3.6 and 4.0 export `parse_headers_aux`, 3.4
+        // `parse_headers`; `is_dummy_sip_msg` in all three; `profiling_handlers` is a
+        // `profiling_handlers_t *` global of 4.0.
+        unsafe {
+            MessageApi {
+                parse_headers_aux: lookup_fn(c"parse_headers_aux"),
+                parse_headers: lookup_fn(c"parse_headers"),
+                is_dummy_sip_msg: lookup_fn(c"is_dummy_sip_msg"),
+                profiling_handlers: lookup(c"profiling_handlers")
+                    .cast::<*const ProfilingHandlers>(),
+            }
+        }
+    })
+}
+
+/// Parses the headers of `flags` of SIP message `msg` (if not yet); whether that succeeded.
+fn parse_headers(msg: *mut c_void, flags: u64) -> bool {
+    if msg.is_null() {
+        return false;
+    }
+    let api = message_api();
+    // SAFETY: the core's parser with its prototype, on the live message of the running call.
+    let parsed = unsafe {
+        match (api.parse_headers_aux, api.parse_headers) {
+            (Some(parse), _) => parse(msg, flags, 0, 1),
+            (None, Some(parse)) => parse(msg, flags, 0),
+            (None, None) => return false,
+        }
+    };
+    parsed >= 0
+}
+
+/// The bytes of a header's `str` field, copied.
+fn copied(field: &Str) -> Vec<u8> {
+    // SAFETY: a field of a parsed header of the live message, which holds `len` bytes.
+    unsafe { str_arg((field as *const Str).cast_mut().cast()) }
+        .unwrap_or_default()
+        .to_vec()
 }
 
 /// The Call-ID of a SIP message (parsed if it was not yet), as the C module correlates.
 pub fn call_id(msg: *mut c_void) -> Option<Vec<u8>> {
-    if msg.is_null() {
-        return None;
-    }
-    // SAFETY: the core's parser with its documented prototype (3.6 and 4.0 export
-    // `parse_headers_aux`, 3.4 `parse_headers`), on the live message of the running call.
-    let parsed = unsafe {
-        match lookup_fn::<ParseHeadersAuxFn>(c"parse_headers_aux") {
-            Some(parse) => parse(msg, HDR_CALLID_F, 0, 1),
-            None => lookup_fn::<ParseHeadersFn>(c"parse_headers")?(msg, HDR_CALLID_F, 0),
-        }
-    };
-    if parsed < 0 {
+    if !parse_headers(msg, HDR_CALLID_F) {
         return None;
     }
     // SAFETY: `callid` sits at this offset in the release built for (3.4.18, 3.6.8 and 4.0.1
-    // checked); it is NULL or a parsed header whose body holds `len` bytes.
-    unsafe {
-        let header = *msg
-            .cast::<u8>()
+    // checked); it is NULL or a parsed header.
+    let header = unsafe {
+        *msg.cast::<u8>()
             .add(SIP_MSG_CALLID_OFFSET)
-            .cast::<*const HdrFieldHead>();
-        let body = header.as_ref()?.body;
-        let len = usize::try_from(body.len).ok()?;
-        (!body.s.is_null()).then(|| std::slice::from_raw_parts(body.s.cast::<u8>(), len).to_vec())
+            .cast::<*const HdrField>()
+    };
+    // SAFETY: as above.
+    unsafe { header.as_ref() }.map(|header| copied(&header.body))
+}
+
+/// The bodies of the headers named `name` (any case) of SIP message `msg`, in order (every
+/// header is parsed, if it was not yet); none when the message does not parse.
+pub fn header_values(msg: *mut c_void, name: &str) -> Vec<Vec<u8>> {
+    let mut values = Vec::new();
+    if !parse_headers(msg, HDR_EOH_F) {
+        return values;
     }
+    // SAFETY: `headers` sits at this offset in every supported release; it heads the list of
+    // the message's parsed headers, linked by `next` and ended by NULL.
+    let mut header = unsafe {
+        *msg.cast::<u8>()
+            .add(SIP_MSG_HEADERS_OFFSET)
+            .cast::<*const HdrField>()
+    };
+    // SAFETY: as above; each one lives as long as the message.
+    while let Some(field) = unsafe { header.as_ref() } {
+        if copied(&field.name).eq_ignore_ascii_case(name.as_bytes()) {
+            values.push(copied(&field.body));
+        }
+        header = field.next;
+    }
+    values
+}
+
+/// Whether `msg` is the core's dummy message, which belongs to no SIP call (timer and
+/// startup routes, launch() report routes).
+pub fn is_dummy_message(msg: *mut c_void) -> bool {
+    let Some(is_dummy) = message_api().is_dummy_sip_msg else {
+        return false;
+    };
+    // SAFETY: the core's function, which compares the message's buffer with its dummy one.
+    !msg.is_null() && unsafe { is_dummy(msg) } == 0
+}
+
+/// The span a profiling handler of the script (OpenSIPS 4.0's opentelemetry module) has
+/// active now, as the core's `profiling_get_ctx` finds it: the first handler that has one.
+pub fn active_span() -> Option<TraceParent> {
+    let list = message_api().profiling_handlers;
+    // SAFETY: NULL before 4.0; else the core's global, NULL or the head of the registered
+    // handlers (registered in mod_init, never freed), linked by `next`.
+    let mut handlers = unsafe { list.as_ref() }.copied()?;
+    // SAFETY: as above.
+    while let Some(handler) = unsafe { handlers.as_ref() } {
+        if handler.accepted_data_types & PROFILING_DATA_TYPE_SCRIPT != 0
+            && let Some(get_ctx) = handler.get_ctx
+        {
+            // SAFETY: an all-zero `profiling_ctx_t` is valid; the handler fills it.
+            let mut ctx = unsafe { std::mem::zeroed::<ProfilingCtx>() };
+            // SAFETY: the handler's function with a context it may write.
+            let active = unsafe { get_ctx(&mut ctx) } != 0;
+            if active && ctx.trace_id != [0; 16] && ctx.span_id != [0; 8] {
+                return Some(TraceParent {
+                    trace_id: ctx.trace_id,
+                    parent_id: ctx.span_id,
+                    flags: ctx.trace_flags,
+                });
+            }
+        }
+        handlers = handler.next;
+    }
+    None
 }
 
 const _: () = {
@@ -298,5 +447,10 @@ const _: () = {
     assert!(offset_of!(TraceProto, add_payload_part) == 24);
     assert!(size_of::<ModifyTrace>() == 16);
     assert!(size_of::<SockaddrUnion>() == 28);
-    assert!(size_of::<HdrFieldHead>() == 40 && offset_of!(HdrFieldHead, body) == 24);
+    assert!(size_of::<HdrField>() == 72 && offset_of!(HdrField, body) == 24);
+    assert!(offset_of!(HdrField, next) == 56);
+    assert!(size_of::<ProfilingCtx>() == 56 && offset_of!(ProfilingCtx, trace_flags) == 24);
+    assert!(size_of::<ProfilingHandlers>() == 72);
+    assert!(offset_of!(ProfilingHandlers, next) == 16);
+    assert!(offset_of!(ProfilingHandlers, get_ctx) == 56);
 };

@@ -166,13 +166,19 @@ impl ServiceCache {
         let epoch_key = format!("{}epoch", self.prefix);
         let url_key = self.url_key(url);
         let store = self.shared.as_mut()?;
-        let epoch = store.get(&epoch_key, "read").ok()?;
-        let url_value = store.get(&url_key, "read").ok()?;
+        let marker = |value: &[u8]| match value.len() {
+            8 => Ok(()),
+            // A marker is 8 bytes (see `fresh_value`): another value (an engine that answers
+            // an empty "found" when short of memory) is no marker to trust, nor a missing one.
+            n => Err(format!("a marker of {n} bytes")),
+        };
+        let epoch = store.get_checked(&epoch_key, "read", marker).ok()?;
+        let url_value = store.get_checked(&url_key, "read", marker).ok()?;
         let mut generation = Generation::NONE;
         for (half, value) in generation.0.chunks_mut(8).zip([epoch, url_value]) {
-            let value = value.unwrap_or_default();
-            let n = value.len().min(8);
-            half[..n].copy_from_slice(&value[..n]);
+            if let Some(value) = value {
+                half.copy_from_slice(&value);
+            }
         }
         Some(generation)
     }
@@ -810,5 +816,28 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(c.claim(&mut other), Claim::Lead);
+    }
+
+    /// Issue 17, item 10: a marker that is not one (cachedb_redis answers an empty "found"
+    /// when short of memory) is an outage, never "no write": that would serve the answer
+    /// stored before the write.
+    #[test]
+    fn a_marker_of_another_size_is_an_outage() {
+        let store = MemoryStore::default();
+        let (mut a, mut b) = (cache(&store), cache(&store));
+        assert_eq!(fetch(&mut a, "http://h/x", "", &answer("old", &[])), None);
+        b.written(
+            &Service::parse("name=Svc; url=http://h/").unwrap(),
+            "http://h/x",
+            &answer("", &[]),
+        );
+        let url_key = b.url_key("http://h/x");
+        store.values.borrow_mut().insert(url_key, (Vec::new(), 30));
+        let mut c = cache(&store);
+        assert_eq!(fetch(&mut c, "http://h/x", "", &answer("new", &[])), None);
+        assert_eq!(
+            fetch(&mut c, "http://h/x", "", &answer("newer", &[])),
+            Some(b"new".to_vec())
+        );
     }
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use log::warn;
 
+use crate::engine::throttled_log::ThrottledLog;
+
 /// Least time between two log lines about a failing shared store (per service and process).
 const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -51,23 +53,12 @@ impl Default for SharedLimits {
 
 /// Rate-limited reports of a failing store.
 #[derive(Default)]
-struct OutageLog {
-    last_report: Option<Instant>,
-    unreported: u64,
-}
+struct OutageLog(ThrottledLog);
 
 impl OutageLog {
     fn report(&mut self, service: &str, what: &str, skip: Duration) {
-        if self
-            .last_report
-            .is_some_and(|at| at.elapsed() < OUTAGE_LOG_INTERVAL)
-        {
-            self.unreported += 1;
+        let Some(more) = self.0.happened(OUTAGE_LOG_INTERVAL, "failures") else {
             return;
-        }
-        let more = match self.unreported {
-            0 => String::new(),
-            n => format!(" ({n} more since the last report)"),
         };
         let skipped = if skip.is_zero() {
             String::new()
@@ -75,8 +66,6 @@ impl OutageLog {
             format!(", skipped for {} ms", skip.as_millis())
         };
         warn!("service {service}: the shared cache {what}; calls go on without it{skipped}{more}");
-        self.last_report = Some(Instant::now());
-        self.unreported = 0;
     }
 }
 
@@ -188,7 +177,21 @@ impl GuardedStore {
     }
 
     pub fn get(&mut self, key: &str, action: &str) -> Result<Option<Vec<u8>>, String> {
-        self.run(action, Urgency::Normal, |store| store.get(key))
+        self.get_checked(key, action, |_| Ok(()))
+    }
+
+    /// [`get`](Self::get), where a value that `check` refuses is a failure of the store.
+    pub fn get_checked(
+        &mut self,
+        key: &str,
+        action: &str,
+        check: impl FnOnce(&[u8]) -> Result<(), String>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        self.run(action, Urgency::Normal, |store| {
+            let value = store.get(key)?;
+            value.as_deref().map_or(Ok(()), check)?;
+            Ok(value)
+        })
     }
 
     pub fn set(

@@ -5,4 +5,4 @@
 mod process_tls;
 mod tls_raw;
 
-pub(crate) use process_tls::{ConnectionTls, ProcessTls};
+pub(crate) use process_tls::{ConnectionTls, ProcessTls, libcurl_uses_module_openssl};

@@ -2,7 +2,8 @@
 //! bodies of the process's other unfinished transfers), the response's Content-Type, and the
 //! final response's status line and header lines (bounded) for later look-ups, and gives the
 //! transfer's new TLS connections the process's TLS material; for a traced transfer, also
-//! what libcurl's debug callback reports.
+//! what libcurl's debug callback reports. It refuses a response whose framing is ambiguous and
+//! holds the transfer's connection check (see `connection_check.rs`).
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -10,6 +11,7 @@ use std::rc::Rc;
 
 use curl::easy::{Handler, InfoType, WriteError};
 
+use super::connection_check::{ConnectionCheck, Framing, Refusal};
 use super::response_head::{MAX_HEAD_BYTES, ResponseHead, header_value};
 use super::transcript::Recorder;
 use crate::engine::tls::ConnectionTls;
@@ -70,6 +72,11 @@ pub struct Collector {
     head: ResponseHead,
     /// Present for a traced transfer.
     recorder: Option<Recorder>,
+    /// Shared with libcurl's pre-request callback (see `connection_check::watch`).
+    pub(super) connection: Rc<ConnectionCheck>,
+    framing: Framing,
+    /// Why the response was refused for its framing.
+    framing_refusal: Option<Refusal>,
 }
 
 impl Collector {
@@ -83,6 +90,9 @@ impl Collector {
             content_type: None,
             head: ResponseHead::default(),
             recorder: None,
+            connection: ConnectionCheck::new(),
+            framing: Framing::default(),
+            framing_refusal: None,
         }
     }
 
@@ -95,6 +105,8 @@ impl Collector {
         self.content_type = None;
         self.head.clear();
         self.recorder = None;
+        self.framing.start();
+        self.framing_refusal = None;
     }
 
     /// Makes the transfer started last a traced one.
@@ -110,6 +122,11 @@ impl Collector {
     /// Hands out the recorder of a traced transfer.
     pub fn take_recorder(&mut self) -> Option<Recorder> {
         self.recorder.take()
+    }
+
+    /// Why the connection or the response was refused, if it was.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.framing_refusal.or(self.connection.refusal())
     }
 
     /// Why the transfer was aborted because of its body, if it was.
@@ -164,7 +181,19 @@ impl Handler for Collector {
             self.content_type = None;
             self.head.clear();
             self.head.set_status_line(line);
+            self.framing.start();
         } else {
+            let framing = if let Some(value) = header_value(line, b"content-length") {
+                self.framing.content_length(value)
+            } else if header_value(line, b"transfer-encoding").is_some() {
+                self.framing.transfer_encoding()
+            } else {
+                Ok(())
+            };
+            if let Err(refusal) = framing {
+                self.framing_refusal = Some(refusal);
+                return false;
+            }
             if let Some(value) = header_value(line, b"content-type") {
                 self.content_type = Some(value.to_vec());
             }

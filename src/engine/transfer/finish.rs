@@ -18,8 +18,10 @@ use crate::engine::result_code::ResultCode;
 /// the next cached connection of that server when nothing came back, and gives up with
 /// CURLE_SEND_ERROR after five such retries, which a server closing all its idle connections
 /// at once (an nginx reload) reaches. When `result` failed that way (a send or receive error,
-/// no response byte, only kept-alive connections tried), this sets `easy` up for one more
-/// attempt on a new connection within what is left of `limit` (zero: no limit), and says so.
+/// no response byte, only kept-alive connections tried), or the kept-alive connection was
+/// refused for holding unread bytes (see `connection_check.rs`), this sets `easy` up for one
+/// more attempt on a new connection within what is left of `limit` (zero: no limit), and says
+/// so.
 pub(crate) fn retry_on_new_connection(
     easy: &mut Easy2<Collector>,
     result: &Result<(), curl::Error>,
@@ -32,7 +34,12 @@ pub(crate) fn retry_on_new_connection(
     let stale = (e.is_send_error() || e.is_recv_error())
         && easy.header_size().is_ok_and(|bytes| bytes == 0)
         && easy.num_connects().is_ok_and(|new| new == 0);
-    if !stale {
+    let held = if e.is_aborted_by_callback() {
+        easy.get_ref().connection.held_kept_alive()
+    } else {
+        None
+    };
+    if !stale && held.is_none() {
         return false;
     }
     let left = if limit.is_zero() {
@@ -50,6 +57,11 @@ pub(crate) fn retry_on_new_connection(
     if easy.timeout(left).and(easy.fresh_connect(true)).is_err() {
         return false;
     }
+    if let Some(refusal) = held {
+        easy.get_ref().connection.forget_refusal();
+        refusal.log_retry(&target.for_logs());
+        return true;
+    }
     info!(
         "{}: the server closed the kept-alive connections tried ({e}), trying a new one",
         target.for_logs()
@@ -62,8 +74,11 @@ pub(crate) fn retry_on_new_connection(
 /// of them.
 pub(crate) fn scrub(easy: &mut Easy2<Collector>) {
     easy.reset();
-    // The client identity stays parsed in the process's cache only.
-    easy.get_mut().tls = Default::default();
+    // reset() leaves the handle in its share: it leaves it here, so that caches the process
+    // dropped meanwhile are freed.
+    if let Err(e) = std::mem::take(&mut easy.get_mut().tls).release(easy) {
+        error!("cannot detach a transfer from its connection cache: {e}");
+    }
     // reset() leaves the header list with the handle: an empty one replaces it.
     if let Err(e) = easy.http_headers(List::new()) {
         error!("cannot clear a transfer's headers: {e}");
@@ -84,7 +99,11 @@ pub(crate) fn finish(
         let url = target.url_for_logs();
         let method = target.method.name();
         let collector = easy.get_ref();
+        let refused = collector
+            .refusal()
+            .map(|refusal| format!("{method} {url}: {refusal}"));
         let message = match code {
+            _ if refused.is_some() => refused.unwrap_or_default(),
             _ if collector.overflow() == Some(Overflow::TransferLimit) => {
                 format!("{method} {url}: response body larger than max_transfer_size, aborted")
             }

@@ -287,7 +287,8 @@ fn instances_sharing_a_store_make_one_transfer() {
     );
 }
 
-/// Issue 20: a slow shared level costs one operation, then is skipped (logged once).
+/// Issue 20: a slow shared level costs a lookup one operation; three slow ones in a row skip
+/// it for a while (logged once).
 #[test]
 fn a_slow_shared_level_is_skipped_for_a_while() {
     let log = passing_log(

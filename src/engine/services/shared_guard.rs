@@ -1,8 +1,9 @@
 //! The shared level of a response cache as an upstream of its own: each operation on the
 //! store is timed, a lookup never spends more than `cache_timeout_ms` on it (the operations
-//! left once over are not made), and after a failed or slow operation the store is skipped
-//! for `cache_skip_ms` (logged, at most once per [`OUTAGE_LOG_INTERVAL`] per service and
-//! process); the first call after that probes it again. Invalidations and flushes are always
+//! left once over are not made), and after a failed operation, or [`SLOW_IN_A_ROW`] slow ones
+//! in a row, the store is skipped for `cache_skip_ms` (logged, at most once per
+//! [`OUTAGE_LOG_INTERVAL`] per service and process); the first call after that probes it
+//! again. Invalidations and flushes are always
 //! tried: a write must reach the other processes whenever the store can take it.
 //!
 //! An operation itself is bounded by the store's own limits only (cachedb_redis:
@@ -17,6 +18,11 @@ use crate::engine::throttled_log::ThrottledLog;
 
 /// Least time between two log lines about a failing shared store (per service and process).
 const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Operations past their time, one after the other, that start a skip. One alone is mostly
+/// the host's doing (the worker waited for a core), not the store's: skipping the store for it
+/// would send every miss of the next `cache_skip_ms` to the backend.
+pub const SLOW_IN_A_ROW: u32 = 3;
 
 /// A key-value store shared by processes (and nodes): the host's (OpenSIPS's cachedb).
 pub trait SharedStore {
@@ -34,7 +40,8 @@ pub trait SharedStore {
 pub struct SharedLimits {
     /// `cache_timeout_ms`: the most a lookup spends on the store.
     pub timeout: Duration,
-    /// `cache_skip_ms`: how long the store is skipped after a failed or slow operation.
+    /// `cache_skip_ms`: how long the store is skipped after a failed operation or
+    /// [`SLOW_IN_A_ROW`] slow ones in a row.
     pub skip: Duration,
     /// `cache_lock_ms`: how long a miss waits for another process's or instance's transfer of
     /// the same answer before it asks the backend itself (0: it never waits).
@@ -84,10 +91,13 @@ pub struct GuardedStore {
     store: Box<dyn SharedStore>,
     limits: SharedLimits,
     skipped_until: Option<Instant>,
-    /// The end of the running lookup's time on the store.
+    /// The start of the running lookup, and the end of its time on the store.
+    lookup_began: Option<Instant>,
     lookup_deadline: Option<Instant>,
     /// Lookups made without the store because it was skipped.
     skipped_lookups: u64,
+    /// Operations past their time since the last one within it.
+    slow_in_a_row: u32,
     log: OutageLog,
 }
 
@@ -98,8 +108,10 @@ impl GuardedStore {
             store,
             limits,
             skipped_until: None,
+            lookup_began: None,
             lookup_deadline: None,
             skipped_lookups: 0,
+            slow_in_a_row: 0,
             log: OutageLog::default(),
         }
     }
@@ -131,16 +143,20 @@ impl GuardedStore {
             self.skipped_lookups += 1;
             return false;
         }
-        self.lookup_deadline = Some(Instant::now() + self.limits.timeout);
+        let now = Instant::now();
+        self.lookup_began = Some(now);
+        self.lookup_deadline = Some(now + self.limits.timeout);
         true
     }
 
     pub fn end_lookup(&mut self) {
+        self.lookup_began = None;
         self.lookup_deadline = None;
     }
 
     /// Runs `operation` on the store unless it is skipped (or the lookup's time is spent),
-    /// timing it; a failure or an operation past its time starts a skip.
+    /// timing it; a failure, or the [`SLOW_IN_A_ROW`]th operation past its time, starts a
+    /// skip. An operation past its time ends the lookup's time on the store.
     fn run<R>(
         &mut self,
         action: &str,
@@ -155,21 +171,26 @@ impl GuardedStore {
             return Err("skipped".into());
         }
         let result = operation(self.store.as_mut());
-        let elapsed = started.elapsed();
+        let ended = Instant::now();
+        let slow = ended > deadline;
+        self.slow_in_a_row = if slow { self.slow_in_a_row + 1 } else { 0 };
         let problem = match &result {
             Err(e) => Some(format!("failed to {action} ({e})")),
-            Ok(_) if started + elapsed > deadline => Some(format!(
-                "took {} ms to {action} (cache_timeout_ms is {})",
-                elapsed.as_millis(),
+            Ok(_) if self.slow_in_a_row >= SLOW_IN_A_ROW => Some(format!(
+                "took {} ms to {action}, {SLOW_IN_A_ROW} times in a row over cache_timeout_ms ({})",
+                (ended - self.lookup_began.unwrap_or(started)).as_millis(),
                 self.limits.timeout.as_millis()
             )),
             Ok(_) => None,
         };
         if let Some(problem) = problem {
+            self.slow_in_a_row = 0;
             if !self.limits.skip.is_zero() {
                 self.skipped_until = Some(Instant::now() + self.limits.skip);
             }
             self.log.report(&self.service, &problem, self.limits.skip);
+        }
+        if slow || result.is_err() {
             // A slow answer is used all the same; what is left of the lookup is not made.
             self.lookup_deadline = self.lookup_deadline.map(|_| started);
         }
@@ -312,14 +333,38 @@ pub(super) mod tests {
         let store = MemoryStore::default();
         let mut guard = guarded(&store, 5, 1000);
         *store.delay.borrow_mut() = Duration::from_millis(20);
-        assert!(guard.begin_lookup());
-        assert_eq!(guard.get("a", "read"), Ok(None), "a slow answer is used");
+        for lookup in 1..=SLOW_IN_A_ROW {
+            assert!(
+                guard.begin_lookup(),
+                "not skipped before slow lookup {lookup}"
+            );
+            assert_eq!(guard.get("a", "read"), Ok(None), "a slow answer is used");
+            assert!(
+                guard.get("b", "read").is_err(),
+                "nothing more in this lookup"
+            );
+            guard.end_lookup();
+        }
+        assert_eq!(*store.operations.borrow(), u64::from(SLOW_IN_A_ROW));
         assert!(
-            guard.get("b", "read").is_err(),
-            "nothing more in this lookup"
+            !guard.begin_lookup(),
+            "skipped after slow operations in a row"
         );
-        guard.end_lookup();
-        assert_eq!(*store.operations.borrow(), 1);
-        assert!(!guard.begin_lookup(), "skipped after a slow operation");
+    }
+
+    #[test]
+    fn one_slow_operation_among_quick_ones_starts_no_skip() {
+        let store = MemoryStore::default();
+        let mut guard = guarded(&store, 5, 1000);
+        for _ in 0..2 * SLOW_IN_A_ROW {
+            *store.delay.borrow_mut() = Duration::from_millis(20);
+            assert!(guard.begin_lookup());
+            assert_eq!(guard.get("a", "read"), Ok(None));
+            guard.end_lookup();
+            *store.delay.borrow_mut() = Duration::ZERO;
+            assert!(guard.begin_lookup(), "not skipped");
+            assert_eq!(guard.get("a", "read"), Ok(None));
+            guard.end_lookup();
+        }
     }
 }

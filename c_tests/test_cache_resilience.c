@@ -3,7 +3,8 @@
  * connection; not after a write, not with must-revalidate, not past the window), stale while
  * revalidate (one background transfer, driven by the reactor or by the process's next calls),
  * coalesced misses (async and blocking calls of one process, processes of one instance,
- * instances sharing a store), and a slow shared level that is skipped for a while. The test
+ * instances sharing a store; a waiter goes on alone after cache_lock_ms), and a slow shared
+ * level that is skipped for a while. The test
  * server counts requests to tell a hit from a miss; its /fail makes every request fail.
  * usage: test_cache_resilience module.so cache_resilience.cfg stale|revalidate|coalesce|instances|bound
  */
@@ -42,6 +43,14 @@ static struct got get(const char *url)
 	hvar_reset(&body);
 	hvar_reset(&code);
 	return g;
+}
+
+/* A blocking GET answered with the backend's failure (HTTP `status`), not a stale answer. */
+static void check_not_stale(const char *url, int status)
+{
+	struct got g = get(url);
+	CHECK_INT(g.status, status);
+	CHECK_INT(g.stale, -1);
 }
 
 static int patch_status(const char *url)
@@ -100,12 +109,8 @@ static void test_stale_if_error(void)
 	CHECK_INT(g.version, 0);
 	CHECK_INT(g.stale, 1);
 	CHECK_INT(served(), before + 1); /* the backend was asked */
-	g = get("sie://items/b");
-	CHECK_INT(g.status, 503);
-	CHECK_INT(g.stale, -1);
-	g = get("sie://headers?h=Cache-Control:must-revalidate");
-	CHECK_INT(g.status, 503);
-	CHECK_INT(g.stale, -1);
+	check_not_stale("sie://items/b", 503);
+	check_not_stale("sie://headers?h=Cache-Control:must-revalidate", 503);
 	CHECK_INT(get("sie_short://items/a").stale, 1);
 	g = get("sie://headers?h=Cache-Control:stale-if-error=1");
 	CHECK_INT(g.status, 200);
@@ -130,12 +135,8 @@ static void test_stale_if_error(void)
 	/* Past its window: the failure itself. */
 	backend_fails("503");
 	usleep(1000 * 1000);
-	g = get("sie_short://items/a");
-	CHECK_INT(g.status, 503);
-	CHECK_INT(g.stale, -1);
-	g = get("sie://headers?h=Cache-Control:stale-if-error=1");
-	CHECK_INT(g.status, 503);
-	CHECK_INT(g.stale, -1);
+	check_not_stale("sie_short://items/a", 503);
+	check_not_stale("sie://headers?h=Cache-Control:stale-if-error=1", 503);
 	backend_fails("off");
 
 	/* A refused connection (-1). */
@@ -279,6 +280,12 @@ static void test_coalescing(void)
 	CHECK_INT(h_wait_workers(), 0);
 	CHECK_INT(served(), before + 4);
 	CHECK_INT(h_stat("cache_coalesced"), 4);
+	/* A request slower than cache_lock_ms (50 ms): the waiter goes on by itself. */
+	const char *slow = "brief://headers?h=X-K:6&ms=400";
+	h_fork_worker(6, slow_blocking_reader, (void *)slow);
+	h_fork_worker(7, late_blocking_reader, (void *)slow);
+	CHECK_INT(h_wait_workers(), 0);
+	CHECK_INT(served(), before + 6);
 }
 
 /* Two instances (each its own mod_init: its own shared memory) share the store. */
@@ -364,6 +371,8 @@ int main(int argc, char **argv)
 	CHECK_INT(h_service("name=slow; url=http://127.0.0.1:%d/; cache_ttl=30", port), 0);
 	CHECK_INT(h_service("name=shared; url=http://127.0.0.1:%d/; cache_ttl=30; cache=local://; "
 			    "cache_timeout_ms=1000; cache_lock_ms=2000", port), 0);
+	CHECK_INT(h_service("name=brief; url=http://127.0.0.1:%d/; cache_ttl=30; cache=local://; "
+			    "cache_timeout_ms=1000; cache_lock_ms=50", port), 0);
 	CHECK_INT(h_service("name=bounded; url=http://127.0.0.1:%d/; cache_ttl=30; cache=local://; "
 			    "cache_timeout_ms=100; cache_skip_ms=1000", port), 0);
 	const char *mode = argv[3];

@@ -219,7 +219,9 @@ typedef struct {
 	int (*get)(cachedb_con *con, str *attr, str *val);
 	int (*get_counter)(cachedb_con *con, str *attr, int *val);
 	int (*set)(cachedb_con *con, str *attr, str *val, int expires);
-	void *remove, *_remove, *add, *sub, *iter_keys, *raw_query, *truncate, *db_query_trans,
+	void *remove, *_remove;
+	int (*add)(cachedb_con *con, str *attr, int val, int expires, int *new_val);
+	void *sub, *iter_keys, *raw_query, *truncate, *db_query_trans,
 		*db_free_trans, *db_insert_trans, *db_delete_trans, *db_update_trans, *query,
 		*update, *map_get, *map_set, *map_remove, *is_replicated;
 	int capability;
@@ -236,7 +238,7 @@ struct cdb_slot {
 	char value[CDB_VALUE_MAX];
 };
 static struct cdb_store {
-	int lock, down, gets, sets;
+	int lock, down, gets, sets, adds, delay_ms;
 	char failing_keys[64]; /* gets of keys containing it fail (when not empty) */
 	struct cdb_slot slots[CDB_SLOTS];
 } *cdb;
@@ -311,6 +313,8 @@ static void cdb_destroy(cachedb_con *con) { free(con->url.s); free(con); }
 static int cdb_usable(cachedb_con *con)
 {
 	CHECK((pid_t)(intptr_t)con->data == getpid());
+	if (cdb->delay_ms)
+		usleep((useconds_t)cdb->delay_ms * 1000);
 	return !cdb->down;
 }
 
@@ -363,6 +367,47 @@ static int cdb_set(cachedb_con *con, str *attr, str *val, int expires)
 	return e ? 0 : -1;
 }
 
+/* As cachedb_local's counters: the value in decimal; a new key gets `val` and `expires`, an
+ * existing one keeps its expiry. Atomic (under the store's lock). */
+static int cdb_add(cachedb_con *con, str *attr, int val, int expires, int *new_val)
+{
+	if (!cdb_usable(con) || attr->len > CDB_KEY_MAX)
+		return -1;
+	cdb_lock();
+	struct cdb_slot *e = cdb_find(attr);
+	long long value = val;
+	if (e) {
+		char text[32] = { 0 };
+		memcpy(text, e->value, (size_t)(e->value_len < 31 ? e->value_len : 31));
+		value += atoll(text);
+	}
+	for (int i = 0; !e && i < CDB_SLOTS; i++)
+		if (!cdb->slots[i].used || (cdb->slots[i].expires_ms && cdb->slots[i].expires_ms <= now_ms())) {
+			e = &cdb->slots[i];
+			e->used = 1;
+			e->key_len = attr->len;
+			memcpy(e->key, attr->s, (size_t)attr->len);
+			e->expires_ms = expires ? now_ms() + expires * 1000LL : 0;
+		}
+	if (e) {
+		e->value_len = snprintf(e->value, CDB_VALUE_MAX, "%lld", value);
+		cdb->adds++;
+		if (new_val)
+			*new_val = (int)value;
+	}
+	cdb_unlock();
+	return e ? 0 : -1;
+}
+
+static void cdb_map(void)
+{
+	if (!cdb) {
+		cdb = mmap(NULL, sizeof *cdb, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (cdb == MAP_FAILED)
+			abort();
+	}
+}
+
 int cachedb_bind_mod(str *url, cachedb_funcs *funcs)
 {
 	memset(funcs, 0, sizeof *funcs);
@@ -370,19 +415,18 @@ int cachedb_bind_mod(str *url, cachedb_funcs *funcs)
 		fprintf(stderr, "harness: failed to bind to [%.*s] module. Is it loaded ?\n", url->len, url->s);
 		return -1;
 	}
-	if (!cdb) {
-		cdb = mmap(NULL, sizeof *cdb, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-		if (cdb == MAP_FAILED)
-			abort();
-	}
+	cdb_map();
 	funcs->init = cdb_init;
 	funcs->destroy = cdb_destroy;
 	funcs->get = cdb_get;
 	funcs->set = cdb_set;
+	funcs->add = cdb_add;
 	return 0;
 }
 
+void h_cachedb_share(void) { cdb_map(); }
 void h_cachedb_outage(int down) { cdb->down = down; }
+void h_cachedb_delay(int ms) { cdb->delay_ms = ms; }
 
 void h_cachedb_fail_gets(const char *key_part)
 {
@@ -397,6 +441,8 @@ int h_cachedb_stat(const char *what)
 		return cdb->gets;
 	if (!strcmp(what, "sets"))
 		return cdb->sets;
+	if (!strcmp(what, "adds"))
+		return cdb->adds;
 	int answers = 0;
 	cdb_lock();
 	for (int i = 0; i < CDB_SLOTS; i++) {
@@ -1661,6 +1707,23 @@ int h_wait_workers(void)
 /* ------------------------------------------------------------------------------------------
  * Test servers. */
 
+/* The test servers started by this process, to stop one. */
+#define MAX_SERVERS 8
+static struct { int port; pid_t pid; } servers[MAX_SERVERS];
+static int server_count;
+
+int h_stop_server(int port)
+{
+	for (int i = 0; i < server_count; i++)
+		if (servers[i].port == port && servers[i].pid > 0) {
+			kill(servers[i].pid, SIGKILL);
+			waitpid(servers[i].pid, NULL, 0);
+			servers[i].pid = 0;
+			return 0;
+		}
+	return -1;
+}
+
 int h_start_server(const char *const *extra_args)
 {
 	int to_child[2], from_child[2];
@@ -1700,6 +1763,10 @@ int h_start_server(const char *const *extra_args)
 	if (sscanf(line, "PORT %d", &port) != 1) {
 		fprintf(stderr, "test server did not start: '%s'\n", line);
 		exit(3);
+	}
+	if (server_count < MAX_SERVERS) {
+		servers[server_count].port = port;
+		servers[server_count++].pid = pid;
 	}
 	return port;
 }

@@ -194,12 +194,17 @@ int h_tls_released(void);
  * with its module's return codes: one store in shared memory that every worker forked after
  * mod_init sees; a connection used in another process than the one that opened it fails the
  * test ---- */
-/* While down, every get and set fails (as with an unreachable redis). */
+/* While down, every get, set and add fails (as with an unreachable redis). */
 void h_cachedb_outage(int down);
+/* Every get, set and add takes `ms` milliseconds more (as a slow or stopped redis). */
+void h_cachedb_delay(int ms);
+/* Maps the store now: called before forking processes that each run mod_init (instances of
+ * their own), they share it as instances share a redis. */
+void h_cachedb_share(void);
 /* Gets of the keys that contain `key_part` fail (as with one unreachable node of a cluster);
  * NULL: none. */
 void h_cachedb_fail_gets(const char *key_part);
-/* "gets", "sets" (successful ones) or "answers" (live keys holding ":answer:"). */
+/* "gets", "sets", "adds" (successful ones) or "answers" (live keys holding ":answer:"). */
 int h_cachedb_stat(const char *what);
 /* Whether any key or value in the store (live or expired, not yet reused) contains `text`. */
 int h_cachedb_holds(const char *text);
@@ -219,6 +224,9 @@ int h_wait_workers(void);
 /* Starts c_tests/http_test_server.py with extra arguments (NULL-terminated list), returns
  * its port. It stops when the harness exits. */
 int h_start_server(const char *const *extra_args);
+/* Kills the test server listening on `port` (started by this process): connections to it are
+ * refused from now on. */
+int h_stop_server(int port);
 /* A loopback listener whose accept queue is full: connecting to it hangs. */
 int h_full_backlog_port(void);
 /* A loopback port with nothing listening. */

@@ -72,8 +72,10 @@ Hostile answers (each ends, at the latest, when the client closes or after 120 s
                           (W=headers) or after 10 of its body bytes (W=body)
   /stats                  JSON {connections, requests, open_connections}
   /stats/reset            zero connections and requests, answer like /stats
+  /fail?mode=M            from now on every other request (but /stats*) fails: M=503 answers
+                          503 "failing", M=stall never answers, M=off ends it; answers "ok"
   anything else           404 "not found"
-Requests to /stats* are not counted as requests.  HEAD responses and 1xx/204/304
+Requests to /stats* and /fail are not counted as requests.  HEAD responses and 1xx/204/304
 statuses carry no body.
 """
 import argparse
@@ -98,6 +100,7 @@ SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\
 # The start of a TLS 1.2 ServerHello record: what a TLS server answers to a ClientHello.
 TLS_RECORD = bytes.fromhex("160303003d0200003903035a") + bytes(52)
 ITEM_VERSIONS = {}  # /items/<id>: how often each item was written
+FAILING = {"mode": "off"}  # /fail
 
 
 class BadRequest(Exception):
@@ -352,7 +355,7 @@ class Connection:
                 # a keep-alive timeout races with a client reusing the connection.
                 return False
             self.requests += 1
-            if not req.path.startswith("/stats"):
+            if not req.path.startswith(("/stats", "/fail")):
                 with LOCK:
                     STATS["requests"] += 1
             return self.dispatch(req)
@@ -363,6 +366,13 @@ class Connection:
 
     def dispatch(self, req):
         path = req.path
+        if path == "/fail":
+            FAILING["mode"] = req.arg("mode", "off")
+            return self.respond(req, 200, b"ok")
+        if FAILING["mode"] == "503" and not path.startswith("/stats"):
+            return self.respond(req, 503, b"failing")
+        if FAILING["mode"] == "stall" and not path.startswith("/stats"):
+            return self.stall()
         for special in (self.forged, self.hostile):
             kept = special(req)
             if kept is not None:
@@ -434,7 +444,8 @@ class Connection:
         return self.respond(req, 404, b"not found")
 
     def items(self, req, name):
-        """A store of versioned items, for cache invalidation: GET /items/<id> reads one;
+        """A store of versioned items, for cache invalidation: GET /items/<id> reads one (after
+        ?ms=N milliseconds);
         PUT, PATCH (409 with X-Fail) and DELETE write it; POST /items/<id>/touch writes it and
         names it in Content-Location; POST /items with body <id> writes it and names it in
         Location."""
@@ -442,6 +453,7 @@ class Connection:
             with LOCK:
                 ITEM_VERSIONS[item] = ITEM_VERSIONS.get(item, 0) + 1
         if req.method == "GET":
+            time.sleep(req.int_arg("ms", 0) / 1000)
             with LOCK:
                 version = ITEM_VERSIONS.get(name, 0)
             return self.json_reply(req, 200, {"id": name, "version": version})

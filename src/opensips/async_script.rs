@@ -45,7 +45,7 @@ pub struct AsyncHost {
 }
 
 enum Begun {
-    Done(Outcome, Outputs),
+    Done(Box<Outcome>, Outputs),
     Running,
 }
 
@@ -67,11 +67,11 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
             Begun::Done(outcome, outputs) => {
                 // Its resume route, which tm runs now for the same message, reads it; or its
                 // report route, which the core runs now for its dummy message.
-                let outcome = show_head(&mut worker.message, outcome);
+                let outcome = show_head(&mut worker.message, *outcome);
                 if caller == AsyncCaller::Launch {
                     worker.message.hand_to_report_route();
                 }
-                Begun::Done(outcome, outputs)
+                Begun::Done(Box::new(outcome), outputs)
             }
             Begun::Running => Begun::Running,
         })
@@ -79,7 +79,7 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
     match result {
         Ok(Ok(Begun::Running)) => AsyncStart::Running,
         Ok(Ok(Begun::Done(outcome, outputs))) => {
-            AsyncStart::Over(conclude(Ok(Ok(outcome)), &outputs, msg))
+            AsyncStart::Over(conclude(Ok(Ok(*outcome)), &outputs, msg))
         }
         Ok(Err(code)) => AsyncStart::Over(code.code()),
         Err(e) => {
@@ -100,7 +100,7 @@ fn begin(
 ) -> Result<Begun, ResultCode> {
     let mut call = prepare(worker, &mut args, traced)?;
     if let Some(outcome) = worker.calls.cached(&mut call) {
-        return Ok(Begun::Done(outcome, args.outputs));
+        return Ok(Begun::Done(Box::new(outcome), args.outputs));
     }
     let script_timeout = Duration::from_secs(host.ctx.script_timeout().into());
     worker.calls.limit_to(&mut call, script_timeout);
@@ -129,12 +129,12 @@ fn begin(
     if run_blocking_now {
         stats::add(Stat::AsyncFallbacks, 1);
         let outcome = worker.calls.run_blocking(call)?;
-        return Ok(Begun::Done(outcome, args.outputs));
+        return Ok(Begun::Done(Box::new(outcome), args.outputs));
     }
     worker.last_token = worker.last_token.wrapping_add(1);
     let token = worker.last_token;
     if let Started::Done(outcome) = worker.calls.start(token, call)? {
-        return Ok(Begun::Done(outcome, args.outputs));
+        return Ok(Begun::Done(Box::new(outcome), args.outputs));
     }
     let mut ctx = host.ctx;
     ctx.set_resume(host.resume, token);
@@ -155,7 +155,9 @@ fn begin(
 fn hub_registered(worker: &mut Worker, register: fn(RawFd) -> bool) -> bool {
     if !worker.hub_registered {
         worker.hub_registered = register(worker.calls.fd());
-        if !worker.hub_registered {
+        if worker.hub_registered {
+            worker.calls.watched();
+        } else {
             error!("cannot add the async transfers' descriptor to the reactor, running blocking");
         }
     }

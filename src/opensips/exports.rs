@@ -373,6 +373,12 @@ cmd_entry!(w_rest_cache_flush, "rest_cache_flush", -1, |_msg, p| {
 cmd_entry!(w_rest_raw_body, "rest_raw_body", -1, |msg, _p| {
     script::keep_raw_body(MessageId::of(msg))
 });
+cmd_entry!(
+    w_rest_response_stale,
+    "rest_response_stale",
+    -1,
+    |msg, _p| { script::response_stale(MessageId::of(msg)) }
+);
 // SAFETY: a STR and a VAR parameter (see `cmd_entry`).
 cmd_entry!(
     w_rest_response_header,
@@ -465,6 +471,7 @@ function_tables! {
         (c"rest_cache_flush", w_rest_cache_flush, ONE_STR),
         (c"rest_response_header", w_rest_response_header, STR_VAR),
         (c"rest_response_reason", w_rest_response_reason, ONE_VAR),
+        (c"rest_response_stale", w_rest_response_stale, NO_PARAMS),
     ],
 }
 

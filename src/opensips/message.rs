@@ -1,6 +1,6 @@
 //! What belongs to the SIP message a script is processing: what the script set for its next
 //! transfer (`rest_append_hf`, `rest_init_client_tls`, `rest_timeout`, `rest_raw_body`) and the response head of
-//! the call its route finished last. A function called for another message finds none of it:
+//! the call its route finished last (and whether that answer was a stale one). A function called for another message finds none of it:
 //! nothing set while processing one message reaches the request of another, and no route reads
 //! the response of another message's call, except the report route of a `launch()` job that
 //! ended as it started, which the core runs at once for its dummy message.
@@ -44,6 +44,8 @@ pub struct MessageScope {
     /// The status line and headers of the call the route finished last (the blocking call
     /// that returned, the async call being resumed).
     pub response_head: Option<ResponseHead>,
+    /// Whether that call's answer came from the cache past its freshness.
+    pub response_stale: bool,
 }
 
 impl MessageScope {
@@ -107,6 +109,7 @@ impl MessageScope {
     pub fn start_call(&mut self) -> CallSettings {
         self.header_bytes = 0;
         self.response_head = None;
+        self.response_stale = false;
         CallSettings {
             headers: std::mem::take(&mut self.headers),
             cert: self.cert.take(),

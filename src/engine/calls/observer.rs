@@ -14,4 +14,12 @@ pub trait CallObserver {
     fn cache_entries_changed(&self, delta: i64);
     /// `no_concurrent_connects` refused a call (-4).
     fn gate_refused(&self);
+    /// A call was answered from its cache past the answer's freshness (stale-if-error,
+    /// stale-while-revalidate).
+    fn stale_served(&self);
+    /// A call that missed waited for another call's transfer of the same answer (in this
+    /// process, another one, or another instance) instead of asking the backend at once.
+    fn coalesced(&self);
+    /// `n` lookups went without the shared level of their cache, skipped after a failure.
+    fn shared_level_skipped(&self, n: u64);
 }

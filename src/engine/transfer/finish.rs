@@ -160,6 +160,7 @@ pub(crate) fn finish(
         head,
         transcript,
         traffic,
+        stale: false,
     }
 }
 

@@ -160,7 +160,7 @@ int is_script_func_used(const char *name, int param_no)
 /* Fake tls_mgm: client domains by name, counted releases. */
 struct tls_domain { str name; int flags; char pad[44]; str cert; str pkey; char rest[112]; };
 _Static_assert(sizeof(struct tls_domain) == 208, "tls_domain");
-#define MAX_DOMAINS 8
+#define MAX_DOMAINS 48
 static struct tls_domain domains[MAX_DOMAINS];
 static int domain_count, domains_released;
 
@@ -190,9 +190,10 @@ static struct tls_domain *find_client_domain_name(str *name)
 
 static void release_domain(struct tls_domain *d) { (void)d; domains_released++; }
 
-/* Fake cachedb engine "local": a store in shared memory (mapped in mod_init, before the
- * workers fork), a spin lock, expiry in milliseconds of the monotonic clock. Values handed to
- * the module are "package memory": malloc'd, counted, and freed through gen_pkg_free. */
+/* Fake cachedb engines "local", "couchbase" and "mongodb": one store in shared memory (mapped
+ * in mod_init, before the workers fork), a spin lock, expiry in milliseconds of the monotonic
+ * clock; each engine's get answers with its module's codes. Values handed to the module are
+ * "package memory": malloc'd, counted, and freed through gen_pkg_free. */
 typedef struct { str url; void *data; } cachedb_con;
 typedef struct {
 	cachedb_con *(*init)(str *url);
@@ -218,8 +219,31 @@ struct cdb_slot {
 };
 static struct cdb_store {
 	int lock, down, gets, sets;
+	char failing_keys[64]; /* gets of keys containing it fail (when not empty) */
 	struct cdb_slot slots[CDB_SLOTS];
 } *cdb;
+
+/* What an engine's get returns (OpenSIPS 3.6 modules/cachedb_*): found, no such key, error. */
+struct cdb_codes {
+	const char *scheme;
+	int found, missing, failed;
+};
+static const struct cdb_codes cdb_engines[] = {
+	{ "local:", 1, -2, -1 },
+	{ "couchbase:", 1, -1, -2 },
+	/* mongo_con_get: -2 also for a query that failed (the cursor's error is not read) */
+	{ "mongodb:", 0, -2, -2 },
+};
+
+static const struct cdb_codes *cdb_engine(const str *url)
+{
+	for (size_t i = 0; i < sizeof cdb_engines / sizeof *cdb_engines; i++) {
+		size_t n = strlen(cdb_engines[i].scheme);
+		if ((size_t)url->len >= n && !strncmp(url->s, cdb_engines[i].scheme, n))
+			return &cdb_engines[i];
+	}
+	return NULL;
+}
 
 static long long now_ms(void) { return h_now_us() / 1000; }
 static void cdb_lock(void) { while (__atomic_exchange_n(&cdb->lock, 1, __ATOMIC_ACQUIRE)) sched_yield(); }
@@ -272,20 +296,27 @@ static int cdb_usable(cachedb_con *con)
 	return !cdb->down;
 }
 
-/* As cachedb_local: 1 when found (value in package memory), -2 when not, -1 on error. */
+/* With the codes of the connection's engine: found (value in package memory), not found,
+ * error. */
 static int cdb_get(cachedb_con *con, str *attr, str *val)
 {
+	const struct cdb_codes *codes = cdb_engine(&con->url);
 	if (!cdb_usable(con))
-		return -1;
+		return codes->failed;
 	cdb_lock();
+	if (cdb->failing_keys[0] &&
+	    memmem(attr->s, (size_t)attr->len, cdb->failing_keys, strlen(cdb->failing_keys))) {
+		cdb_unlock();
+		return codes->failed;
+	}
 	struct cdb_slot *e = cdb_find(attr);
-	int rc = -2;
+	int rc = codes->missing;
 	if (e) {
 		val->s = malloc((size_t)e->value_len + 1);
 		memcpy(val->s, e->value, (size_t)e->value_len);
 		val->len = e->value_len;
 		pkg_unfreed++;
-		rc = 1;
+		rc = codes->found;
 	}
 	cdb->gets++;
 	cdb_unlock();
@@ -317,7 +348,7 @@ static int cdb_set(cachedb_con *con, str *attr, str *val, int expires)
 int cachedb_bind_mod(str *url, cachedb_funcs *funcs)
 {
 	memset(funcs, 0, sizeof *funcs);
-	if (url->len < 6 || strncmp(url->s, "local:", 6) != 0) {
+	if (!cdb_engine(url)) {
 		fprintf(stderr, "harness: failed to bind to [%.*s] module. Is it loaded ?\n", url->len, url->s);
 		return -1;
 	}
@@ -334,6 +365,13 @@ int cachedb_bind_mod(str *url, cachedb_funcs *funcs)
 }
 
 void h_cachedb_outage(int down) { cdb->down = down; }
+
+void h_cachedb_fail_gets(const char *key_part)
+{
+	cdb_lock();
+	snprintf(cdb->failing_keys, sizeof cdb->failing_keys, "%s", key_part ? key_part : "");
+	cdb_unlock();
+}
 
 int h_cachedb_stat(const char *what)
 {

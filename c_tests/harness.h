@@ -176,11 +176,15 @@ void h_profiling_span(const char *trace_id, const char *span_id, int flags);
 void h_tls_add_client_domain(const char *name, const char *cert, const char *pkey);
 int h_tls_released(void);
 
-/* ---- fake cachedb engine "local" (cachedb_bind_mod): one store in shared memory that every
- * worker forked after mod_init sees; a connection used in another process than the one that
- * opened it fails the test ---- */
+/* ---- fake cachedb engines "local", "couchbase" and "mongodb" (cachedb_bind_mod), each get
+ * with its module's return codes: one store in shared memory that every worker forked after
+ * mod_init sees; a connection used in another process than the one that opened it fails the
+ * test ---- */
 /* While down, every get and set fails (as with an unreachable redis). */
 void h_cachedb_outage(int down);
+/* Gets of the keys that contain `key_part` fail (as with one unreachable node of a cluster);
+ * NULL: none. */
+void h_cachedb_fail_gets(const char *key_part);
 /* "gets", "sets" (successful ones) or "answers" (live keys holding ":answer:"). */
 int h_cachedb_stat(const char *what);
 /* Whether any key or value in the store (live or expired, not yet reused) contains `text`. */

@@ -36,8 +36,8 @@ Routes (path before "?"):
                           keep-alive 200 "ok" after N ms (default 0); the next request on
                           that connection is read and the connection closed without an answer
   /stall-headers          read the request, never answer (until client closes or 120 s)
-  /stall-body?sent=K      Content-Length: 100000 + K (default 100) bytes, then stall
-  /close-mid-body?sent=K  Content-Length: 100000 + K (default 100) bytes, then close
+  /stall-body?sent=K      Content-Length: 100000 + K, K (default 100) bytes, then stall
+  /close-mid-body?sent=K  Content-Length: 100000 + K, K (default 100) bytes, then close
   /garbage                writes "this is not http\\r\\n\\r\\n" and closes
   /headers?h=Name:Value&h=...[&status=N][&reason=Text][&ms=N][&pad=P]
                           status N (default 200), each h sent as "Name: Value" in
@@ -410,8 +410,9 @@ class Connection:
         if path == "/stall-headers":
             return self.stall()
         if path in ("/stall-body", "/close-mid-body"):
+            sent = req.int_arg("sent", 100)
             self.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                              b"Content-Length: 100000\r\n\r\n" + pattern(req.int_arg("sent", 100)))
+                              b"Content-Length: %d\r\n\r\n" % (100000 + sent) + pattern(sent))
             return self.stall() if path == "/stall-body" else False
         if path == "/garbage":
             self.sock.sendall(b"this is not http\r\n\r\n")

@@ -3,6 +3,8 @@
  * the network does.
  *   dns       (LD_PRELOAD slow_dns, async_dns.cfg): a lookup that takes 5 s never holds the
  *             worker past the 300 ms limit, blocking or in the reactor callback.
+ *   dnsthreads (LD_PRELOAD slow_dns, async_dns.cfg): issue 17 item 7, the lookup threads that
+ *             calls leave behind during a brownout stay bounded.
  *   nolimit   (async_nolimit.cfg, curl_timeout 0): async(..., 1) still ends the call.
  *   panic     (async.cfg, REST_CLIENT_TEST_REACTOR_PANICS=1): a panic in the reactor callback
  *             keeps the process's descriptor watched; calls still resume.
@@ -12,10 +14,12 @@
  * usage: test_async_limits module.so cfg mode
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -75,6 +79,75 @@ static void test_slow_dns(void)
 
 	/* Names that resolve at once still work. */
 	CHECK_INT(H_CALL("rest_get", A_STR(h_url("http", port, "/echo")), A_VAR(&body)), 1);
+}
+
+/* The threads of this process. */
+static int threads(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/task");
+	for (struct dirent *e; d && (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+#define ROUND 100          /* max_async_transfers (default) */
+#define MAX_SLOW_LOOKUPS 8 /* the module's, per host */
+
+/* ROUND async calls to u, all run to their end with -2; returns how many ended within their
+ * start (without a lookup of their own). */
+static int slow_round(const char *u)
+{
+	static struct h_call calls[ROUND];
+	int at_once = 0;
+	for (int i = 0; i < ROUND; i++)
+		at_once += async_get(&calls[i], u, 0);
+	CHECK_INT(h_reactor_run(3000), 0);
+	for (int i = 0; i < ROUND; i++) {
+		CHECK_INT(calls[i].runs, 1);
+		CHECK_INT(calls[i].rc, -2);
+	}
+	return at_once;
+}
+
+/* Issue 17, item 7: each call that ends at its 300 ms limit leaves its lookup's thread behind
+ * (the lookups of "30.slow-dns.test" take 30 s). 1000 calls in rounds of ROUND leave the
+ * threads of the first round only: once a lookup of the host outlived its call, calls past
+ * MAX_SLOW_LOOKUPS lookups in flight fail at once with -2, until the lookups end. */
+static void test_lookup_threads(void)
+{
+	enum { ROUNDS = 10 };
+	char u[128];
+	hvar body = { 0 };
+	int base = threads();
+	snprintf(u, sizeof u, "http://30.slow-dns.test:%d/echo", port);
+	for (int round = 0; round < ROUNDS; round++) {
+		int at_once = slow_round(u);
+		printf("round %d: %d of %d calls failed at once; %d more threads\n", round + 1,
+		       at_once, ROUND, threads() - base);
+		CHECK_INT(at_once, round == 0 ? 0 : ROUND);
+	}
+	int left = threads() - base;
+	printf("%d async calls during 30 s lookups: %d lookup threads left\n", ROUNDS * ROUND,
+	       left);
+	CHECK(left >= ROUND - MAX_SLOW_LOOKUPS && left <= ROUND + MAX_SLOW_LOOKUPS);
+
+	/* A blocking call to the host fails at once too; other hosts are not concerned. */
+	hvar_reset(&body);
+	long long t0 = h_now_us();
+	CHECK_INT(H_CALL("rest_get", A_STR(u), A_VAR(&body)), -2);
+	CHECK(h_now_us() - t0 < 50000);
+	CHECK_INT(H_CALL("rest_get", A_STR(h_url("http", port, "/echo")), A_VAR(&body)), 1);
+
+	/* Lookups of 2 s: the host gets lookups again once they ended. */
+	snprintf(u, sizeof u, "http://2.slow-dns.test:%d/echo", port);
+	CHECK_INT(slow_round(u), 0);
+	CHECK_INT(slow_round(u), ROUND);
+	usleep(2500000);
+	CHECK_INT(slow_round(u), 0);
+	printf("a host whose lookups ended: lookups again; %d more threads\n", threads() - base);
 }
 
 static void test_async_limit_without_curl_timeout(void)
@@ -161,6 +234,8 @@ int main(int argc, char **argv)
 	port = h_start_server(NULL);
 	if (!strcmp(mode, "dns"))
 		test_slow_dns();
+	else if (!strcmp(mode, "dnsthreads"))
+		test_lookup_threads();
 	else if (!strcmp(mode, "nolimit"))
 		test_async_limit_without_curl_timeout();
 	else if (!strcmp(mode, "panic"))

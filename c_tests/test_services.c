@@ -159,7 +159,9 @@ static void test_limits_and_async(void)
 
 	/* Issue 9, item 10: the base path is a boundary, whatever the script's data holds. */
 	const char *outside[] = { "api://../admin", "api://echo/../../x", "api://./echo", "api://%2e%2e/x",
-				  "api://echo/%2E%2e%2fx", "api://.%2e/x", "api://a/..%5cx" };
+				  "api://echo/%2E%2e%2fx", "api://.%2e/x", "api://a/..%5cx",
+				  /* Issue 17, item 9: servlet path parameters, double encoding. */
+				  "api://..;/admin", "api://echo/%252e%252E/x", "api://%2e%252e;x/admin" };
 	int before = served();
 	for (size_t i = 0; i < sizeof outside / sizeof *outside; i++) {
 		CHECK_INT(get(outside[i]), -10);

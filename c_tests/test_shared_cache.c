@@ -245,6 +245,56 @@ static void test_async_and_flush(void)
 	hvar_reset(&c.body);
 }
 
+static int mongo_reader(int rank, void *arg)
+{
+	(void)rank; (void)arg;
+	CHECK_INT(get_version("mongo://items/h"), 0);
+	return 0;
+}
+
+static int couchbase_reader(int rank, void *arg)
+{
+	(void)rank;
+	CHECK_INT(get_version("cb://items/g"), *(int *)arg);
+	return 0;
+}
+
+static int couchbase_writer(int rank, void *arg)
+{
+	(void)rank; (void)arg;
+	CHECK_INT(write_status("PATCH", "cb://items/g", "{}"), 200);
+	return 0;
+}
+
+/* Issue 17, item 10: each engine's get codes. couchbase answers -1 for a missing key and -2
+ * for an error: its misses share answers, and an error reading a write's marker is an outage,
+ * never "no write" (which would serve the answer stored before the write). */
+static void test_engine_codes(void)
+{
+	int version = 0, before = served();
+	h_fork_worker(9, couchbase_reader, &version);
+	CHECK_INT(h_wait_workers(), 0);
+	h_fork_worker(10, couchbase_reader, &version);
+	CHECK_INT(h_wait_workers(), 0);
+	CHECK_INT(served(), before + 1);
+	in_worker(11, couchbase_writer);
+	h_cachedb_fail_gets(":url:");
+	version = 1;
+	h_fork_worker(12, couchbase_reader, &version);
+	CHECK_INT(h_wait_workers(), 0);
+	h_cachedb_fail_gets(NULL);
+	CHECK_INT(served(), before + 3);
+
+	/* mongodb answers -2 for a missing key and for a failed query alike: every such read is
+	 * an outage, so nothing is shared through it (each process asks the backend). */
+	int answers = h_cachedb_stat("answers");
+	before = served();
+	CHECK_INT(get_version("mongo://items/h"), 0);
+	in_worker(13, mongo_reader);
+	CHECK_INT(served(), before + 2);
+	CHECK_INT(h_cachedb_stat("answers"), answers);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -254,6 +304,8 @@ int main(int argc, char **argv)
 	port = h_start_server(NULL);
 	CHECK_INT(h_service("name=shared; url=http://127.0.0.1:%d/; cache_ttl=30; cache=local://", port), 0);
 	CHECK_INT(h_service("name=alone; url=http://127.0.0.1:%d/; cache_ttl=30", port), 0);
+	CHECK_INT(h_service("name=cb; url=http://127.0.0.1:%d/; cache_ttl=30; cache=couchbase://", port), 0);
+	CHECK_INT(h_service("name=mongo; url=http://127.0.0.1:%d/; cache_ttl=30; cache=mongodb://", port), 0);
 	CHECK_INT(h_mod_init(), 0);
 	CHECK_INT(h_child_init(1), 0);
 	test_sharing();
@@ -261,5 +313,6 @@ int main(int argc, char **argv)
 	test_cache_control();
 	test_outage();
 	test_async_and_flush();
+	test_engine_codes();
 	return h_finish();
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -79,6 +80,62 @@ static void shell(const char *fmt, const char *arg)
 	char cmd[1200];
 	snprintf(cmd, sizeof cmd, fmt, arg, arg);
 	CHECK_INT(system(cmd), 0);
+}
+
+/* The sockets this process holds open. */
+static int open_sockets(void)
+{
+	int n = 0;
+	for (int fd = 0; fd < 4096; fd++) {
+		char link[64], target[64];
+		snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+		ssize_t len = readlink(link, target, sizeof target - 1);
+		n += len > 7 && !strncmp(target, "socket:", 7);
+	}
+	return n;
+}
+
+#define IDENTITIES 40 /* more than the module keeps (16) */
+
+/* A blocking call with each client identity from `first` on, in turn. */
+static void use_identities(int mtls, int first)
+{
+	for (int i = first; i < IDENTITIES; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "client-db-%d", i);
+		CHECK_INT(H_CALL("rest_init_client_tls", A_STR(name)), 1);
+		CHECK_INT(get(mtls, "/echo"), 1);
+		CHECK(body_has("\"client_cert_subject\": \"client-one\""));
+	}
+}
+
+/* Issue 17, item 12: each client identity has its own connection cache, and the process keeps
+ * a bounded number of them: the connections of the identities used least recently are closed,
+ * an identity evicted while its transfer runs keeps its cache until that transfer ends, and
+ * every identity still works (an evicted one gets a new cache). */
+static void many_identities(int mtls)
+{
+	int before = open_sockets();
+	use_identities(mtls, 0);
+	int kept = open_sockets();
+	printf("%d client identities used: %d more sockets open\n", IDENTITIES, kept - before);
+	CHECK(kept > before && kept - before <= 16);
+
+	/* The first identity, evicted meanwhile, again: its async call waits for the reactor
+	 * while the others evict it once more. */
+	CHECK_INT(H_CALL("rest_init_client_tls", A_STR("client-db-0")), 1);
+	struct h_call evicted = { 0 };
+	h_call_reset(&evicted);
+	H_ASYNC("rest_get", 0, h_record_route, &evicted, A_STR(h_url("https", mtls, "/echo")),
+		A_VAR(&evicted.body));
+	use_identities(mtls, 1);
+	CHECK_INT(h_reactor_run(5000), 0);
+	CHECK_INT(evicted.rc, 1);
+	CHECK(evicted.body.is_set && strstr(evicted.body.s, "\"client_cert_subject\": \"client-one\""));
+	int after = open_sockets();
+	printf("%d more, an async call among them: %d sockets open (were %d)\n", IDENTITIES, after,
+	       kept);
+	CHECK(after <= kept);
 }
 
 /* mtls: a server that requires a client certificate, also service "mtls" with a cache. */
@@ -241,6 +298,14 @@ int main(int argc, char **argv)
 	h_tls_add_client_domain("client", path("client.pem"), path("client.key"));
 	h_tls_add_client_domain("client-db", slurp(path("client.pem")), slurp(path("client.key")));
 	h_tls_add_client_domain("mismatched", path("client.pem"), path("server.key"));
+	/* As many database domains of the same certificate, each another PEM text (a renewed
+	 * domain, or one per tls_reload): another client identity each. */
+	for (int i = 0; i < IDENTITIES; i++) {
+		char name[32], cert[8192];
+		snprintf(name, sizeof name, "client-db-%d", i);
+		snprintf(cert, sizeof cert, "%s# identity %d\n", slurp(path("client.pem")), i);
+		h_tls_add_client_domain(name, cert, slurp(path("client.key")));
+	}
 	int mtls = tls_server("server", "--client-ca", path("ca.pem"), NULL);
 	char service[128];
 	snprintf(service, sizeof service, "name=mtls; url=https://127.0.0.1:%d/; cache_ttl=60", mtls);
@@ -250,6 +315,7 @@ int main(int argc, char **argv)
 
 	if (strcmp(mode, "verify") == 0) {
 		verify(mtls);
+		many_identities(mtls);
 		http2_multiplexing();
 	} else if (strcmp(mode, "nohostcheck") == 0) {
 		/* ssl_verifyhost = 0: any host name, but still a trusted and valid certificate. */

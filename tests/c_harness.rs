@@ -109,6 +109,15 @@ fn startup_accepts_good_parameters_and_clamps_like_the_c_module() {
         "{err2}"
     );
     assert!(!err.contains("WARNING"), "{err}");
+    let (out, err3, _) = startup("startup_transfer_over_inflight.cfg", &[]);
+    assert!(out.contains("mod_init=0"), "{out}");
+    assert!(
+        err3.contains(
+            "max_transfer_size (102400 KB) is larger than max_inflight_body_bytes (67108864 \
+             bytes): a response body larger than 67108864 bytes fails even alone"
+        ),
+        "{err3}"
+    );
 }
 
 #[test]
@@ -182,9 +191,24 @@ fn async_fail_fast_past_max_async_transfers() {
 
 #[test]
 fn response_bodies_in_flight_are_capped_per_process() {
-    let stderr = passing_log("test_inflight", Some("inflight.cfg"), &[], &[]);
+    let stderr = passing_log("test_inflight", Some("inflight.cfg"), &["explicit"], &[]);
     assert!(
         stderr.contains("would exceed max_inflight_body_bytes (100000 bytes), aborted"),
+        "{stderr}"
+    );
+}
+
+/// Issue 17, item 6: without the parameter, a process holds at most 64 MiB of bodies.
+#[test]
+fn response_bodies_in_flight_are_capped_by_default() {
+    let stderr = passing_log(
+        "test_inflight",
+        Some("inflight_default.cfg"),
+        &["default"],
+        &[],
+    );
+    assert!(
+        stderr.contains("would exceed max_inflight_body_bytes (67108864 bytes), aborted"),
         "{stderr}"
     );
 }
@@ -204,8 +228,19 @@ fn every_method_response_headers_and_millisecond_limits() {
 #[test]
 fn a_shared_response_cache_across_processes() {
     let stderr = passing_log("test_shared_cache", Some("shared_cache.cfg"), &[], &[]);
-    let reports = stderr.matches("the shared cache failed").count();
+    let reports = stderr
+        .matches("service shared: the shared cache failed")
+        .count();
     assert_eq!(reports, 2, "one report per process in the outage: {stderr}");
+    // Issue 17, item 10: a couchbase error (-2) and a mongodb -2 are outages.
+    for report in [
+        "service cb: the shared cache failed to read (get returned -2)",
+        "service mongo: the shared cache failed to read (get returned -2)",
+        "service mongo: the cachedb engine of mongodb:// does not tell a missing key from a \
+         failed read",
+    ] {
+        assert!(stderr.contains(report), "{report}: {stderr}");
+    }
     assert!(
         stderr.contains("no service named 'nosuch' has a cache"),
         "{stderr}"
@@ -272,6 +307,20 @@ fn slow_dns_never_holds_the_worker_past_the_limit() {
         "async_dns.cfg",
         &[("LD_PRELOAD", slow_dns.to_str().expect("utf-8 path"))],
     );
+}
+
+/// Issue 17.7: during a DNS brownout (30 s lookups), 1000 async calls leave a bounded number of
+/// lookup threads, and the refusals are logged at most once per 10 s.
+#[test]
+fn slow_dns_leaves_a_bounded_number_of_lookup_threads() {
+    let slow_dns = build_preload("slow_dns");
+    let log = async_limits(
+        "dnsthreads",
+        "async_dns.cfg",
+        &[("LD_PRELOAD", slow_dns.to_str().expect("utf-8 path"))],
+    );
+    let refusals = log.matches("name lookups of 30.slow-dns.test:").count();
+    assert_eq!(refusals, 1, "{log}");
 }
 
 /// Issue 9.2: with curl_timeout 0, async(..., seconds) still ends the call; startup says so.

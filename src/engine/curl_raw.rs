@@ -1,8 +1,8 @@
 //! The libcurl calls the `curl` crate does not wrap: a share handle holding one process's
 //! connection cache, DNS cache and TLS sessions (so that every transfer of the process,
 //! blocking or async, reuses the same kept-alive connections), `curl_easy_getinfo` on a
-//! handle that sits in a multi handle, the easy options newer than the crate, the protocols a
-//! transfer may use, and the CA options that take NULL.
+//! handle that sits in a multi handle (how far its transfer got), the easy options newer than
+//! the crate, the protocols a transfer may use, and the CA options that take NULL.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_long};
@@ -11,9 +11,10 @@ use std::ptr::NonNull;
 
 use curl::easy::Easy2;
 
-/// Owns a `CURLSH`. Must outlive (be dropped after) every easy handle attached to it. Not
-/// `Send`: the share has no lock callbacks, so it stays on the thread that created it (the
-/// worker state that holds it is a thread-local of the process's script thread).
+/// Owns a `CURLSH`. Must outlive (be dropped after) every easy handle attached to it, or that
+/// handle's [`detach_share`]. Not `Send`: the share has no lock callbacks, so it stays on the
+/// thread that created it (the worker state that holds it is a thread-local of the process's
+/// script thread).
 pub struct CurlShare {
     raw: NonNull<curl_sys::CURLSH>,
 }
@@ -43,8 +44,9 @@ impl CurlShare {
 
     /// Makes `easy` use this share's caches for its next transfers.
     pub fn attach<H>(&self, easy: &Easy2<H>) -> Result<(), curl::Error> {
-        // SAFETY: both handles are live; the share outlives the easy handle (field order in
-        // `Client` drops easy handles first), and CURLOPT_SHARE takes a CURLSH pointer.
+        // SAFETY: both handles are live; the share outlives its use by the easy handle (the
+        // handle's handler holds it until the handle is dropped or detached: `ConnectionTls`),
+        // and CURLOPT_SHARE takes a CURLSH pointer.
         let rc = unsafe {
             curl_sys::curl_easy_setopt(easy.raw(), curl_sys::CURLOPT_SHARE, self.raw.as_ptr())
         };
@@ -53,6 +55,24 @@ impl CurlShare {
         } else {
             Err(curl::Error::new(rc))
         }
+    }
+}
+
+/// Makes `easy` use no share (its own caches) from now on: the share it used no longer counts
+/// it (libcurl frees a share only when no easy handle uses it).
+pub fn detach_share<H>(easy: &Easy2<H>) -> Result<(), curl::Error> {
+    // SAFETY: `easy` is a live easy handle; CURLOPT_SHARE takes a CURLSH pointer, NULL for none.
+    let rc = unsafe {
+        curl_sys::curl_easy_setopt(
+            easy.raw(),
+            curl_sys::CURLOPT_SHARE,
+            std::ptr::null_mut::<curl_sys::CURLSH>(),
+        )
+    };
+    if rc == curl_sys::CURLE_OK {
+        Ok(())
+    } else {
+        Err(curl::Error::new(rc))
     }
 }
 
@@ -76,9 +96,13 @@ const CURLOPT_QUICK_EXIT: curl_sys::CURLoption = 322;
 
 impl Drop for CurlShare {
     fn drop(&mut self) {
-        // SAFETY: no easy handle uses the share any more (they are dropped first); if libcurl
-        // still reports it in use, it refuses and the handle is leaked rather than freed.
-        unsafe { curl_sys::curl_share_cleanup(self.raw.as_ptr()) };
+        // SAFETY: no easy handle uses the share any more (they are dropped or detached first);
+        // if libcurl still reports it in use, it refuses and the handle is leaked rather than
+        // freed.
+        let rc = unsafe { curl_sys::curl_share_cleanup(self.raw.as_ptr()) };
+        if rc != curl_sys::CURLSHE_OK {
+            log::error!("a connection cache still in use could not be freed (error {rc})");
+        }
     }
 }
 
@@ -117,15 +141,26 @@ const CURLOPT_REDIR_PROTOCOLS_STR: curl_sys::CURLoption = curl_sys::CURLOPTTYPE_
 /// Whether the transfer of `easy` got as far as sending its request (connected, TLS included,
 /// on a new or a reused connection): CURLINFO_PRETRANSFER_TIME_T > 0.
 pub fn request_sent(easy: *mut curl_sys::CURL) -> bool {
+    reached(easy, CURLINFO_PRETRANSFER_TIME_T)
+}
+
+/// Whether the transfer of `easy` has its server's address (looked up, or from libcurl's DNS
+/// cache, or a reused connection): CURLINFO_NAMELOOKUP_TIME_T > 0.
+pub fn name_resolved(easy: *mut curl_sys::CURL) -> bool {
+    reached(easy, CURLINFO_NAMELOOKUP_TIME_T)
+}
+
+/// Whether the transfer of `easy` reached the step whose time `info` (a `*_TIME_T`) gives.
+fn reached(easy: *mut curl_sys::CURL, info: curl_sys::CURLINFO) -> bool {
     let mut micros: curl_sys::curl_off_t = 0;
-    // SAFETY: `easy` is a live easy handle (the caller holds it); the info takes a curl_off_t*.
-    let rc = unsafe {
-        curl_sys::curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &mut micros as *mut _)
-    };
+    // SAFETY: `easy` is a live easy handle (the caller holds it); the `*_TIME_T` infos take a
+    // curl_off_t*.
+    let rc = unsafe { curl_sys::curl_easy_getinfo(easy, info, &mut micros as *mut _) };
     rc == curl_sys::CURLE_OK && micros > 0
 }
 
-/// CURLINFO_OFF_T (0x600000) + 53 (libcurl 7.61+), not exported by curl-sys.
+/// CURLINFO_OFF_T (0x600000) + 51 and + 53 (libcurl 7.61+), not exported by curl-sys.
+const CURLINFO_NAMELOOKUP_TIME_T: curl_sys::CURLINFO = 0x600000 + 51;
 const CURLINFO_PRETRANSFER_TIME_T: curl_sys::CURLINFO = 0x600000 + 53;
 /// CURLINFO_STRING (0x100000) + 61 and + 62 (libcurl 7.84+): the built-in CA bundle and
 /// directory.

@@ -48,6 +48,15 @@ pub fn escape_xml(input: &[u8]) -> Vec<u8> {
 /// Decodes `%XX` sequences (other bytes, `+` included, stay as they are). Like the C module,
 /// the result ends at the first decoded NUL byte.
 pub fn unescape(input: &[u8]) -> Vec<u8> {
+    decode(input, true)
+}
+
+/// Decodes every `%XX` sequence, `%00` included (other bytes stay as they are).
+pub(super) fn percent_decode(input: &[u8]) -> Vec<u8> {
+    decode(input, false)
+}
+
+fn decode(input: &[u8], stop_at_nul: bool) -> Vec<u8> {
     let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
@@ -57,7 +66,7 @@ pub fn unescape(input: &[u8]) -> Vec<u8> {
             _ => None,
         };
         match decoded {
-            Some(0) => break,
+            Some(0) if stop_at_nul => break,
             Some(byte) => {
                 out.push(byte);
                 i += 3;
@@ -106,5 +115,6 @@ mod tests {
         assert_eq!(unescape(b"a+b%2"), b"a+b%2");
         assert_eq!(unescape(b"%zz%41%61"), b"%zzAa");
         assert_eq!(unescape(b"ab%00cd"), b"ab");
+        assert_eq!(percent_decode(b"ab%00cd%2"), b"ab\0cd%2");
     }
 }

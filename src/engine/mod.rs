@@ -24,6 +24,7 @@ mod services;
 mod settings;
 mod shared;
 mod text;
+mod throttled_log;
 mod tls;
 mod trace_context;
 mod transfer;
@@ -37,7 +38,7 @@ pub use request::{
 pub use result_code::ResultCode;
 pub use secrets::redact_url;
 pub use services::{RenewedServices, Service, ServiceCounter, ServiceRegistry, SharedStore};
-pub use settings::{ClientSettings, HttpVersion};
+pub use settings::{ClientSettings, DEFAULT_MAX_INFLIGHT_BODY_BYTES, HttpVersion};
 pub use shared::ConnectGate;
 pub use text::{loggable, trim_http_whitespace};
 pub use trace_context::{CallTrace, TRACEPARENT, TRACESTATE, TraceParent, TracePropagation};

@@ -128,6 +128,26 @@ pub(crate) fn url_parts(url: &str) -> Option<(&str, &str)> {
     ))
 }
 
+/// `host:port` of a URL, lowercase, with the scheme's default port when none is given.
+pub(crate) fn host_key(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let has_port = match host_port.rfind(':') {
+        Some(colon) => !host_port[colon..].contains(']'),
+        None => false,
+    };
+    let mut key = host_port.to_ascii_lowercase();
+    if !has_port {
+        key.push_str(if scheme.eq_ignore_ascii_case("https") {
+            ":443"
+        } else {
+            ":80"
+        });
+    }
+    key
+}
+
 /// The name of the header line `line` (the text before its `:`, trimmed).
 pub fn header_name(line: &str) -> &str {
     line.split(':').next().unwrap_or_default().trim()
@@ -229,6 +249,14 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_key_ignores_path_userinfo_and_case() {
+        assert_eq!(host_key("http://u:p@Example.COM/a:b?c"), "example.com:80");
+        assert_eq!(host_key("https://h:8443/x"), "h:8443");
+        assert_eq!(host_key("https://[::1]/x"), "[::1]:443");
+        assert_eq!(host_key("http://[::1]:81"), "[::1]:81");
+    }
 
     #[test]
     fn parses_known_and_custom_methods() {

@@ -42,6 +42,12 @@ impl HttpVersion {
     }
 }
 
+/// The default of `max_inflight_body_bytes`: 64 MiB of response bodies per process. The C module
+/// kept bodies in the process's package memory (a few MB to a few tens of MB), which failed a
+/// transfer long before `max_async_transfers` × `max_transfer_size` (1 GB with its defaults);
+/// here bodies are on the system heap, so this bound keeps a worker's share of them small.
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 64 << 20;
+
 /// Settings shared by every transfer of a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientSettings {
@@ -52,7 +58,7 @@ pub struct ClientSettings {
     /// Largest accepted response body in bytes; `None` = unlimited.
     pub max_body_bytes: Option<usize>,
     /// Most response body bytes the unfinished transfers of a client hold together; `None` =
-    /// no cap (then up to `max_body_bytes` per transfer).
+    /// no cap (then up to `max_body_bytes` per transfer each).
     pub max_inflight_body_bytes: Option<usize>,
     pub verify_peer: bool,
     pub verify_host: bool,
@@ -67,13 +73,14 @@ pub struct ClientSettings {
 }
 
 impl Default for ClientSettings {
-    /// The C module's defaults: 20 s / 20 s, 10240 KB, verification on.
+    /// The C module's defaults (20 s / 20 s, 10240 KB, verification on), and at most
+    /// [`DEFAULT_MAX_INFLIGHT_BODY_BYTES`] of bodies in flight.
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(20),
             transfer_timeout: Duration::from_secs(20),
             max_body_bytes: Some(10240 * 1024),
-            max_inflight_body_bytes: None,
+            max_inflight_body_bytes: Some(DEFAULT_MAX_INFLIGHT_BODY_BYTES),
             verify_peer: true,
             verify_host: true,
             ca_path: None,

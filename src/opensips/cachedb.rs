@@ -13,6 +13,7 @@ use log::warn;
 use crate::engine::SharedStore;
 
 use super::abi::{Str, lookup, lookup_fn};
+use super::cachedb_engines::{GetAnswer, GetCodes};
 
 /// `cachedb_con`: `{ str url; void *data; }`, only passed back to the engine.
 type Con = c_void;
@@ -93,6 +94,7 @@ impl PkgAllocator {
 /// A cachedb engine bound in mod_init, for one URL.
 pub struct Cachedb {
     url: CString,
+    codes: GetCodes,
     init: InitFn,
     get: GetFn,
     set: SetFn,
@@ -142,6 +144,7 @@ impl Cachedb {
         }
         match (funcs.init, funcs.get, funcs.set) {
             (Some(init), Some(get), Some(set)) => Ok(Self {
+                codes: GetCodes::of_url(&url.to_string_lossy()),
                 url,
                 init,
                 get,
@@ -153,6 +156,11 @@ impl Cachedb {
                 url.to_string_lossy()
             )),
         }
+    }
+
+    /// Whether its engine's `get` tells a missing key from a failure (see [`GetCodes`]).
+    pub fn knows_missing(&self) -> bool {
+        self.codes.knows_missing()
     }
 
     /// This process's connection (opened now, and again later while it cannot be).
@@ -228,11 +236,10 @@ impl SharedStore for CachedbStore {
         if !value.s.is_null() {
             self.db.pkg.free(value.s.cast());
         }
-        // Found: 0 (redis, memcached) or 1 (local); -2: no such key; else an error.
-        match rc {
-            0.. => Ok(Some(bytes.unwrap_or_default())),
-            -2 => Ok(None),
-            _ => Err(format!("get returned {rc}")),
+        match self.db.codes.read(rc) {
+            GetAnswer::Found => Ok(Some(bytes.unwrap_or_default())),
+            GetAnswer::Missing => Ok(None),
+            GetAnswer::Failed => Err(format!("get returned {rc}")),
         }
     }
 

@@ -46,7 +46,8 @@ static CURL_CONN_LIFETIME: ParamCell<c_int> = ParamCell::new(0);
 static NO_ASYNC_FALLBACK: ParamCell<c_int> = ParamCell::new(0);
 static CURL_TIMEOUT_MS: ParamCell<c_int> = ParamCell::new(0);
 static CONNECTION_TIMEOUT_MS: ParamCell<c_int> = ParamCell::new(0);
-static MAX_INFLIGHT_BODY_BYTES: ParamCell<c_int> = ParamCell::new(0);
+static MAX_INFLIGHT_BODY_BYTES: ParamCell<c_int> =
+    ParamCell::new(module::DEFAULT_MAX_INFLIGHT_BODY_BYTES_PARAM);
 static TRACE_CONTEXT: ParamCell<c_int> = ParamCell::new(0);
 static TRACE_SAMPLED: ParamCell<c_int> = ParamCell::new(1);
 static TRACE_STATE: ParamCell<*mut c_char> = ParamCell::new(std::ptr::null_mut());

@@ -5,6 +5,7 @@ mod abi;
 mod async_call;
 mod async_script;
 mod cachedb;
+mod cachedb_engines;
 mod call_args;
 mod exports;
 mod log_bridge;

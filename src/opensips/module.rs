@@ -9,7 +9,8 @@ use log::{error, info, warn};
 use parking_lot::Mutex;
 
 use crate::engine::{
-    ClientSettings, ConnectGate, HttpVersion, Service, ServiceRegistry, TracePropagation,
+    ClientSettings, ConnectGate, DEFAULT_MAX_INFLIGHT_BODY_BYTES, HttpVersion, Service,
+    ServiceRegistry, TracePropagation,
 };
 
 use super::abi::TlsMgm;
@@ -45,6 +46,12 @@ pub struct ModuleParams {
     pub trace_state: Option<String>,
 }
 
+/// [`DEFAULT_MAX_INFLIGHT_BODY_BYTES`] as the parameter's C `int`.
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES_PARAM: i32 = {
+    assert!(DEFAULT_MAX_INFLIGHT_BODY_BYTES <= i32::MAX as usize);
+    DEFAULT_MAX_INFLIGHT_BODY_BYTES as i32
+};
+
 impl Default for ModuleParams {
     fn default() -> Self {
         Self {
@@ -63,7 +70,7 @@ impl Default for ModuleParams {
             no_async_fallback: 0,
             curl_timeout_ms: 0,
             connection_timeout_ms: 0,
-            max_inflight_body_bytes: 0,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES_PARAM,
             trace_context: 0,
             trace_sampled: 1,
             trace_state: None,
@@ -153,6 +160,17 @@ impl ModuleParams {
         non_negative("curl_conn_lifetime", self.curl_conn_lifetime)?;
         let max_kb = non_negative("max_transfer_size", self.max_transfer_size)?;
         let max_inflight = non_negative("max_inflight_body_bytes", self.max_inflight_body_bytes)?;
+        if max_inflight != 0 && (max_kb == 0 || max_kb * 1024 > max_inflight) {
+            warn!(
+                "max_transfer_size ({}) is larger than max_inflight_body_bytes ({max_inflight} \
+                 bytes): a response body larger than {max_inflight} bytes fails even alone",
+                if max_kb == 0 {
+                    "0, no limit".to_string()
+                } else {
+                    format!("{max_kb} KB")
+                }
+            );
+        }
         let http_version = HttpVersion::from_param(self.curl_http_version).ok_or_else(|| {
             format!(
                 "curl_http_version {} is not supported (0 = any, 1 = 1.0, 2 = 1.1, 3 = 2, \
@@ -196,6 +214,14 @@ pub fn init(params: &ModuleParams, tls: Option<TlsMgm>) -> Result<(), String> {
         if let Some(url) = &service.shared_cache {
             let cachedb =
                 Cachedb::bind(url).map_err(|e| format!("service {}: {e}", service.name))?;
+            if !cachedb.knows_missing() {
+                warn!(
+                    "service {}: the cachedb engine of {url} does not tell a missing key from a \
+                     failed read: every key not found counts as an outage of the shared cache, \
+                     so answers are cached per process only",
+                    service.name
+                );
+            }
             shared_caches.insert(service.name.clone(), cachedb);
         }
     }
@@ -283,6 +309,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(p.to_settings().unwrap().max_body_bytes, None);
+        assert_eq!(
+            ModuleParams::default()
+                .to_settings()
+                .unwrap()
+                .max_inflight_body_bytes,
+            Some(64 << 20)
+        );
+        let p = ModuleParams {
+            max_inflight_body_bytes: 0,
+            ..Default::default()
+        };
+        assert_eq!(p.to_settings().unwrap().max_inflight_body_bytes, None);
         let p = ModuleParams {
             max_inflight_body_bytes: 1 << 20,
             ..Default::default()

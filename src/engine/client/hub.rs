@@ -20,7 +20,7 @@ use log::error;
 use parking_lot::Mutex;
 
 use super::watcher::{Interest, Watcher};
-use crate::engine::curl_raw::request_sent;
+use crate::engine::curl_raw::{name_resolved, request_sent};
 use crate::engine::request::Request;
 use crate::engine::result_code::ResultCode;
 use crate::engine::secrets::transfer_for_logs;
@@ -151,6 +151,14 @@ impl Hub {
         self.running
             .get(&token)
             .is_some_and(|r| request_sent(r.handle.raw()))
+    }
+
+    /// Whether transfer `token` still waits for its server's address (its name lookup runs);
+    /// false once it ended.
+    pub(super) fn resolving(&self, token: Token) -> bool {
+        self.running
+            .get(&token)
+            .is_some_and(|r| !name_resolved(r.handle.raw()))
     }
 
     /// Waits up to `timeout` for work (for a host that drives one transfer in a loop).

@@ -3,6 +3,7 @@
 //! configure and finish their transfers with `engine::transfer`.
 
 mod hub;
+mod lookup_threads;
 mod process_client;
 mod watcher;
 

@@ -1,19 +1,23 @@
 //! The per-process HTTP client: the connection caches (a libcurl share per client identity,
-//! see `tls/`) used by every transfer of the process, and one reusable easy handle for
-//! blocking transfers.
+//! see `tls/`) used by every transfer of the process, one reusable easy handle for blocking
+//! transfers, and the bound on slow name lookups (see `lookup_threads.rs`).
+
+use std::time::Instant;
 
 use curl::easy::Easy2;
 use log::error;
 
 use super::hub::{Hub, Token};
+use super::lookup_threads::LookupThreads;
+use crate::engine::curl_raw::name_resolved;
 use crate::engine::request::Request;
 use crate::engine::result_code::ResultCode;
 use crate::engine::secrets::transfer_for_logs;
 use crate::engine::settings::ClientSettings;
 use crate::engine::tls::ProcessTls;
 use crate::engine::transfer::{
-    Collector, InflightBodies, Outcome, Target, configure, finish, retry_on_new_connection, scrub,
-    transfer_limit,
+    Collector, InflightBodies, Outcome, Target, configure, connect_limit, finish,
+    retry_on_new_connection, scrub, transfer_limit,
 };
 
 /// One process's client. Field order is drop order: easy handles before the caches they use.
@@ -22,6 +26,7 @@ pub struct Client {
     /// The process's async transfers.
     pub hub: Hub,
     tls: ProcessTls,
+    lookups: LookupThreads,
     settings: ClientSettings,
 }
 
@@ -33,6 +38,7 @@ impl Client {
             blocking: Easy2::new(Collector::new(std::rc::Rc::clone(&inflight))),
             hub: Hub::new(&settings, inflight)?,
             tls,
+            lookups: LookupThreads::new(),
             settings,
         })
     }
@@ -45,11 +51,19 @@ impl Client {
     /// Starts `request` as async transfer `token` without waiting for anything: see [`Hub`].
     /// `Some` when it is already over (e.g. connection refused at once, or bad options).
     pub fn start(&mut self, token: Token, request: &Request) -> Option<Outcome> {
+        if !self.lookups.admit(&request.url) {
+            return Some(Outcome::failed(ResultCode::ConnectTimeout));
+        }
+        let started = Instant::now();
         match self
             .hub
             .start(token, &mut self.tls, &self.settings, request)
         {
             Ok(()) => {
+                if self.hub.resolving(token) {
+                    let limit = connect_limit(&self.settings, request);
+                    self.lookups.unresolved(&request.url, started, limit);
+                }
                 let outcome = self.hub.take_finished(token);
                 self.hub.wake_for_finished();
                 outcome
@@ -60,6 +74,10 @@ impl Client {
 
     /// Runs `request` to completion, blocking the calling thread.
     pub fn perform(&mut self, request: &Request) -> Outcome {
+        if !self.lookups.admit(&request.url) {
+            return Outcome::failed(ResultCode::ConnectTimeout);
+        }
+        let started = Instant::now();
         if let Err(e) = configure(&mut self.blocking, &mut self.tls, &self.settings, request) {
             error!("cannot set up {}: {e}", transfer_for_logs(request));
             return Outcome::failed(ResultCode::InternalError);
@@ -73,6 +91,11 @@ impl Client {
             &target,
         ) {
             result = self.blocking.perform();
+        }
+        if result.is_err() && !name_resolved(self.blocking.raw()) {
+            // Its lookup thread may be left behind (see `lookup_threads.rs`).
+            let limit = connect_limit(&self.settings, request);
+            self.lookups.unresolved(&request.url, started, limit);
         }
         let outcome = finish(&mut self.blocking, result, &target);
         scrub(&mut self.blocking);

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::engine::escape::{escape, unescape};
+use crate::engine::escape::{escape, percent_decode, unescape};
 use crate::engine::request::{Auth, Method, breaks_header_line, header_name, header_name_is};
 
 /// The items a definition may hold.
@@ -135,6 +135,31 @@ fn items(spec: &str) -> Vec<String> {
         }
     }
     items
+}
+
+/// Whether a server could read a segment of `path` (without its query) as `.` or `..`: one
+/// that is so once percent-decoded as often as it decodes (a proxy and then the application may
+/// each decode once: `%252e%252e` is `..`), split at `/` and `\\` too (encoded, or as Windows
+/// servers read them) and at a NUL, and without its `;params` (servlet containers drop them:
+/// `..;/admin` is `../admin`).
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let mut decoded = segment.as_bytes().to_vec();
+        // Each round that changes the text shortens it: this ends.
+        loop {
+            let again = percent_decode(&decoded);
+            if again == decoded {
+                break;
+            }
+            decoded = again;
+        }
+        decoded
+            .split(|&b| matches!(b, b'/' | b'\\' | b'\0'))
+            .any(|piece| {
+                let name = piece.split(|&b| b == b';').next().unwrap_or_default();
+                name == b"." || name == b".."
+            })
+    })
 }
 
 impl Service {
@@ -264,18 +289,12 @@ impl Service {
     }
 
     /// The URL of `path` (the part after `name://`) on this service, with the service's query
-    /// parameters that `path` does not set itself. A path with a `.` or `..` segment (also
-    /// percent-encoded, or next to an encoded `/` or a `\`) is refused: the service's base
-    /// path is a boundary that its credentials must not cross.
+    /// parameters that `path` does not set itself. A path that a server could read as having a
+    /// `.` or `..` segment (see [`has_dot_segment`]) is refused: the service's base path is a
+    /// boundary that its credentials must not cross.
     pub fn url(&self, path: &str) -> Result<String, String> {
         let path_end = path.find(['?', '#']).unwrap_or(path.len());
-        let dot_segment = path[..path_end].split('/').any(|segment| {
-            let decoded = unescape(segment.as_bytes());
-            decoded
-                .split(|&b| b == b'/' || b == b'\\')
-                .any(|piece| piece == b"." || piece == b"..")
-        });
-        if dot_segment {
+        if has_dot_segment(&path[..path_end]) {
             return Err("a '.' or '..' segment in the path is not allowed".into());
         }
         let url = match (self.base_url.ends_with('/'), path.starts_with('/')) {
@@ -480,6 +499,20 @@ mod tests {
             "a/..%5cadmin",
             "..\\admin",
             "../x?q=1",
+            // Servlet containers drop `;params` from a segment: `..;/admin` is `../admin`.
+            "..;/admin",
+            "a/..;jsessionid=1/..;/admin",
+            ".;x/y",
+            "..%3b/admin",
+            // Decoded twice (or more) by a proxy and then the application.
+            "%252e%252e/admin",
+            "%252E%252e%252fadmin",
+            "%2e%252e/admin",
+            "a/%25252e%25252e/x",
+            "%25%32%65%25%32%65/admin",
+            "a%252f..%252fadmin",
+            "..%00/admin",
+            "a%00%2f..%2fadmin",
         ] {
             assert!(s.url(path).is_err(), "{path}");
         }
@@ -490,6 +523,11 @@ mod tests {
             ".well-known/x",
             "x?next=../y",
             "x#../y",
+            "a;..",
+            "a;v=1/b",
+            "%25/x",
+            "100%25.json",
+            "%252",
         ] {
             assert!(s.url(path).is_ok(), "{path}");
         }

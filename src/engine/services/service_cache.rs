@@ -27,6 +27,7 @@ use super::cache_control::CacheControl;
 use super::response_cache::{Generation, ResponseCache};
 use super::service::{CacheLimits, Service};
 use crate::engine::result_code::ResultCode;
+use crate::engine::throttled_log::ThrottledLog;
 use crate::engine::transfer::{Outcome, ResponseHead};
 
 /// Least time between two log lines about a failing shared store (per service and process).
@@ -45,30 +46,16 @@ pub trait SharedStore {
 
 /// Rate-limited reports of a failing store.
 #[derive(Default)]
-struct OutageLog {
-    last_report: Option<Instant>,
-    unreported: u64,
-}
+struct OutageLog(ThrottledLog);
 
 impl OutageLog {
     fn failed(&mut self, service: &str, action: &str, error: &str) {
-        if self
-            .last_report
-            .is_some_and(|at| at.elapsed() < OUTAGE_LOG_INTERVAL)
-        {
-            self.unreported += 1;
-            return;
+        if let Some(more) = self.0.happened(OUTAGE_LOG_INTERVAL, "failures") {
+            warn!(
+                "service {service}: the shared cache failed to {action} ({error}); calls go on \
+                 without it{more}"
+            );
         }
-        let more = match self.unreported {
-            0 => String::new(),
-            n => format!(" ({n} more failures since the last report)"),
-        };
-        warn!(
-            "service {service}: the shared cache failed to {action} ({error}); calls go on \
-             without it{more}"
-        );
-        self.last_report = Some(Instant::now());
-        self.unreported = 0;
     }
 }
 
@@ -151,13 +138,21 @@ impl ServiceCache {
         let values = store
             .get(&epoch_key)
             .and_then(|epoch| Ok((epoch, store.get(&url_key)?)));
+        // A marker is 8 bytes (see `fresh_value`): another value (an engine that answers an
+        // empty "found" when short of memory) is no marker to trust, nor a missing one.
+        let values = values.and_then(|markers| match markers {
+            (Some(bad), _) | (_, Some(bad)) if bad.len() != 8 => {
+                Err(format!("a marker of {} bytes", bad.len()))
+            }
+            markers => Ok(markers),
+        });
         match values {
             Ok((epoch, url_value)) => {
                 let mut generation = Generation::NONE;
                 for (half, value) in generation.0.chunks_mut(8).zip([epoch, url_value]) {
-                    let value = value.unwrap_or_default();
-                    let n = value.len().min(8);
-                    half[..n].copy_from_slice(&value[..n]);
+                    if let Some(value) = value {
+                        half.copy_from_slice(&value);
+                    }
                 }
                 Some(generation)
             }
@@ -612,5 +607,28 @@ mod tests {
             .insert(answer_key, (b"garbage".to_vec(), 0));
         let mut c = cache(&store);
         assert_eq!(fetch(&mut c, "http://h/x", "", &answer("3", &[])), None);
+    }
+
+    /// Issue 17, item 10: a marker that is not one (cachedb_redis answers an empty "found"
+    /// when short of memory) is an outage, never "no write": that would serve the answer
+    /// stored before the write.
+    #[test]
+    fn a_marker_of_another_size_is_an_outage() {
+        let store = MemoryStore::default();
+        let (mut a, mut b) = (cache(&store), cache(&store));
+        assert_eq!(fetch(&mut a, "http://h/x", "", &answer("old", &[])), None);
+        b.written(
+            &Service::parse("name=Svc; url=http://h/").unwrap(),
+            "http://h/x",
+            &answer("", &[]),
+        );
+        let url_key = b.url_key("http://h/x");
+        store.values.borrow_mut().insert(url_key, (Vec::new(), 30));
+        let mut c = cache(&store);
+        assert_eq!(fetch(&mut c, "http://h/x", "", &answer("new", &[])), None);
+        assert_eq!(
+            fetch(&mut c, "http://h/x", "", &answer("newer", &[])),
+            Some(b"new".to_vec())
+        );
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use super::lock::SharedLock;
 use super::process::ProcessId;
 use super::region::SharedRegion;
+use crate::engine::request::host_key;
 
 /// Hosts held at the same moment, at most.
 pub const SLOT_COUNT: usize = 1024;
@@ -240,26 +241,6 @@ impl ConnectGate {
     }
 }
 
-/// `host:port` of a URL, lowercase, with the scheme's default port when none is given.
-fn host_key(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let has_port = match host_port.rfind(':') {
-        Some(colon) => !host_port[colon..].contains(']'),
-        None => false,
-    };
-    let mut key = host_port.to_ascii_lowercase();
-    if !has_port {
-        key.push_str(if scheme.eq_ignore_ascii_case("https") {
-            ":443"
-        } else {
-            ":80"
-        });
-    }
-    key
-}
-
 fn hash_key(key: &str) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     hasher.write(key.as_bytes());
@@ -269,14 +250,6 @@ fn hash_key(key: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_key_ignores_path_userinfo_and_case() {
-        assert_eq!(host_key("http://u:p@Example.COM/a:b?c"), "example.com:80");
-        assert_eq!(host_key("https://h:8443/x"), "h:8443");
-        assert_eq!(host_key("https://[::1]/x"), "[::1]:443");
-        assert_eq!(host_key("http://[::1]:81"), "[::1]:81");
-    }
 
     /// The parent process (the test runner's), as a holder: a live process other than this one.
     fn parent() -> ProcessId {

@@ -13,12 +13,17 @@
 //! libcurl cannot tell connections apart by what the callback put into them, so each client
 //! identity gets its own libcurl share (connection cache, DNS cache, TLS sessions): a
 //! connection or TLS session made with one certificate is never offered to a request with
-//! another certificate or none.
+//! another certificate or none. A process keeps the [`MAX_IDENTITIES`] identities it used last
+//! (each changed PEM domain, each `tls_reload` of one, is another identity): the caches of the
+//! one used least recently are dropped for a new one, and freed, with their idle connections,
+//! once no transfer uses them any more (each transfer's handler holds its caches from its set-up
+//! until its handle is scrubbed, and the handle leaves the share then).
 
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use curl::easy::Easy2;
@@ -31,7 +36,7 @@ use openssl::x509::verify::X509VerifyFlags;
 use parking_lot::Mutex;
 
 use super::tls_raw::{set_trust_store, use_client_identity};
-use crate::engine::curl_raw::{CurlShare, default_ca_locations, skip_ca_loading};
+use crate::engine::curl_raw::{CurlShare, default_ca_locations, detach_share, skip_ca_loading};
 use crate::engine::request::{ClientCert, KeyMaterial};
 use crate::engine::settings::ClientSettings;
 
@@ -205,15 +210,34 @@ impl Source for ClientCert {
     }
 }
 
+/// Client identities whose caches a process keeps: enough for a script that presents several
+/// certificates in turn, few enough that identities no longer used (a PEM domain changed or
+/// reloaded) do not each keep up to `max_idle_connections` connections and their TLS sessions.
+pub(super) const MAX_IDENTITIES: usize = 16;
+
 /// What the new TLS connections of one transfer get from the process, in libcurl's SSL_CTX
-/// callback (empty where libcurl loads its CA files and certificates itself).
+/// callback (empty where libcurl loads its CA files and certificates itself), and the caches
+/// the transfer's handle is attached to.
 #[derive(Default)]
 pub(crate) struct ConnectionTls {
     trust: Option<Shared<TrustSource>>,
     identity: Option<Shared<ClientCert>>,
+    /// Kept alive while the handle uses them, even once the process dropped them.
+    caches: Option<Rc<CurlShare>>,
 }
 
 impl ConnectionTls {
+    /// Detaches `easy` from the caches its last transfer used and forgets what that transfer
+    /// got (`self`, taken out of its handler): the client identity stays parsed in the
+    /// process's cache only, and caches the process dropped meanwhile are freed with their last
+    /// handle.
+    pub(crate) fn release<H>(self, easy: &Easy2<H>) -> Result<(), curl::Error> {
+        let detached = detach_share(easy);
+        // Only now that the handle left them may the caches go (with their last user).
+        drop(self.caches);
+        detached
+    }
+
     /// Puts the process's trust store and the transfer's client identity into `ssl_ctx`, the
     /// `SSL_CTX *` libcurl passed to the running SSL_CTX callback for a new connection. The
     /// errors are libcurl's for the same failures.
@@ -252,22 +276,27 @@ enum Loader {
     Module {
         /// `None` when servers are not verified (`ssl_verifypeer` = 0).
         trust: Option<Shared<TrustSource>>,
-        /// Each client identity used so far, with its own caches (see the module doc).
+        /// The client identities used last, at most [`MAX_IDENTITIES`], with their own caches
+        /// (see the module doc).
         identities: HashMap<ClientCert, Identity>,
+        /// Counts the set-ups that used an identity, to find the one used least recently.
+        uses: u64,
     },
 }
 
 /// A client identity's caches and parsed certificate and key.
 struct Identity {
-    share: CurlShare,
+    share: Rc<CurlShare>,
     parsed: Shared<ClientCert>,
+    /// The value of `uses` when a transfer last used it.
+    last_use: u64,
 }
 
-/// One process's TLS material and connection caches. Must outlive (be dropped after) every
-/// easy handle it configured.
+/// One process's TLS material and connection caches. The caches live as long as the process
+/// keeps them or a transfer's handle uses them.
 pub(crate) struct ProcessTls {
     /// The caches of requests without a client certificate (all requests with [`Loader::Libcurl`]).
-    anonymous: CurlShare,
+    anonymous: Rc<CurlShare>,
     loader: Loader,
 }
 
@@ -281,7 +310,7 @@ pub(crate) fn libcurl_uses_module_openssl() -> bool {
 
 impl ProcessTls {
     pub(crate) fn new(settings: &ClientSettings) -> Result<Self, String> {
-        let anonymous = CurlShare::new()?;
+        let anonymous = Rc::new(CurlShare::new()?);
         let libcurl_tls = curl::Version::get().ssl_version().unwrap_or("").to_string();
         let loader = match default_ca_locations() {
             Ok((bundle, default_directory)) if libcurl_uses_module_openssl() => Loader::Module {
@@ -296,6 +325,7 @@ impl ProcessTls {
                     })))
                 }),
                 identities: HashMap::new(),
+                uses: 0,
             },
             _ => {
                 info!(
@@ -317,7 +347,12 @@ impl ProcessTls {
         settings: &ClientSettings,
         cert: Option<&ClientCert>,
     ) -> Result<ConnectionTls, curl::Error> {
-        let Loader::Module { trust, identities } = &mut self.loader else {
+        let Loader::Module {
+            trust,
+            identities,
+            uses,
+        } = &mut self.loader
+        else {
             self.anonymous.attach(easy)?;
             if let Some(path) = &settings.ca_path {
                 easy.capath(path)?;
@@ -332,19 +367,28 @@ impl ProcessTls {
                     KeyMaterial::Pem(pem) => easy.ssl_key_blob(pem)?,
                 }
             }
-            return Ok(ConnectionTls::default());
+            return Ok(ConnectionTls {
+                caches: Some(Rc::clone(&self.anonymous)),
+                ..ConnectionTls::default()
+            });
         };
         let (share, identity) = match cert {
             None => (&self.anonymous, None),
             Some(cert) => {
+                *uses += 1;
                 if !identities.contains_key(cert) {
+                    if identities.len() >= MAX_IDENTITIES {
+                        forget_least_recent(identities);
+                    }
                     let identity = Identity {
-                        share: CurlShare::new().map_err(share_error)?,
+                        share: Rc::new(CurlShare::new().map_err(share_error)?),
                         parsed: Arc::new(Mutex::new(Parsed::new(cert.clone()))),
+                        last_use: 0,
                     };
                     identities.insert(cert.clone(), identity);
                 }
-                let identity = &identities[cert];
+                let identity = identities.get_mut(cert).expect("inserted above");
+                identity.last_use = *uses;
                 (&identity.share, Some(Arc::clone(&identity.parsed)))
             }
         };
@@ -353,7 +397,28 @@ impl ProcessTls {
         Ok(ConnectionTls {
             trust: trust.clone(),
             identity,
+            caches: Some(Rc::clone(share)),
         })
+    }
+
+    /// How many client identities the process keeps caches for.
+    #[cfg(test)]
+    fn identities(&self) -> usize {
+        match &self.loader {
+            Loader::Module { identities, .. } => identities.len(),
+            Loader::Libcurl => 0,
+        }
+    }
+}
+
+/// Drops the identity used least recently (its caches live on while a transfer uses them).
+fn forget_least_recent(identities: &mut HashMap<ClientCert, Identity>) {
+    let oldest = identities
+        .iter()
+        .min_by_key(|(_, identity)| identity.last_use)
+        .map(|(cert, _)| cert.clone());
+    if let Some(cert) = oldest {
+        identities.remove(&cert);
     }
 }
 
@@ -366,6 +431,12 @@ fn share_error(e: String) -> curl::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A handler that only holds what a transfer's TLS set-up gave it.
+    #[derive(Default)]
+    struct Held(ConnectionTls);
+
+    impl curl::easy::Handler for Held {}
 
     /// Reads one file, counting its parses.
     struct Counted {
@@ -384,6 +455,49 @@ mod tests {
                 .map(|bytes| bytes.len())
                 .map_err(|e| e.to_string())
         }
+    }
+
+    #[test]
+    fn keeps_the_identities_used_last_and_an_evicted_one_while_a_handle_uses_it() {
+        let settings = ClientSettings::default();
+        let mut tls = ProcessTls::new(&settings).unwrap();
+        assert!(
+            matches!(tls.loader, Loader::Module { .. }),
+            "libcurl on the OpenSSL 3 linked here"
+        );
+        let cert = |i: usize| ClientCert {
+            certificate: KeyMaterial::Pem(format!("certificate {i}").into_bytes()),
+            private_key: KeyMaterial::Pem(b"key".to_vec()),
+        };
+        let mut apply = |i: usize| {
+            let mut easy = Easy2::new(Held::default());
+            easy.get_mut().0 = tls.apply(&mut easy, &settings, Some(&cert(i))).unwrap();
+            let caches = Rc::downgrade(easy.get_ref().0.caches.as_ref().unwrap());
+            (easy, caches)
+        };
+        // Identity 0 stays with a handle; 1 to 15 fill the process's list.
+        let (mut in_use, in_use_caches) = apply(0);
+        let (_, second_caches) = apply(1);
+        for i in 2..MAX_IDENTITIES {
+            apply(i);
+        }
+        // 0 used again: the next new identity drops 1, the one used least recently.
+        apply(0);
+        apply(MAX_IDENTITIES);
+        assert!(second_caches.upgrade().is_none());
+        assert!(in_use_caches.upgrade().is_some());
+        // 14 more drop 2 to 15, one more drops 0, whose handle still holds its caches...
+        for i in MAX_IDENTITIES + 1..2 * MAX_IDENTITIES {
+            apply(i);
+        }
+        assert_eq!(tls.identities(), MAX_IDENTITIES);
+        let held = in_use.get_ref().0.caches.as_ref().map(Rc::strong_count);
+        assert_eq!(held, Some(1));
+        // ...until it leaves them.
+        std::mem::take(&mut in_use.get_mut().0)
+            .release(&in_use)
+            .unwrap();
+        assert!(in_use_caches.upgrade().is_none());
     }
 
     #[test]

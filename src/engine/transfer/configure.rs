@@ -66,14 +66,8 @@ pub(crate) fn configure(
     easy.signal(false)?;
     easy.max_connects(settings.max_idle_connections)?;
     easy.url(&request.url)?;
-    let transfer_timeout = transfer_limit(settings, request);
-    let connect_timeout = request.connect_timeout.unwrap_or(settings.connect_timeout);
-    easy.connect_timeout(if transfer_timeout.is_zero() {
-        connect_timeout
-    } else {
-        connect_timeout.min(transfer_timeout)
-    })?;
-    easy.timeout(transfer_timeout)?;
+    easy.connect_timeout(connect_limit(settings, request))?;
+    easy.timeout(transfer_limit(settings, request))?;
     if let Some(version) = settings.http_version.to_curl() {
         easy.http_version(version)?;
     }
@@ -141,6 +135,18 @@ pub(crate) fn configure(
 /// The time limit of `request`'s whole transfer; zero for none.
 pub(crate) fn transfer_limit(settings: &ClientSettings, request: &Request) -> Duration {
     request.timeout.unwrap_or(settings.transfer_timeout)
+}
+
+/// The time limit of `request`'s connect phase (name lookup, TCP and TLS handshakes), within
+/// its transfer's; zero for libcurl's default.
+pub(crate) fn connect_limit(settings: &ClientSettings, request: &Request) -> Duration {
+    let transfer = transfer_limit(settings, request);
+    let connect = request.connect_timeout.unwrap_or(settings.connect_timeout);
+    if transfer.is_zero() {
+        connect
+    } else {
+        connect.min(transfer)
+    }
 }
 
 #[cfg(test)]

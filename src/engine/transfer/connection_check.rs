@@ -394,6 +394,19 @@ impl Framing {
 mod tests {
     use super::*;
 
+    /// `check` refuses the kept-alive connection `ends`, which holds 8 bytes.
+    fn refused_holding_8_bytes(check: &ConnectionCheck, ends: SocketEnds, closed_by_server: bool) {
+        assert!(!check.connection_chosen(ends.0, ends.1, Transport::Plain));
+        assert_eq!(
+            check.refusal(),
+            Some(Refusal::HeldBytes {
+                bytes: 8,
+                new_connection: false,
+                closed_by_server
+            })
+        );
+    }
+
     #[test]
     fn one_length_repeated_is_accepted_two_are_refused() {
         let mut framing = Framing::default();
@@ -453,30 +466,14 @@ mod tests {
         assert!(check.connection_chosen(ends.0, ends.1, Transport::Plain));
         std::io::Write::write_all(&mut server, b"SMUGGLED").expect("write");
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!check.connection_chosen(ends.0, ends.1, Transport::Plain));
-        assert_eq!(
-            check.refusal(),
-            Some(Refusal::HeldBytes {
-                bytes: 8,
-                new_connection: false,
-                closed_by_server: false
-            })
-        );
+        refused_holding_8_bytes(&check, ends, false);
         assert!(check.held_kept_alive().is_some());
         // The server closes its side too (a TLS server's close_notify, then its FIN).
         server
             .shutdown(std::net::Shutdown::Write)
             .expect("shutdown");
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!check.connection_chosen(ends.0, ends.1, Transport::Plain));
-        assert_eq!(
-            check.refusal(),
-            Some(Refusal::HeldBytes {
-                bytes: 8,
-                new_connection: false,
-                closed_by_server: true
-            })
-        );
+        refused_holding_8_bytes(&check, ends, true);
         // Closed without libcurl telling: no longer taken for the connection.
         drop(client);
         assert!(!check.connection_chosen(ends.0, ends.1, Transport::Plain));

@@ -74,8 +74,11 @@ pub(crate) fn retry_on_new_connection(
 /// of them.
 pub(crate) fn scrub(easy: &mut Easy2<Collector>) {
     easy.reset();
-    // The client identity stays parsed in the process's cache only.
-    easy.get_mut().tls = Default::default();
+    // reset() leaves the handle in its share: it leaves it here, so that caches the process
+    // dropped meanwhile are freed.
+    if let Err(e) = std::mem::take(&mut easy.get_mut().tls).release(easy) {
+        error!("cannot detach a transfer from its connection cache: {e}");
+    }
     // reset() leaves the header list with the handle: an empty one replaces it.
     if let Err(e) = easy.http_headers(List::new()) {
         error!("cannot clear a transfer's headers: {e}");

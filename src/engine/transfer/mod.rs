@@ -18,7 +18,7 @@ mod transcript;
 
 pub(crate) use collector::Collector;
 pub use collector::InflightBodies;
-pub(crate) use configure::{configure, transfer_limit};
+pub(crate) use configure::{configure, connect_limit, transfer_limit};
 pub(crate) use finish::{finish, retry_on_new_connection, scrub};
 pub use outcome::Outcome;
 pub use response_head::ResponseHead;

@@ -58,6 +58,24 @@ typedef struct {
 } async_ctx;
 _Static_assert(sizeof(acmd_export_t) == 232, "acmd_export_t");
 _Static_assert(sizeof(async_ctx) == 32, "async_ctx");
+/* route_struct.h (identical in 3.4, 3.6 and 4.0): the inner action of an async() statement
+ * that the core hands to tm, an AMODULE_T whose first element (ACMD_ST) is the acmd. */
+#define AMODULE_T 8
+#define ACMD_ST 10
+typedef struct {
+	int type;
+	union { long number; char *string; void *data; const void *data_const; str s; } u;
+} action_elem_t;
+struct action {
+	int type;
+	action_elem_t elem[9];
+	int line;
+	char *file;
+	struct action *next;
+};
+_Static_assert(sizeof(action_elem_t) == 24 && offsetof(action_elem_t, u) == 8, "action_elem_t");
+_Static_assert(sizeof(struct action) == 248 && offsetof(struct action, elem) == 8 &&
+	       offsetof(struct action, line) == 224, "struct action");
 
 struct module_exports {
 	const char *name; int type;
@@ -201,7 +219,9 @@ typedef struct {
 	int (*get)(cachedb_con *con, str *attr, str *val);
 	int (*get_counter)(cachedb_con *con, str *attr, int *val);
 	int (*set)(cachedb_con *con, str *attr, str *val, int expires);
-	void *remove, *_remove, *add, *sub, *iter_keys, *raw_query, *truncate, *db_query_trans,
+	void *remove, *_remove;
+	int (*add)(cachedb_con *con, str *attr, int val, int expires, int *new_val);
+	void *sub, *iter_keys, *raw_query, *truncate, *db_query_trans,
 		*db_free_trans, *db_insert_trans, *db_delete_trans, *db_update_trans, *query,
 		*update, *map_get, *map_set, *map_remove, *is_replicated;
 	int capability;
@@ -218,7 +238,7 @@ struct cdb_slot {
 	char value[CDB_VALUE_MAX];
 };
 static struct cdb_store {
-	int lock, down, gets, sets;
+	int lock, down, gets, sets, adds, delay_ms;
 	char failing_keys[64]; /* gets of keys containing it fail (when not empty) */
 	struct cdb_slot slots[CDB_SLOTS];
 } *cdb;
@@ -293,6 +313,8 @@ static void cdb_destroy(cachedb_con *con) { free(con->url.s); free(con); }
 static int cdb_usable(cachedb_con *con)
 {
 	CHECK((pid_t)(intptr_t)con->data == getpid());
+	if (cdb->delay_ms)
+		usleep((useconds_t)cdb->delay_ms * 1000);
 	return !cdb->down;
 }
 
@@ -345,6 +367,47 @@ static int cdb_set(cachedb_con *con, str *attr, str *val, int expires)
 	return e ? 0 : -1;
 }
 
+/* As cachedb_local's counters: the value in decimal; a new key gets `val` and `expires`, an
+ * existing one keeps its expiry. Atomic (under the store's lock). */
+static int cdb_add(cachedb_con *con, str *attr, int val, int expires, int *new_val)
+{
+	if (!cdb_usable(con) || attr->len > CDB_KEY_MAX)
+		return -1;
+	cdb_lock();
+	struct cdb_slot *e = cdb_find(attr);
+	long long value = val;
+	if (e) {
+		char text[32] = { 0 };
+		memcpy(text, e->value, (size_t)(e->value_len < 31 ? e->value_len : 31));
+		value += atoll(text);
+	}
+	for (int i = 0; !e && i < CDB_SLOTS; i++)
+		if (!cdb->slots[i].used || (cdb->slots[i].expires_ms && cdb->slots[i].expires_ms <= now_ms())) {
+			e = &cdb->slots[i];
+			e->used = 1;
+			e->key_len = attr->len;
+			memcpy(e->key, attr->s, (size_t)attr->len);
+			e->expires_ms = expires ? now_ms() + expires * 1000LL : 0;
+		}
+	if (e) {
+		e->value_len = snprintf(e->value, CDB_VALUE_MAX, "%lld", value);
+		cdb->adds++;
+		if (new_val)
+			*new_val = (int)value;
+	}
+	cdb_unlock();
+	return e ? 0 : -1;
+}
+
+static void cdb_map(void)
+{
+	if (!cdb) {
+		cdb = mmap(NULL, sizeof *cdb, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (cdb == MAP_FAILED)
+			abort();
+	}
+}
+
 int cachedb_bind_mod(str *url, cachedb_funcs *funcs)
 {
 	memset(funcs, 0, sizeof *funcs);
@@ -352,19 +415,18 @@ int cachedb_bind_mod(str *url, cachedb_funcs *funcs)
 		fprintf(stderr, "harness: failed to bind to [%.*s] module. Is it loaded ?\n", url->len, url->s);
 		return -1;
 	}
-	if (!cdb) {
-		cdb = mmap(NULL, sizeof *cdb, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-		if (cdb == MAP_FAILED)
-			abort();
-	}
+	cdb_map();
 	funcs->init = cdb_init;
 	funcs->destroy = cdb_destroy;
 	funcs->get = cdb_get;
 	funcs->set = cdb_set;
+	funcs->add = cdb_add;
 	return 0;
 }
 
+void h_cachedb_share(void) { cdb_map(); }
 void h_cachedb_outage(int down) { cdb->down = down; }
+void h_cachedb_delay(int ms) { cdb->delay_ms = ms; }
 
 void h_cachedb_fail_gets(const char *key_part)
 {
@@ -379,6 +441,8 @@ int h_cachedb_stat(const char *what)
 		return cdb->gets;
 	if (!strcmp(what, "sets"))
 		return cdb->sets;
+	if (!strcmp(what, "adds"))
+		return cdb->adds;
 	int answers = 0;
 	cdb_lock();
 	for (int i = 0; i < CDB_SLOTS; i++) {
@@ -1156,10 +1220,23 @@ int h_child_init(int rank) { return mod->init_child_f ? mod->init_child_f(rank) 
 
 void h_start_as_worker(const char *so_path, const char *cfg_path)
 {
+	h_start_worker_with_server(so_path, cfg_path, NULL);
+}
+
+int h_start_worker_with_server(const char *so_path, const char *cfg_path,
+			       const char *const *services)
+{
+	int port = 0;
 	h_load(so_path);
 	CHECK_INT(h_load_cfg(cfg_path), 0);
+	if (services) {
+		port = h_start_server(NULL);
+		for (const char *const *s = services; *s; s++)
+			CHECK_INT(h_service(*s, port), 0);
+	}
 	CHECK_INT(h_mod_init(), 0);
 	CHECK_INT(h_child_init(1), 0);
+	return port;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1288,7 +1365,8 @@ struct fd_watch {
 #define MAX_WATCHES 16
 static struct pending_call *pending[MAX_PENDING];
 static struct fd_watch watches[MAX_WATCHES];
-static int pending_count, watch_count, resumed_twice, resumes_to_drop, reactor_fd = -1;
+static int pending_count, watch_count, resumed_twice, resumes_to_drop, starts_to_fail;
+static int reactor_fd = -1;
 static long long longest_callback_us;
 static pid_t reactor_pid;
 
@@ -1296,6 +1374,7 @@ int h_resumed_twice(void) { return resumed_twice; }
 int h_reactor_watches(void) { return watch_count; }
 long long h_reactor_longest_callback_us(void) { return longest_callback_us; }
 void h_drop_resumes(int n) { resumes_to_drop = n; }
+void h_fail_async_starts(int n) { starts_to_fail = n; }
 
 /* Each process has its own reactor (OpenSIPS builds it after forking the worker). */
 static int reactor(void)
@@ -1312,6 +1391,8 @@ static int reactor(void)
 /* Runs a route for message `msg`. */
 static void run_route_for(char *msg, h_resume_route route, int rc, void *arg)
 {
+	if (!route)
+		return;
 	char *outer = current_msg;
 	current_msg = msg;
 	route(rc, arg);
@@ -1410,13 +1491,12 @@ int async_launch_resume(int fd, void *param)
 	return resume_pending(fd, param, 1, "async_launch_resume");
 }
 
-/* One async() statement, as the core hands it to tm through async_script_start_f. */
-struct async_statement {
-	const acmd_export_t *acmd;
-	struct call_args args;
-	int sync_mode;
+/* The resume route of an async() statement (what tm gets as its struct script_route_ref *),
+ * and whether its route type makes tm run the call synchronously. */
+struct resume_route_ref {
 	h_resume_route route;
 	void *arg;
+	int sync_mode;
 };
 
 static struct pending_call *new_pending(h_resume_route route, void *arg, int is_launch)
@@ -1451,31 +1531,45 @@ static int start_status_is_fd(const char *name)
 	return 1;
 }
 
-/* tm's t_handle_async (the module may wrap this pointer, as the core's global). */
+/* tm's t_handle_async (the module may wrap this pointer, as the core's global): the action
+ * is the statement's inner one (AMODULE_T, the acmd in elem[0]), and params the arguments
+ * the core evaluated, which tm passes on to the acmd. */
 static int tm_handle_async(void *msg, void *action, void *resume_route, unsigned timeout,
 			   void **params)
 {
-	struct async_statement *st = action;
-	(void)resume_route;
-	(void)params;
-	struct pending_call *c = new_pending(st->route, st->arg, 0);
+	const struct action *a = action;
+	const struct resume_route_ref *r = resume_route;
+	if (a->type != AMODULE_T || a->elem[0].type != ACMD_ST || !a->elem[0].u.data) {
+		fprintf(stderr, "FAIL harness: invalid action for async I/O\n");
+		failed++;
+		return -1;
+	}
+	if (starts_to_fail > 0) {
+		/* tm's failure: path (t_newtran failed): the resume route runs with -1, the acmd
+		 * never does. */
+		starts_to_fail--;
+		r->route(-1, r->arg);
+		return 1;
+	}
+	const acmd_export_t *acmd = a->elem[0].u.data_const;
+	struct pending_call *c = new_pending(r->route, r->arg, 0);
 	c->ctx.timeout_s = timeout;
 	c->traced = message_traced;
 	async_status = ASYNC_NO_IO;
-	int rc = st->acmd->function(msg, &c->ctx, st->args.p[0], st->args.p[1], st->args.p[2],
-				    st->args.p[3], st->args.p[4], st->args.p[5], st->args.p[6],
-				    st->args.p[7]);
+	int rc = acmd->function(msg, &c->ctx, params[0], params[1], params[2], params[3], params[4],
+				params[5], params[6], params[7]);
 	if (async_status != ASYNC_NO_FD) {
-		/* NO_IO, SYNC or an error: the resume route runs now with the function's code. */
+		/* NO_IO, SYNC or an error: the context is freed and the resume route runs now
+		 * (before tm returns) with the function's code. */
 		if (async_status != ASYNC_NO_IO && async_status != ASYNC_SYNC)
 			fprintf(stderr, "harness: async start returned status %d\n", async_status);
-		start_status_is_fd(st->acmd->name);
-		st->route(rc, st->arg);
+		start_status_is_fd(acmd->name);
 		free(c);
+		r->route(rc, r->arg);
 		return 1;
 	}
-	add_pending(c, st->acmd->name);
-	if (st->sync_mode) {
+	add_pending(c, acmd->name);
+	if (r->sync_mode) {
 		/* tm's sync mode: the resume function in a loop with no polling in between. */
 		do {
 			async_status = ASYNC_DONE;
@@ -1505,19 +1599,22 @@ static const acmd_export_t *find_acmd(const char *name)
 int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route route, void *arg,
 		 int argc, const h_arg *args)
 {
-	struct async_statement st;
-	memset(&st, 0, sizeof st);
-	st.acmd = find_acmd(name);
-	st.sync_mode = sync_mode;
-	st.route = route;
-	st.arg = arg;
-	if (!st.acmd || build_args(name, st.acmd->params, argc, args, &st.args))
+	const acmd_export_t *acmd = find_acmd(name);
+	struct call_args a;
+	if (!acmd || build_args(name, acmd->params, argc, args, &a))
 		return H_PARSE_ERROR;
+	/* The core's ASYNC_T: tm gets the inner action, the resume route and the arguments. */
+	struct action inner;
+	memset(&inner, 0, sizeof inner);
+	inner.type = AMODULE_T;
+	inner.elem[0].type = ACMD_ST;
+	inner.elem[0].u.data_const = acmd;
+	struct resume_route_ref r = { route, arg, sync_mode };
 	reactor();
 	int outer_context = enter_message_context(message_traced);
-	int rc = async_script_start_f(current_msg, &st, NULL, (unsigned)timeout_s, NULL);
+	int rc = async_script_start_f(current_msg, &inner, &r, (unsigned)timeout_s, a.p);
 	leave_message_context(outer_context);
-	free_args(&st.args);
+	free_args(&a);
 	return rc;
 }
 
@@ -1597,7 +1694,7 @@ void h_new_message(void)
 	memcpy(fake_msg, &id, sizeof id);
 }
 
-int h_transform(const char *cls, const char *spec, const char *input, char **out)
+int h_transform_value(const char *cls, const char *spec, pv_value_t *val)
 {
 	const trans_export_t *t = mod->trans;
 	while (t->name.s && strcasecmp(t->name.s, cls))
@@ -1616,6 +1713,11 @@ int h_transform(const char *cls, const char *spec, const char *input, char **out
 	free(text);
 	if (rc != 0)
 		return H_PARSE_ERROR;
+	return t->eval_func(fake_msg, NULL, tr.subtype, val);
+}
+
+int h_transform(const char *cls, const char *spec, const char *input, char **out)
+{
 	pv_value_t val;
 	memset(&val, 0, sizeof val);
 	char *copy = NULL;
@@ -1630,9 +1732,9 @@ int h_transform(const char *cls, const char *spec, const char *input, char **out
 	} else {
 		val.flags = PV_VAL_NULL;
 	}
-	rc = t->eval_func(fake_msg, NULL, tr.subtype, &val);
+	int rc = h_transform_value(cls, spec, &val);
 	*out = NULL;
-	if (val.flags & PV_VAL_STR) {
+	if (rc != H_PARSE_ERROR && (val.flags & PV_VAL_STR)) {
 		*out = malloc((size_t)val.rs.len + 1);
 		memcpy(*out, val.rs.s, (size_t)val.rs.len);
 		(*out)[val.rs.len] = 0;
@@ -1715,6 +1817,23 @@ int h_wait_workers(void)
 /* ------------------------------------------------------------------------------------------
  * Test servers. */
 
+/* The test servers started by this process, to stop one. */
+#define MAX_SERVERS 8
+static struct { int port; pid_t pid; } servers[MAX_SERVERS];
+static int server_count;
+
+int h_stop_server(int port)
+{
+	for (int i = 0; i < server_count; i++)
+		if (servers[i].port == port && servers[i].pid > 0) {
+			kill(servers[i].pid, SIGKILL);
+			waitpid(servers[i].pid, NULL, 0);
+			servers[i].pid = 0;
+			return 0;
+		}
+	return -1;
+}
+
 int h_start_server(const char *const *extra_args)
 {
 	int to_child[2], from_child[2];
@@ -1754,6 +1873,10 @@ int h_start_server(const char *const *extra_args)
 	if (sscanf(line, "PORT %d", &port) != 1) {
 		fprintf(stderr, "test server did not start: '%s'\n", line);
 		exit(3);
+	}
+	if (server_count < MAX_SERVERS) {
+		servers[server_count].port = port;
+		servers[server_count++].pid = pid;
 	}
 	return port;
 }

@@ -69,6 +69,11 @@ int h_child_init(int rank);
 /* The usual start of a test: load, cfg, mod_init and child_init(1) in this process (a failed
  * step is a failed check). */
 void h_start_as_worker(const char *so_path, const char *cfg_path);
+/* The same with the test server (h_start_server(NULL)) started first and, before mod_init, a
+ * `service` for each definition of the NULL-terminated list (h_service formats, given the
+ * server's port); returns that port. */
+int h_start_worker_with_server(const char *so_path, const char *cfg_path,
+			       const char *const *services);
 
 /* Calls a script function by name with the core's conventions. */
 int h_call(const char *name, int argc, const h_arg *args);
@@ -91,18 +96,20 @@ void h_record_route(int rc, void *arg);
 void h_call_reset(struct h_call *c);
 /* Milliseconds from the call's h_call_reset to its route's last run. */
 int h_call_ms(const struct h_call *c);
-/* Calls an acmd like `async(name(...), route[, timeout_s])` (timeout_s 0 = none). With
- * sync_mode (a route type where async is not allowed) tm's resume loop runs at once. Returns 1
- * when the route already ran, 0 when the call waits for the module to resume it. */
+/* Calls an acmd like `async(name(...), route[, timeout_s])` (timeout_s 0 = none): the core's
+ * struct action with the acmd and the evaluated arguments go to async_script_start_f, whose
+ * tm runs the route inline when the call does not suspend. With sync_mode (a route type where
+ * async is not allowed) tm's resume loop runs at once. Returns 1 when the route already ran,
+ * 0 when the call waits for the module to resume it. */
 int h_async_call(const char *name, int timeout_s, int sync_mode, h_resume_route route, void *arg,
 		 int argc, const h_arg *args);
 #define H_ASYNC(name, timeout_s, route, arg, ...) \
 	h_async_call(name, timeout_s, 0, route, arg, \
 		     (int)(sizeof((h_arg[]){__VA_ARGS__}) / sizeof(h_arg)), (h_arg[]){__VA_ARGS__})
-/* Calls an acmd like `launch(name(...), report_route)`, through the core (not tm). Returns 1
- * when the report route already ran (ASYNC_SYNC) or none will (ASYNC_NO_IO), 0 when the job
- * waits for the module to resume it, -1 when the core saw an error status (no report route,
- * as the core does). */
+/* Calls an acmd like `launch(name(...), report_route)`, through the core (not tm); a NULL
+ * report_route is `launch(name(...))`. Returns 1 when the report route already ran
+ * (ASYNC_SYNC) or none will (ASYNC_NO_IO), 0 when the job waits for the module to resume it,
+ * -1 when the core saw an error status (no report route, as the core does). */
 int h_launch_call(const char *name, h_resume_route report_route, void *arg, int argc,
 		  const h_arg *args);
 /* Runs the reactor (epoll, read readiness, level triggered) over the descriptors registered
@@ -115,6 +122,9 @@ long long h_reactor_longest_callback_us(void);
 /* The next n resumes asked of tm fail as tm's do when fake_req fails: the call is never
  * resumed and its route never runs. */
 void h_drop_resumes(int n);
+/* The next n async() starts fail in tm before the function runs, as when tm cannot create the
+ * transaction: the resume route runs at once with -1. */
+void h_fail_async_starts(int n);
 /* Makes the message the functions get a request with this method value (4 = ACK; 0 = not a
  * request, the default). */
 void h_set_message_method(int method_value);
@@ -130,6 +140,10 @@ int h_resumed_twice(void);
 /* Runs `{class.spec}` on `input` (NULL = a NULL value); returns the eval result, the output
  * (NUL-terminated copy, or NULL for a NULL value) in *out. Parse failure: H_PARSE_ERROR. */
 int h_transform(const char *cls, const char *spec, const char *input, char **out);
+/* Runs `{class.spec}` on *val in place, as the core does for each transformation of a chain:
+ * the value then points wherever the module left its output, uncopied (the core reads it after
+ * further evaluations). Returns the eval result; parse failure: H_PARSE_ERROR. */
+int h_transform_value(const char *cls, const char *spec, pv_value_t *val);
 
 /* ---- tracer module and proto_hep (trace_api.h) ---- */
 /* One message the tracer would send (what sip_context_trace got, and the parts added). */
@@ -189,12 +203,17 @@ int h_tls_released(void);
  * with its module's return codes: one store in shared memory that every worker forked after
  * mod_init sees; a connection used in another process than the one that opened it fails the
  * test ---- */
-/* While down, every get and set fails (as with an unreachable redis). */
+/* While down, every get, set and add fails (as with an unreachable redis). */
 void h_cachedb_outage(int down);
+/* Every get, set and add takes `ms` milliseconds more (as a slow or stopped redis). */
+void h_cachedb_delay(int ms);
+/* Maps the store now: called before forking processes that each run mod_init (instances of
+ * their own), they share it as instances share a redis. */
+void h_cachedb_share(void);
 /* Gets of the keys that contain `key_part` fail (as with one unreachable node of a cluster);
  * NULL: none. */
 void h_cachedb_fail_gets(const char *key_part);
-/* "gets", "sets" (successful ones) or "answers" (live keys holding ":answer:"). */
+/* "gets", "sets", "adds" (successful ones) or "answers" (live keys holding ":answer:"). */
 int h_cachedb_stat(const char *what);
 /* Whether any key or value in the store (live or expired, not yet reused) contains `text`. */
 int h_cachedb_holds(const char *text);
@@ -214,6 +233,9 @@ int h_wait_workers(void);
 /* Starts c_tests/http_test_server.py with extra arguments (NULL-terminated list), returns
  * its port. It stops when the harness exits. */
 int h_start_server(const char *const *extra_args);
+/* Kills the test server listening on `port` (started by this process): connections to it are
+ * refused from now on. */
+int h_stop_server(int port);
 /* A loopback listener whose accept queue is full: connecting to it hangs. */
 int h_full_backlog_port(void);
 /* A loopback port with nothing listening. */

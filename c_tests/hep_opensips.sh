@@ -14,18 +14,11 @@
 # MODULES_DIR holds tm, sl, tracer and proto_hep. Skips (exit 0) without tshark or SIPp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${OPENSIPS_BIN:?set OPENSIPS_BIN to the opensips binary}"
-: "${MODULES_DIR:?set MODULES_DIR to its modules directory}"
 for tool in tshark sipp; do
 	command -v $tool >/dev/null || { echo "SKIP: $tool is not installed"; exit 0; }
 done
-
-OPENSIPS_BIN=$OPENSIPS_BIN cargo build --release --quiet
-work=$(mktemp -d /tmp/rest_client_hep.XXXXXX)
-pids=()
-cleanup() { [ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+run_name=hep
+. c_tests/opensips_run.sh
 http_port=$(free_port)
 hep_port=$(free_port)
 
@@ -34,20 +27,11 @@ instance() { # name module.so
 	local name=$1 so=$2 sip_port hep_src
 	sip_port=$(free_port)
 	hep_src=$(free_port)
-	mkdir -p "$work/$name"
-	for m in tm sl tracer proto_hep; do ln -s "$MODULES_DIR/$m.so" "$work/$name/$m.so"; done
-	ln -s "$so" "$work/$name/rest_client.so"
+	module_dir "$name" "$so" tm sl tracer proto_hep
 	local ours='#'
 	[ "$name" = ours ] && ours=''
-	cat > "$work/$name.cfg" <<EOF
-log_level=3
-stderror_enabled=yes
-syslog_enabled=no
-udp_workers=1
-socket=udp:127.0.0.1:$sip_port
+	{ cfg_head 3 1 "$sip_port" "$name"; cat <<EOF; } > "$work/$name.cfg"
 socket=hep_udp:127.0.0.1:$hep_src
-mpath="$work/$name/"
-loadmodule "proto_udp.so"
 loadmodule "proto_hep.so"
 loadmodule "tm.so"
 loadmodule "sl.so"
@@ -112,10 +96,8 @@ EOF
 tshark -q -i lo -f "udp port $hep_port" -w "$work/hep.pcap" >/dev/null 2>"$work/tshark.log" &
 tshark_pid=$!
 pids+=($tshark_pid)
-python3 c_tests/http_test_server.py --port "$http_port" --max-seconds 120 \
-	</dev/zero >"$work/server.log" 2>&1 &
-pids+=($!)
-instance ours "$(realpath "${CARGO_TARGET_DIR:-target}")/release/librest_client.so"
+start_test_server "$http_port"
+instance ours "$ours_so"
 [ -n "${C_MODULE_DIR:-}" ] && instance c "$C_MODULE_DIR/rest_client.so"
 sleep 3
 for name in ours c; do

@@ -74,13 +74,12 @@ Hostile answers (each ends, at the latest, when the client closes or after 120 s
                           most_answering} (answering: requests being answered now;
                           most_answering: the most at once since the start or the reset)
   /stats/reset            zero connections, requests and most_answering, answer like /stats
-  /stats/fail?status=N[&retry_after=V]
-                          from now on answer every request but /stats* with status N (body
-                          "failing", header "Retry-After: V" if given), as an overloaded or
-                          broken backend does; answers like /stats
-  /stats/recover          answer requests as usual again; answers like /stats
+  /fail?mode=M[&retry_after=V]
+                          from now on every other request (but /stats*) fails: M=503 (or
+                          any status) answers that status "failing", with "Retry-After: V"
+                          if given, M=stall never answers, M=off ends it; answers "ok"
   anything else           404 "not found"
-Requests to /stats* are not counted as requests.  HEAD responses and 1xx/204/304
+Requests to /stats* and /fail are not counted as requests.  HEAD responses and 1xx/204/304
 statuses carry no body.
 """
 import argparse
@@ -100,12 +99,12 @@ from urllib.parse import parse_qs, urlsplit
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz"
 LOCK = threading.Lock()
 STATS = {"connections": 0, "requests": 0, "open_connections": 0, "answering": 0, "most_answering": 0}
-FAILING = {}  # /stats/fail: the status (and Retry-After) every request gets, until /stats/recover
 CONNECTION_IDS = itertools.count(1)
 SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nSMUGGLED"
 # The start of a TLS 1.2 ServerHello record: what a TLS server answers to a ClientHello.
 TLS_RECORD = bytes.fromhex("160303003d0200003903035a") + bytes(52)
 ITEM_VERSIONS = {}  # /items/<id>: how often each item was written
+FAILING = {"mode": "off", "retry_after": None}  # /fail
 
 
 class BadRequest(Exception):
@@ -360,7 +359,7 @@ class Connection:
                 # a keep-alive timeout races with a client reusing the connection.
                 return False
             self.requests += 1
-            if req.path.startswith("/stats"):
+            if req.path.startswith(("/stats", "/fail")):
                 return self.dispatch(req)
             with LOCK:
                 STATS["requests"] += 1
@@ -378,11 +377,16 @@ class Connection:
 
     def dispatch(self, req):
         path = req.path
-        with LOCK:
-            failing = dict(FAILING)
-        if failing and not path.startswith("/stats"):
-            retry_after = [("Retry-After", failing["retry_after"])] if "retry_after" in failing else []
-            return self.respond(req, failing["status"], b"failing", retry_after)
+        if path == "/fail":
+            FAILING["mode"] = req.arg("mode", "off")
+            FAILING["retry_after"] = req.arg("retry_after")
+            return self.respond(req, 200, b"ok")
+        if FAILING["mode"].isdigit() and not path.startswith("/stats"):
+            retry_after = FAILING["retry_after"]
+            headers = [("Retry-After", retry_after)] if retry_after is not None else []
+            return self.respond(req, int(FAILING["mode"]), b"failing", headers)
+        if FAILING["mode"] == "stall" and not path.startswith("/stats"):
+            return self.stall()
         for special in (self.forged, self.hostile):
             kept = special(req)
             if kept is not None:
@@ -452,18 +456,11 @@ class Connection:
                 STATS["connections"] = STATS["requests"] = 0
                 STATS["most_answering"] = STATS["answering"]
             return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
-        if path in ("/stats/fail", "/stats/recover"):
-            with LOCK:
-                FAILING.clear()
-                if path == "/stats/fail":
-                    FAILING["status"] = req.int_arg("status", 503)
-                    if "retry_after" in req.query:
-                        FAILING["retry_after"] = req.arg("retry_after")
-            return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
         return self.respond(req, 404, b"not found")
 
     def items(self, req, name):
-        """A store of versioned items, for cache invalidation: GET /items/<id> reads one;
+        """A store of versioned items, for cache invalidation: GET /items/<id> reads one (after
+        ?ms=N milliseconds);
         PUT, PATCH (409 with X-Fail) and DELETE write it; POST /items/<id>/touch writes it and
         names it in Content-Location; POST /items with body <id> writes it and names it in
         Location."""
@@ -471,6 +468,7 @@ class Connection:
             with LOCK:
                 ITEM_VERSIONS[item] = ITEM_VERSIONS.get(item, 0) + 1
         if req.method == "GET":
+            time.sleep(req.int_arg("ms", 0) / 1000)
             with LOCK:
                 version = ITEM_VERSIONS.get(name, 0)
             return self.json_reply(req, 200, {"id": name, "version": version})

@@ -70,7 +70,8 @@ int main(int argc, char **argv)
 	CHECK_INT(h_service("name=echoing; url=http://user:SECRETU@127.0.0.1:%d/; " ITEMS
 			    "; auth=bearer:SECRETB", port), 0);
 	CHECK_INT(h_service("name=cached; url=http://user:SECRETU@127.0.0.1:%d/; " ITEMS
-			    "; auth=bearer:SECRETB; cache_ttl=30; cache=local://", port), 0);
+			    "; auth=bearer:SECRETB; cache_ttl=30; cache=local://; cache_timeout_ms=1000",
+			    port), 0);
 	CHECK_INT(h_service("name=down; url=http://user:SECRETU@127.0.0.1:%d/; " ITEMS,
 			    h_closed_port()), 0);
 	h_tracer_load();

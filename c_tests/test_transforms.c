@@ -1,5 +1,5 @@
 /* {rest.escape}, {rest.unescape}, {rest.escape_path} and {rest.escape_xml}: parsing and
- * evaluation as the core drives them. */
+ * evaluation as the core drives them, and how long their outputs stay readable. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +19,33 @@ static void check_eval(const char *spec, const char *input, int want_rc, const c
 		CHECK(out == NULL);
 	}
 	free(out);
+}
+
+/* Issue 17 item 2: the core keeps the value of each argument while it evaluates the next ones
+ * (up to 8 before a function runs, 2 in an `if`), and a chain hands one output to the next
+ * transformation: 8 arguments of two chained {rest.*} each (16 evaluations) are all still
+ * readable when the function runs (built with AddressSanitizer: a freed one fails the run). */
+static void test_outputs_outlive_later_evaluations(void)
+{
+	enum { ARGS = 8 };
+	char inputs[ARGS][16], want[ARGS][32];
+	pv_value_t args[ARGS];
+	for (int i = 0; i < ARGS; i++) {
+		/* Not NUL-terminated, as the core's values. */
+		int len = snprintf(inputs[i], sizeof inputs[i], "a b/%d}", i) - 1;
+		snprintf(want[i], sizeof want[i], "a%%2520b%%252F%d", i);
+		args[i] = (pv_value_t){ .rs = { inputs[i], len }, .flags = PV_VAL_STR };
+		CHECK_INT(h_transform_value("rest", "escape", &args[i]), 0);
+		CHECK_INT(h_transform_value("rest", "escape", &args[i]), 0);
+	}
+	for (int i = 0; i < ARGS; i++) {
+		int ok = args[i].rs.len == (int)strlen(want[i]) &&
+			 memcmp(args[i].rs.s, want[i], strlen(want[i])) == 0;
+		if (!ok)
+			fprintf(stderr, "  argument %d = '%.*s', want '%s'\n", i, args[i].rs.len,
+				args[i].rs.s, want[i]);
+		CHECK(ok);
+	}
 }
 
 int main(int argc, char **argv)
@@ -56,5 +83,7 @@ int main(int argc, char **argv)
 	CHECK_INT(h_transform("REST", "escape", "a b", &out), 0);
 	CHECK(out && strcmp(out, "a%20b") == 0);
 	free(out);
+
+	test_outputs_outlive_later_evaluations();
 	return h_finish();
 }

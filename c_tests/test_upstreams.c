@@ -40,15 +40,14 @@ static int post(const char *u)
 
 static int served(int port) { return h_server_stat(port, "requests"); }
 
+/* From now on `port`'s server answers every request with `status` (and a Retry-After if
+ * given); 0: as usual again. */
 static void server_fails(int port, int status, const char *retry_after)
 {
 	char path[128];
-	if (status)
-		snprintf(path, sizeof path, "/stats/fail?status=%d%s%s", status,
-			 retry_after ? "&retry_after=" : "", retry_after ? retry_after : "");
-	else
-		snprintf(path, sizeof path, "/stats/recover");
-	free(h_http_get(port, path));
+	snprintf(path, sizeof path, "/fail?mode=%d%s%s", status, retry_after ? "&retry_after=" : "",
+		 retry_after ? retry_after : "");
+	free(h_http_get(port, status ? path : "/fail?mode=off"));
 }
 
 /* A server starts on a port that refused connections until now. */

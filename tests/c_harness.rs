@@ -189,6 +189,13 @@ fn async_fail_fast_past_max_async_transfers() {
     assert_passes("test_async", Some("async_failfast.cfg"), &["failfast"]);
 }
 
+/// Issue 17 item 1: a `launch()` in a resume route that tm runs before it returns (a cache hit,
+/// tm failing before the function) is resumed by the core, not through tm.
+#[test]
+fn calls_made_in_a_route_run_inline_are_resumed_by_their_own_starter() {
+    assert_passes("test_inline_routes", Some("async.cfg"), &[]);
+}
+
 #[test]
 fn response_bodies_in_flight_are_capped_per_process() {
     let stderr = passing_log("test_inflight", Some("inflight.cfg"), &["explicit"], &[]);
@@ -245,6 +252,65 @@ fn a_shared_response_cache_across_processes() {
         stderr.contains("no service named 'nosuch' has a cache"),
         "{stderr}"
     );
+}
+
+/// Issue 20: a stale answer in place of a failure of the backend (503, timeout, refused).
+#[test]
+fn stale_if_error_carries_an_outage() {
+    assert_passes(
+        "test_cache_resilience",
+        Some("cache_resilience.cfg"),
+        &["stale"],
+    );
+}
+
+/// Issue 20: a stale answer at once, refreshed by one background transfer.
+#[test]
+fn stale_while_revalidate_refreshes_in_the_background() {
+    assert_passes(
+        "test_cache_resilience",
+        Some("cache_resilience.cfg"),
+        &["revalidate"],
+    );
+}
+
+/// Issue 20: one transfer for concurrent misses of a key, in a process and across processes.
+#[test]
+fn concurrent_misses_make_one_transfer() {
+    assert_passes(
+        "test_cache_resilience",
+        Some("cache_resilience.cfg"),
+        &["coalesce"],
+    );
+}
+
+/// Issue 20: instances sharing a store make one transfer for a key they miss together.
+#[test]
+fn instances_sharing_a_store_make_one_transfer() {
+    assert_passes(
+        "test_cache_resilience",
+        Some("cache_resilience.cfg"),
+        &["instances"],
+    );
+}
+
+/// Issue 20: a slow shared level costs a lookup one operation; three slow ones in a row skip
+/// it for a while (logged once).
+#[test]
+fn a_slow_shared_level_is_skipped_for_a_while() {
+    let log = passing_log(
+        "test_cache_resilience",
+        Some("cache_resilience.cfg"),
+        &["bound"],
+        &[],
+    );
+    assert_eq!(
+        log.matches("service bounded: the shared cache took")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("skipped for 1000 ms"), "{log}");
 }
 
 #[test]

@@ -161,12 +161,62 @@ pub enum AsyncCaller {
 /// tm's start function, as found in `async_script_start_f` before `wrap_async_start`.
 static TM_ASYNC_START: OnceLock<ScriptStartFn> = OnceLock::new();
 
-thread_local! {
-    /// Whether the script thread is inside tm's start function (an `async()` statement).
-    static IN_TM_ASYNC_START: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// `action_elem_t` (`route_struct.h`, identical in 3.4, 3.6 and 4.0): a type and a 16-byte
+/// union, whose pointer member is the only one read.
+#[repr(C)]
+struct ActionElem {
+    kind: c_int,
+    data: *const c_void,
+    _str_len: c_int,
 }
 
-/// Stands in for tm's start function in `async_script_start_f`: marks the call as `async()`.
+/// The head of `struct action`: its type and first element (nine follow in all).
+#[repr(C)]
+struct ActionHead {
+    kind: c_int,
+    first: ActionElem,
+}
+
+/// `AMODULE_T`: an acmd call, whose first element (`ACMD_ST`) is its `acmd_export_t`.
+const AMODULE_T: c_int = 8;
+const ACMD_ST: c_int = 10;
+
+/// The acmd call tm is about to make: the function of the action it was given, and the first
+/// argument it passes on (the address of the statement's own evaluated argument, in the core's
+/// frame of that statement: a `launch()` or `async()` in a route that tm runs before it returns
+/// has another, even for the same function).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct TmCall {
+    function: usize,
+    first_arg: usize,
+}
+
+thread_local! {
+    /// The call tm's start function is about to make, until that acmd claims it
+    /// (`async_caller`) or tm returns.
+    static TM_CALL: std::cell::Cell<Option<TmCall>> = const { std::cell::Cell::new(None) };
+}
+
+/// The acmd call that tm makes for `action` with `args`, when `action` is one.
+///
+/// SAFETY: `action` is NULL or the core's `struct action` of an `async()` statement, `args` NULL
+/// or its eight evaluated arguments, both alive for the duration of tm's start function.
+unsafe fn tm_call(action: *const c_void, args: *const *mut c_void) -> Option<TmCall> {
+    // SAFETY: see above; only the head of the action and the first argument are read.
+    let (action, first_arg) = unsafe { (action.cast::<ActionHead>().as_ref()?, *args.as_ref()?) };
+    if action.kind != AMODULE_T || action.first.kind != ACMD_ST {
+        return None;
+    }
+    // SAFETY: an ACMD_ST element points to the core's (or a module's) `acmd_export_t`.
+    let acmd = unsafe { action.first.data.cast::<AcmdExport>().as_ref()? };
+    Some(TmCall {
+        function: acmd.function? as usize,
+        first_arg: first_arg as usize,
+    })
+}
+
+/// Stands in for tm's start function in `async_script_start_f`: notes which acmd call tm makes
+/// for this `async()` statement, for that call only to claim.
 ///
 /// SAFETY: installed only by `wrap_async_start` after `TM_ASYNC_START` was set; the core calls
 /// it with tm's arguments, passed on unchanged.
@@ -180,10 +230,11 @@ unsafe extern "C" fn tm_async_start(
     let Some(start) = TM_ASYNC_START.get() else {
         return -1;
     };
-    let outer = IN_TM_ASYNC_START.replace(true);
+    // SAFETY: the core's arguments for tm (see above).
+    TM_CALL.set(unsafe { tm_call(action, params) });
     // SAFETY: tm's own function with the arguments the core gave us.
     let rc = unsafe { start(msg, action, resume_route, timeout, params) };
-    IN_TM_ASYNC_START.set(outer);
+    TM_CALL.set(None);
     rc
 }
 
@@ -208,11 +259,19 @@ pub fn wrap_async_start() {
     }
 }
 
-/// Who is calling the acmd running now.
-pub fn async_caller() -> AsyncCaller {
+/// Who is calling the acmd `entry` with first argument `first_arg`: tm when it is the call tm's
+/// start function is making (claimed here, once: calls in a route that tm runs before it
+/// returns are not tm's), the core (`launch()`) otherwise.
+pub fn async_caller(entry: AcmdFunction, first_arg: *mut c_void) -> AsyncCaller {
     if TM_ASYNC_START.get().is_none() {
-        AsyncCaller::Unknown
-    } else if IN_TM_ASYNC_START.get() {
+        return AsyncCaller::Unknown;
+    }
+    let this = TmCall {
+        function: entry as usize,
+        first_arg: first_arg as usize,
+    };
+    if TM_CALL.get() == Some(this) {
+        TM_CALL.set(None);
         AsyncCaller::Tm
     } else {
         AsyncCaller::Launch
@@ -327,6 +386,8 @@ pub fn is_ack(msg: *mut c_void) -> bool {
 pub struct MessageId {
     address: usize,
     id: c_uint,
+    /// The core's dummy message, which belongs to no SIP call.
+    dummy: bool,
 }
 
 impl MessageId {
@@ -336,13 +397,30 @@ impl MessageId {
         Self {
             address: msg as usize,
             id,
+            dummy: is_dummy_message(msg),
         }
     }
 
-    #[cfg(test)]
-    pub fn for_test(address: usize, id: c_uint) -> Self {
-        Self { address, id }
+    /// Whether this is the core's dummy message (timer and startup routes, `launch()` report
+    /// routes).
+    pub fn is_dummy(&self) -> bool {
+        self.dummy
     }
+
+    #[cfg(test)]
+    pub fn for_test(address: usize, id: c_uint, dummy: bool) -> Self {
+        Self { address, id, dummy }
+    }
+}
+
+/// Whether `msg` is the core's dummy message, which belongs to no SIP call (timer and
+/// startup routes, launch() report routes).
+pub fn is_dummy_message(msg: *mut c_void) -> bool {
+    let Some(is_dummy) = core().is_dummy_sip_msg else {
+        return false;
+    };
+    // SAFETY: the core's function, which compares the message's buffer with its dummy one.
+    !msg.is_null() && unsafe { is_dummy(msg) } == 0
 }
 
 /// Sets the core's `async_status` (how an acmd or resume call ended, or the fd to watch).
@@ -506,6 +584,9 @@ type DprintFn = unsafe extern "C" fn(
 type PvSetValueFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int, *mut PvValue) -> c_int;
 type FindExportFn = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
 type IsScriptFuncUsedFn = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
+/// `is_dummy_sip_msg`: 0 for the core's dummy message (timer and startup routes, launch()
+/// report routes), -1 for another.
+type IsDummySipMsgFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 
 /// Addresses of the core's functions and globals, looked up once per process image.
 struct Core {
@@ -522,6 +603,7 @@ struct Core {
     pv_set_value: Option<PvSetValueFn>,
     find_export: Option<FindExportFn>,
     is_script_func_used: Option<IsScriptFuncUsedFn>,
+    is_dummy_sip_msg: Option<IsDummySipMsgFn>,
 }
 
 // SAFETY: the addresses are of the core's functions and globals, fixed for the life of the
@@ -563,6 +645,7 @@ fn core() -> &'static Core {
                 pv_set_value: lookup_fn(c"pv_set_value"),
                 find_export: lookup_fn(c"find_export"),
                 is_script_func_used: lookup_fn(c"is_script_func_used"),
+                is_dummy_sip_msg: lookup_fn(c"is_dummy_sip_msg"),
             }
         }
     })
@@ -835,6 +918,8 @@ const _: () = {
     assert!(size_of::<CmdExport>() == 240 && offset_of!(CmdExport, flags) == 232);
     assert!(size_of::<AcmdExport>() == 232);
     assert!(offset_of!(SipMsgHead, first_line) == 8 && offset_of!(MsgStart, method_value) == 56);
+    assert!(size_of::<ActionElem>() == 24 && offset_of!(ActionElem, data) == 8);
+    assert!(offset_of!(ActionHead, first) == 8);
     #[cfg(async_ctx = "v3_4_0")]
     assert!(size_of::<AsyncCtx>() == 24);
     #[cfg(async_ctx = "v3_4_3")]

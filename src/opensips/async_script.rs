@@ -45,7 +45,7 @@ pub struct AsyncHost {
 }
 
 enum Begun {
-    Done(Outcome, Outputs),
+    Done(Box<Outcome>, Outputs),
     Running,
 }
 
@@ -61,13 +61,17 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
     // The core resumes a launch() job without the SIP message's context: it cannot be traced.
     let traced = host.caller != AsyncCaller::Launch && tracing::wanted();
     let msg = args.msg;
+    let caller = host.caller;
     let result = with_worker(|worker| {
         begin(worker, config, args, host, traced).map(|begun| match begun {
             Begun::Done(outcome, outputs) => {
-                // Its resume or report route reads it, whatever message that route runs for.
-                let outcome = show_head(&mut worker.message, outcome);
-                worker.message.hand_over();
-                Begun::Done(outcome, outputs)
+                // Its resume route, which tm runs now for the same message, reads it; or its
+                // report route, which the core runs now for its dummy message.
+                let outcome = show_head(&mut worker.message, *outcome);
+                if caller == AsyncCaller::Launch {
+                    worker.message.hand_to_report_route();
+                }
+                Begun::Done(Box::new(outcome), outputs)
             }
             Begun::Running => Begun::Running,
         })
@@ -75,7 +79,7 @@ pub fn start_async(args: CallArgs, host: AsyncHost) -> AsyncStart {
     match result {
         Ok(Ok(Begun::Running)) => AsyncStart::Running,
         Ok(Ok(Begun::Done(outcome, outputs))) => {
-            AsyncStart::Over(conclude(Ok(Ok(outcome)), &outputs, msg))
+            AsyncStart::Over(conclude(Ok(Ok(*outcome)), &outputs, msg))
         }
         Ok(Err(code)) => AsyncStart::Over(code.code()),
         Err(e) => {
@@ -96,7 +100,7 @@ fn begin(
 ) -> Result<Begun, ResultCode> {
     let mut call = prepare(worker, &mut args, traced)?;
     if let Some(outcome) = worker.calls.cached(&mut call) {
-        return Ok(Begun::Done(outcome, args.outputs));
+        return Ok(Begun::Done(Box::new(outcome), args.outputs));
     }
     let script_timeout = Duration::from_secs(host.ctx.script_timeout().into());
     worker.calls.limit_to(&mut call, script_timeout);
@@ -125,12 +129,12 @@ fn begin(
     if run_blocking_now {
         stats::add(Stat::AsyncFallbacks, 1);
         let outcome = worker.calls.run_blocking(call)?;
-        return Ok(Begun::Done(outcome, args.outputs));
+        return Ok(Begun::Done(Box::new(outcome), args.outputs));
     }
     worker.last_token = worker.last_token.wrapping_add(1);
     let token = worker.last_token;
     if let Started::Done(outcome) = worker.calls.start(token, call)? {
-        return Ok(Begun::Done(outcome, args.outputs));
+        return Ok(Begun::Done(Box::new(outcome), args.outputs));
     }
     let mut ctx = host.ctx;
     ctx.set_resume(host.resume, token);
@@ -151,7 +155,9 @@ fn begin(
 fn hub_registered(worker: &mut Worker, register: fn(RawFd) -> bool) -> bool {
     if !worker.hub_registered {
         worker.hub_registered = register(worker.calls.fd());
-        if !worker.hub_registered {
+        if worker.hub_registered {
+            worker.calls.watched();
+        } else {
             error!("cannot add the async transfers' descriptor to the reactor, running blocking");
         }
     }
@@ -203,10 +209,16 @@ pub fn progress_async() -> Vec<EndedCall> {
 }
 
 /// After the module asked the core to resume call `token` (the core resumes at once, inside
-/// that request): a call still here was dropped by the core (tm does so when it cannot rebuild
-/// the request, its `fake_req`), and would hold its async slot for good. It is forgotten.
-pub fn forget_if_not_resumed(token: Token) {
-    let dropped = with_worker(|worker| worker.async_calls.remove(&token).is_some());
+/// that request, and runs the call's resume or report route to its end): the scope of that
+/// route's message ends with it, so that no later route for the same message (the core's dummy
+/// one of timer, event and report routes) reads the call's response. A call still here was
+/// dropped by the core (tm does so when it cannot rebuild the request, its `fake_req`), and
+/// would hold its async slot for good. It is forgotten.
+pub fn after_resume(token: Token) {
+    let dropped = with_worker(|worker| {
+        worker.message.end();
+        worker.async_calls.remove(&token).is_some()
+    });
     if dropped.unwrap_or(false) {
         warn!(
             "async call {token}: the core did not resume it after its transfer ended \

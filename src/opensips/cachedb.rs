@@ -21,6 +21,8 @@ type Con = c_void;
 type InitFn = unsafe extern "C" fn(*mut Str) -> *mut Con;
 type GetFn = unsafe extern "C" fn(*mut Con, *mut Str, *mut Str) -> c_int;
 type SetFn = unsafe extern "C" fn(*mut Con, *mut Str, *mut Str, c_int) -> c_int;
+/// `add(con, attr, val, expires, &new_val)`: an atomic counter (redis INCRBY and EXPIRE).
+type AddFn = unsafe extern "C" fn(*mut Con, *mut Str, c_int, c_int, *mut c_int) -> c_int;
 
 /// `cachedb_funcs`: the leading members, which are the same in 3.4, 3.6 and 4.0. What follows
 /// `sub` differs (3.6 added `iter_keys` after it: 184 bytes in 3.4, 192 in 3.6 and 4.0), so the
@@ -35,7 +37,7 @@ struct CachedbFuncs {
     set: Option<SetFn>,
     remove: *mut c_void,
     remove_by_key: *mut c_void,
-    add: *mut c_void,
+    add: Option<AddFn>,
     sub: *mut c_void,
     rest: [usize; 15],
 }
@@ -45,6 +47,7 @@ const _: () = {
     assert!(size_of::<CachedbFuncs>() == 192);
     assert!(offset_of!(CachedbFuncs, get) == 16);
     assert!(offset_of!(CachedbFuncs, set) == 32);
+    assert!(offset_of!(CachedbFuncs, add) == 56);
     assert!(offset_of!(CachedbFuncs, sub) == 64);
 };
 
@@ -98,6 +101,9 @@ pub struct Cachedb {
     init: InitFn,
     get: GetFn,
     set: SetFn,
+    /// NULL for an engine without counters (cachedb_local, cachedb_redis and
+    /// cachedb_memcached have them): its fills are then not coordinated across instances.
+    add: Option<AddFn>,
     pkg: PkgAllocator,
 }
 
@@ -129,7 +135,7 @@ impl Cachedb {
             set: None,
             remove: std::ptr::null_mut(),
             remove_by_key: std::ptr::null_mut(),
-            add: std::ptr::null_mut(),
+            add: None,
             sub: std::ptr::null_mut(),
             rest: [0; 15],
         };
@@ -149,6 +155,7 @@ impl Cachedb {
                 init,
                 get,
                 set,
+                add: funcs.add,
                 pkg,
             }),
             _ => Err(format!(
@@ -252,6 +259,22 @@ impl SharedStore for CachedbStore {
         match unsafe { (self.db.set)(con.as_ptr(), &mut attr, &mut val, expires) } {
             rc if rc < 0 => Err(format!("set returned {rc}")),
             _ => Ok(()),
+        }
+    }
+
+    fn add(&mut self, key: &str, delta: i32, ttl_secs: u32) -> Result<Option<i64>, String> {
+        let Some(add) = self.db.add else {
+            return Ok(None);
+        };
+        let con = self.connection()?;
+        let mut attr = str_of(key.as_bytes());
+        let expires = c_int::try_from(ttl_secs).unwrap_or(c_int::MAX);
+        let mut new_value: c_int = 0;
+        // SAFETY: the engine reads the key during the call and writes the counter's new value
+        // into `new_value`, which outlives the call.
+        match unsafe { add(con.as_ptr(), &mut attr, delta, expires, &mut new_value) } {
+            rc if rc < 0 => Err(format!("add returned {rc}")),
+            _ => Ok(Some(i64::from(new_value))),
         }
     }
 }

@@ -218,11 +218,14 @@ macro_rules! cmd_entry {
     };
 }
 
-/// As `cmd_entry`, for an acmd `int f(struct sip_msg *, async_ctx *ctx, void *p1, ..., p8)`;
-/// `ctx` is live for the call.
+/// As `cmd_entry`, for an acmd `int f(struct sip_msg *, async_ctx *ctx, void *p1, ..., p8)`
+/// that starts an async transfer of the given shape (`start_async_call`); `ctx` is live for the
+/// call.
 macro_rules! acmd_entry {
-    ($name:ident, $what:literal, |$msg:ident, $ctx:ident, $p:ident| $body:expr) => {
-        entry_point!($name, $what, INTERNAL_ERROR, [$ctx: *mut AsyncCtx], |$msg, $p| $body);
+    ($name:ident, $what:literal, $shape:expr) => {
+        entry_point!($name, $what, INTERNAL_ERROR, [ctx: *mut AsyncCtx], |msg, p| {
+            start_async_call($name, $shape, msg, ctx, p)
+        });
     };
 }
 
@@ -370,6 +373,12 @@ cmd_entry!(w_rest_cache_flush, "rest_cache_flush", -1, |_msg, p| {
 cmd_entry!(w_rest_raw_body, "rest_raw_body", -1, |msg, _p| {
     script::keep_raw_body(MessageId::of(msg))
 });
+cmd_entry!(
+    w_rest_response_stale,
+    "rest_response_stale",
+    -1,
+    |msg, _p| { script::response_stale(MessageId::of(msg)) }
+);
 // SAFETY: a STR and a VAR parameter (see `cmd_entry`).
 cmd_entry!(
     w_rest_response_header,
@@ -462,17 +471,19 @@ function_tables! {
         (c"rest_cache_flush", w_rest_cache_flush, ONE_STR),
         (c"rest_response_header", w_rest_response_header, STR_VAR),
         (c"rest_response_reason", w_rest_response_reason, ONE_VAR),
+        (c"rest_response_stale", w_rest_response_stale, NO_PARAMS),
     ],
 }
 
 // ---------------------------------------------------------------------------------------------
 // Async script functions: `async(rest_get(...), resume_route[, seconds])` and `launch(...)`.
 
-/// Starts an async call and reports it to the core through `async_status` (docs §5.3): a
-/// running call is launched with ASYNC_NO_FD, and the module asks the core to resume it when
-/// its transfer ends (the reactor watches one descriptor for all of the process's transfers,
-/// see `transfers_ready`).
+/// Starts an async call of acmd `entry` and reports it to the core through `async_status`
+/// (docs §5.3): a running call is launched with ASYNC_NO_FD, and the module asks the core to
+/// resume it when its transfer ends (the reactor watches one descriptor for all of the
+/// process's transfers, see `transfers_ready`).
 fn start_async_call(
+    entry: AcmdFunction,
     shape: Shape,
     msg: *mut c_void,
     ctx: *mut AsyncCtx,
@@ -486,7 +497,7 @@ fn start_async_call(
     let args = unsafe { call_args(shape, msg, p) };
     let host = AsyncHost {
         ctx,
-        caller: async_caller(),
+        caller: async_caller(entry, p[0]),
         is_ack: is_ack(msg),
         register: |fd| register_reactor_fd(fd, transfers_ready),
         resume: resume_async_call,
@@ -512,7 +523,7 @@ unsafe extern "C" fn transfers_ready(_fd: c_int, _param: *mut c_void) -> c_int {
     let rc = guarded("async transfers", 0, || {
         for call in async_script::progress_async() {
             call.ctx.resume(call.caller);
-            async_script::forget_if_not_resumed(call.token);
+            async_script::after_resume(call.token);
         }
         0
     });
@@ -545,29 +556,12 @@ unsafe extern "C" fn resume_async_call(_fd: c_int, msg: *mut c_void, param: *mut
     )
 }
 
-acmd_entry!(a_rest_get, "async rest_get", |m, c, p| start_async_call(
-    Shape::Get,
-    m,
-    c,
-    p
-));
-acmd_entry!(a_rest_post, "async rest_post", |m, c, p| start_async_call(
-    POST, m, c, p
-));
-acmd_entry!(a_rest_put, "async rest_put", |m, c, p| start_async_call(
-    PUT, m, c, p
-));
-acmd_entry!(
-    a_rest_patch,
-    "async rest_patch",
-    |m, c, p| start_async_call(PATCH, m, c, p)
-);
-acmd_entry!(a_rest_delete, "async rest_delete", |m, c, p| {
-    start_async_call(DELETE, m, c, p)
-});
-acmd_entry!(a_rest_request, "async rest_request", |m, c, p| {
-    start_async_call(Shape::Request, m, c, p)
-});
+acmd_entry!(a_rest_get, "async rest_get", Shape::Get);
+acmd_entry!(a_rest_post, "async rest_post", POST);
+acmd_entry!(a_rest_put, "async rest_put", PUT);
+acmd_entry!(a_rest_patch, "async rest_patch", PATCH);
+acmd_entry!(a_rest_delete, "async rest_delete", DELETE);
+acmd_entry!(a_rest_request, "async rest_request", Shape::Request);
 
 const fn acmd(name: &'static std::ffi::CStr, f: AcmdFunction, params: [CmdParam; 9]) -> AcmdExport {
     AcmdExport {
@@ -614,8 +608,38 @@ unsafe extern "C" fn tr_rest_parse(input: *mut Str, t: *mut TransT) -> c_int {
     })
 }
 
-/// Output of the last evaluation in this process: the core reads `val->rs` after we return.
-static TRANSFORM_OUTPUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// How many outputs of `{rest.*}` stay readable in a process. The core gives a module's
+/// transformation no buffer, and reads its output after further evaluations: it evaluates the
+/// (up to 8) arguments of a function before calling it, each maybe a `$(var(x){rest.*})`, and
+/// keeps both sides of an `if` comparison; a chain (`{rest.escape}{rest.unescape}`) evaluates
+/// once per transformation, each reading the previous output. The core's own transformations
+/// write into `__tr_buffers[MAX_ACTION_ELEMS - 1][TR_CHAIN_BUFS]`, 8 sets of 2 buffers
+/// (transformations.c:62-73 and 179 in 3.6.8 and 4.0.1, 58-69 and 175 in 3.4.18), one set per
+/// chain: a result outlives the next 7 chains. Here: 8 arguments of 2 chained evaluations each.
+const KEPT_TRANSFORM_OUTPUTS: usize = 16;
+
+/// The last `KEPT_TRANSFORM_OUTPUTS` outputs of this process's evaluations, each overwritten
+/// (and freed) `KEPT_TRANSFORM_OUTPUTS` evaluations after it was made.
+struct TransformOutputs {
+    outputs: [Vec<u8>; KEPT_TRANSFORM_OUTPUTS],
+    next: usize,
+}
+
+impl TransformOutputs {
+    /// Keeps `output` in place of the oldest one; its bytes stay where the returned pointer
+    /// says until then.
+    fn keep(&mut self, output: Vec<u8>) -> *mut c_char {
+        let slot = &mut self.outputs[self.next];
+        *slot = output;
+        self.next = (self.next + 1) % KEPT_TRANSFORM_OUTPUTS;
+        slot.as_mut_ptr().cast()
+    }
+}
+
+static TRANSFORM_OUTPUTS: Mutex<TransformOutputs> = Mutex::new(TransformOutputs {
+    outputs: [const { Vec::new() }; KEPT_TRANSFORM_OUTPUTS],
+    next: 0,
+});
 
 /// SAFETY: `val` is NULL or the core's value being transformed, in and out.
 unsafe extern "C" fn tr_rest_eval(
@@ -649,10 +673,8 @@ unsafe extern "C" fn tr_rest_eval(
         let Ok(len) = c_int::try_from(output.len()) else {
             return -1;
         };
-        let mut kept = TRANSFORM_OUTPUT.lock();
-        *kept = output;
         val.rs = Str {
-            s: kept.as_mut_ptr().cast(),
+            s: TRANSFORM_OUTPUTS.lock().keep(output),
             len,
         };
         val.flags = PV_VAL_STR;

@@ -1,8 +1,9 @@
 //! What belongs to the SIP message a script is processing: what the script set for its next
 //! transfer (`rest_append_hf`, `rest_init_client_tls`, `rest_timeout`, `rest_raw_body`) and the response head of
-//! the call its route finished last. A function called for another message finds none of it:
+//! the call its route finished last (and whether that answer was a stale one). A function called for another message finds none of it:
 //! nothing set while processing one message reaches the request of another, and no route reads
-//! the response of another message's call.
+//! the response of another message's call, except the report route of a `launch()` job that
+//! ended as it started, which the core runs at once for its dummy message.
 
 use std::time::Duration;
 
@@ -28,10 +29,13 @@ pub struct CallSettings {
 /// The state of the message being processed, in one process.
 #[derive(Default)]
 pub struct MessageScope {
-    /// The message it belongs to; `None`: the next message to call a function adopts it (a new
-    /// process, or a call that finished as it started, whose resume or report route may run
-    /// with a message of its own, as `launch()` report routes do).
+    /// The message it belongs to (`None` in a new process).
     owner: Option<MessageId>,
+    /// The response head is the one of a `launch()` job that ended as it started, for its
+    /// report route: the core runs that route before the `launch()` statement returns, for its
+    /// dummy message, which adopts the scope if it is the first to call a function. Any other
+    /// message, the launching one included, finds a scope of its own.
+    for_report_route: bool,
     headers: Vec<String>,
     header_bytes: usize,
     cert: Option<ClientCert>,
@@ -40,27 +44,35 @@ pub struct MessageScope {
     /// The status line and headers of the call the route finished last (the blocking call
     /// that returned, the async call being resumed).
     pub response_head: Option<ResponseHead>,
+    /// Whether that call's answer came from the cache past its freshness.
+    pub response_stale: bool,
 }
 
 impl MessageScope {
-    /// The scope of `msg`: the one of another message is dropped first.
+    /// The scope of `msg`: the one of another message (or of a report route that did not
+    /// run) is dropped first.
     pub fn enter(&mut self, msg: MessageId) -> &mut Self {
-        match self.owner {
-            Some(owner) if owner != msg => {
-                *self = Self {
-                    owner: Some(msg),
-                    ..Self::default()
-                }
-            }
-            _ => self.owner = Some(msg),
+        let kept = if std::mem::take(&mut self.for_report_route) {
+            msg.is_dummy()
+        } else {
+            self.owner == Some(msg)
+        };
+        if !kept {
+            *self = Self::default();
         }
+        self.owner = Some(msg);
         self
     }
 
-    /// Leaves the scope (with the response head of a call that just finished) to the next
-    /// message that calls a function.
-    pub fn hand_over(&mut self) {
-        self.owner = None;
+    /// The route that ran for the message ended: nothing of it remains for a later one.
+    pub fn end(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Leaves the scope (with the response head of the `launch()` job that just ended as it
+    /// started) to the job's report route only.
+    pub fn hand_to_report_route(&mut self) {
+        self.for_report_route = true;
     }
 
     /// Queues a header line for the next transfer; `Err` (with the reason) past the bounds.
@@ -97,6 +109,7 @@ impl MessageScope {
     pub fn start_call(&mut self) -> CallSettings {
         self.header_bytes = 0;
         self.response_head = None;
+        self.response_stale = false;
         CallSettings {
             headers: std::mem::take(&mut self.headers),
             cert: self.cert.take(),
@@ -111,7 +124,11 @@ mod tests {
     use super::*;
 
     fn msg(address: usize, id: u32) -> MessageId {
-        MessageId::for_test(address, id)
+        MessageId::for_test(address, id, false)
+    }
+
+    fn dummy() -> MessageId {
+        MessageId::for_test(9, 0, true)
     }
 
     #[test]
@@ -127,12 +144,20 @@ mod tests {
     }
 
     #[test]
-    fn a_handed_over_scope_is_adopted_by_the_next_message() {
+    fn a_scope_handed_to_a_report_route_is_adopted_by_the_dummy_message_only() {
         let mut scope = MessageScope::default();
         scope.enter(msg(1, 7)).response_head = Some(ResponseHead::default());
-        scope.hand_over();
-        assert!(scope.enter(msg(2, 0)).response_head.is_some());
+        scope.hand_to_report_route();
+        assert!(scope.enter(dummy()).response_head.is_some());
+        assert!(scope.enter(dummy()).response_head.is_some());
         assert!(scope.enter(msg(1, 7)).response_head.is_none());
+        // The launching message, or the next one, calls first: the report route did not run.
+        for first in [msg(1, 7), msg(1, 8)] {
+            scope.enter(msg(1, 7)).response_head = Some(ResponseHead::default());
+            scope.hand_to_report_route();
+            assert!(scope.enter(first).response_head.is_none());
+            assert!(scope.enter(dummy()).response_head.is_none());
+        }
     }
 
     #[test]

@@ -96,9 +96,11 @@ pub fn ask_cache_flush(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The script now sees a call's outcome: its response head becomes the one the route reads.
+/// The script now sees a call's outcome: its response head (and whether it is stale) becomes
+/// the one the route reads.
 pub fn show_head(scope: &mut MessageScope, mut outcome: Outcome) -> Outcome {
     scope.response_head = Some(std::mem::take(&mut outcome.head));
+    scope.response_stale = outcome.stale;
     outcome
 }
 
@@ -326,6 +328,20 @@ pub fn response_reason(msg: MessageId, var: Option<ScriptVar>) -> i32 {
     from_response_head("rest_response_reason", msg, var, |head| {
         head.received().then(|| head.reason().to_vec())
     })
+}
+
+/// `rest_response_stale()`: 1 when the answer of the call the route processing `msg` sees
+/// (its last blocking call, or the async call it resumes) came from the cache past its
+/// freshness (stale-if-error, stale-while-revalidate), else -1.
+pub fn response_stale(msg: MessageId) -> i32 {
+    match with_worker(|w| w.message.enter(msg).response_stale) {
+        Ok(true) => 1,
+        Ok(false) => -1,
+        Err(e) => {
+            error!("rest_response_stale: {e}");
+            -1
+        }
+    }
 }
 
 /// `rest_init_client_tls(domain)`: the next transfer made while processing message `msg`

@@ -29,6 +29,9 @@ pub enum Stat {
     CacheHits,
     CacheMisses,
     CacheEntries,
+    CacheStaleServed,
+    CacheCoalesced,
+    CacheSharedSkips,
     BytesSent,
     BytesReceived,
     Failovers,
@@ -69,6 +72,9 @@ pub static STATS: StaticTable<[StatExport; COUNT + 1]> = StaticTable([
     export(c"cache_hits", 0, Stat::CacheHits),
     export(c"cache_misses", 0, Stat::CacheMisses),
     export(c"cache_entries", STAT_NO_RESET, Stat::CacheEntries),
+    export(c"cache_stale_served", 0, Stat::CacheStaleServed),
+    export(c"cache_coalesced", 0, Stat::CacheCoalesced),
+    export(c"cache_shared_skips", 0, Stat::CacheSharedSkips),
     export(c"bytes_sent", 0, Stat::BytesSent),
     export(c"bytes_received", 0, Stat::BytesReceived),
     export(c"failovers", 0, Stat::Failovers),
@@ -142,6 +148,18 @@ impl CallObserver for StatsObserver {
             1,
         );
         events::upstream_changed(change);
+    }
+
+    fn stale_served(&self) {
+        add(Stat::CacheStaleServed, 1);
+    }
+
+    fn coalesced(&self) {
+        add(Stat::CacheCoalesced, 1);
+    }
+
+    fn shared_level_skipped(&self, n: u64) {
+        add(Stat::CacheSharedSkips, i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 

@@ -254,9 +254,6 @@ const HDR_CALLID_F: u64 = 1 << 6;
 const HDR_EOH_F: u64 = u64::MAX;
 type ParseHeadersAuxFn = unsafe extern "C" fn(*mut c_void, u64, c_int, c_int) -> c_int;
 type ParseHeadersFn = unsafe extern "C" fn(*mut c_void, u64, c_int) -> c_int;
-/// `is_dummy_sip_msg`: 0 for the core's dummy message (timer and startup routes, launch()
-/// report routes), -1 for another.
-type IsDummySipMsgFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 
 /// Offset of `struct sip_msg`'s `headers` (`struct hdr_field *`, the list of every parsed
 /// header): after the id, the first line, via1 and via2; the same in 3.4, 3.6 and 4.0.
@@ -309,7 +306,6 @@ struct ProfilingHandlers {
 struct MessageApi {
     parse_headers_aux: Option<ParseHeadersAuxFn>,
     parse_headers: Option<ParseHeadersFn>,
-    is_dummy_sip_msg: Option<IsDummySipMsgFn>,
     /// `profiling_handlers` (4.0; NULL before).
     profiling_handlers: *const *const ProfilingHandlers,
 }
@@ -323,13 +319,11 @@ fn message_api() -> &'static MessageApi {
     static API: OnceLock<MessageApi> = OnceLock::new();
     API.get_or_init(|| {
         // SAFETY: the core's prototypes: 3.6 and 4.0 export `parse_headers_aux`, 3.4
-        // `parse_headers`; `is_dummy_sip_msg` in all three; `profiling_handlers` is a
-        // `profiling_handlers_t *` global of 4.0.
+        // `parse_headers`; `profiling_handlers` is a `profiling_handlers_t *` global of 4.0.
         unsafe {
             MessageApi {
                 parse_headers_aux: lookup_fn(c"parse_headers_aux"),
                 parse_headers: lookup_fn(c"parse_headers"),
-                is_dummy_sip_msg: lookup_fn(c"is_dummy_sip_msg"),
                 profiling_handlers: lookup(c"profiling_handlers")
                     .cast::<*const ProfilingHandlers>(),
             }
@@ -400,16 +394,6 @@ pub fn header_values(msg: *mut c_void, name: &str) -> Vec<Vec<u8>> {
         header = field.next;
     }
     values
-}
-
-/// Whether `msg` is the core's dummy message, which belongs to no SIP call (timer and
-/// startup routes, launch() report routes).
-pub fn is_dummy_message(msg: *mut c_void) -> bool {
-    let Some(is_dummy) = message_api().is_dummy_sip_msg else {
-        return false;
-    };
-    // SAFETY: the core's function, which compares the message's buffer with its dummy one.
-    !msg.is_null() && unsafe { is_dummy(msg) } == 0
 }
 
 /// The span a profiling handler of the script (OpenSIPS 4.0's opentelemetry module) has

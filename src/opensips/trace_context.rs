@@ -7,7 +7,8 @@ use std::ffi::c_void;
 
 use crate::engine::{CallTrace, Request, TRACEPARENT, TRACESTATE, TracePropagation};
 
-use super::trace_api::{active_span, call_id, header_values, is_dummy_message};
+use super::abi::is_dummy_message;
+use super::trace_api::{active_span, call_id, header_values};
 
 /// Adds the trace context of SIP message `msg` to `request`, unless the script (or the
 /// request's service) gave it a `traceparent` of its own.

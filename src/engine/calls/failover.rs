@@ -5,12 +5,22 @@
 //! ever sees the call's last outcome.
 
 use super::call::{CacheSlot, Call, RoutedRequest, RunningCall};
-use super::process_calls::{Calls, Started};
+use super::process_calls::Calls;
 use super::upstreams::{Next, Route};
 use crate::engine::client::Token;
 use crate::engine::request::Request;
 use crate::engine::result_code::ResultCode;
 use crate::engine::transfer::Outcome;
+
+/// How starting the attempts of an async call went.
+pub(super) enum Launched {
+    /// An attempt runs: the call is among the running ones.
+    Running,
+    /// The call is over with this outcome, not settled yet.
+    Ended(Option<CacheSlot>, Outcome),
+    /// Nothing was sent: the connect gate refused the call's first attempt.
+    Unsent(Option<CacheSlot>, ResultCode),
+}
 
 impl Calls {
     /// Admits a call to a named service and points it at its first URL (see [`Route::begin`]):
@@ -48,64 +58,78 @@ impl Calls {
     }
 
     /// Starts attempts of an async call as transfer `token` until one runs (it is then among
-    /// the running calls) or the call is over (its outcome settled).
-    pub(super) fn launch(
-        &mut self,
-        token: Token,
-        slot: Option<CacheSlot>,
-        mut request: Request,
-        mut route: Option<Route>,
-    ) -> Result<Started, ResultCode> {
+    /// the running calls) or the call is over (its outcome not settled yet).
+    pub(super) fn launch(&mut self, token: Token, mut call: Call) -> Launched {
         loop {
-            let ticket = match self.enter_gate(&request) {
+            let ticket = match self.enter_gate(&call.request) {
                 Ok(ticket) => ticket,
                 Err(code) => {
-                    let outcome = self.not_started(route.as_mut(), code)?;
-                    return Ok(Started::Done(self.settle(slot, outcome)));
+                    return match self.not_started(call.route.as_mut(), code) {
+                        Ok(outcome) => Launched::Ended(call.slot, outcome),
+                        Err(code) => Launched::Unsent(call.slot, code),
+                    };
                 }
             };
-            let Some(outcome) = self.client.start(token, &request) else {
-                let routed = route.map(|route| Box::new(RoutedRequest { route, request }));
+            let Some(outcome) = self.client.start(token, &call.request) else {
+                self.fills.leading(token, &call, self.client.settings());
+                let routed = call.route.map(|route| {
+                    Box::new(RoutedRequest {
+                        route,
+                        request: call.request,
+                    })
+                });
                 self.running.insert(
                     token,
                     RunningCall {
                         ticket,
-                        slot,
+                        slot: call.slot,
                         routed,
                     },
                 );
-                return Ok(Started::Running);
+                return Launched::Running;
             };
             self.leave_gate(ticket, outcome.result == ResultCode::Ok);
-            if let Next::Done(outcome) = self.next_attempt(route.as_mut(), &mut request, outcome) {
-                return Ok(Started::Done(self.settle(slot, outcome)));
+            if let Next::Done(outcome) =
+                self.next_attempt(call.route.as_mut(), &mut call.request, outcome)
+            {
+                return Launched::Ended(call.slot, outcome);
             }
         }
     }
 
-    /// The attempt of async call `token` ended with `outcome` (its gate ticket left): the
-    /// call's settled outcome, or `None` when its next attempt runs, under the same token.
+    /// The attempt of async call `token` ended with `outcome` (its gate ticket left): the call
+    /// with its outcome (not settled yet) when it is over, `None` when its next attempt runs,
+    /// under the same token.
     pub(super) fn attempt_ended(
         &mut self,
         token: Token,
-        call: RunningCall,
+        mut call: RunningCall,
         outcome: Outcome,
-    ) -> Option<Outcome> {
-        let Some(routed) = call.routed else {
-            return Some(self.settle(call.slot, outcome));
+    ) -> Option<(RunningCall, Outcome)> {
+        let Some(routed) = call.routed.take() else {
+            return Some((call, outcome));
         };
-        let RoutedRequest {
-            mut route,
-            mut request,
-        } = *routed;
-        match route.after(self.registry, &mut request, outcome, self.observer) {
-            Next::Done(outcome) => Some(self.settle(call.slot, outcome)),
-            Next::Again => match self.launch(token, call.slot, request, Some(route)) {
-                Ok(Started::Running) => None,
-                Ok(Started::Done(outcome)) => Some(outcome),
-                // After a failed attempt the route ends with it: no code comes back.
-                Err(code) => Some(Outcome::failed(code)),
-            },
+        let RoutedRequest { mut route, request } = *routed;
+        let mut request = request;
+        let outcome = match route.after(self.registry, &mut request, outcome, self.observer) {
+            Next::Done(outcome) => return Some((call, outcome)),
+            Next::Again => self.launch(
+                token,
+                Call {
+                    request,
+                    service_raw_body: false,
+                    slot: call.slot.take(),
+                    route: Some(route),
+                },
+            ),
+        };
+        match outcome {
+            Launched::Running => None,
+            Launched::Ended(slot, outcome) => Some((RunningCall { slot, ..call }, outcome)),
+            // After a failed attempt the route ends with it: no code comes back.
+            Launched::Unsent(slot, code) => {
+                Some((RunningCall { slot, ..call }, Outcome::failed(code)))
+            }
         }
     }
 

@@ -46,4 +46,12 @@ pub trait CallObserver {
     fn shed(&self);
     /// A base URL of a service was ejected or restored.
     fn upstream_changed(&self, change: &UpstreamChange);
+    /// A call was answered from its cache past the answer's freshness (stale-if-error,
+    /// stale-while-revalidate).
+    fn stale_served(&self);
+    /// A call that missed waited for another call's transfer of the same answer (in this
+    /// process, another one, or another instance) instead of asking the backend at once.
+    fn coalesced(&self);
+    /// `n` lookups went without the shared level of their cache, skipped after a failure.
+    fn shared_level_skipped(&self, n: u64);
 }

@@ -1,10 +1,11 @@
 //! One process's calls, blocking and async, through one pipeline: the service resolved, its
 //! cache looked up (a flush asked by the host applied first), the connect gate entered, the
 //! transfer run by the client or the hub, and its outcome settled (gate left, answer stored or
-//! invalidated, the host told). Both paths go through the same steps in the same order; the
-//! async one spreads them over the start and the reactor rounds that end the transfer. A call
-//! to a named service runs its attempts through its route (`failover.rs`): admitted, sent to a
-//! healthy base URL, failed over to the next.
+//! invalidated, a stale answer in place of a failure, the host told). Both paths go through
+//! the same steps in the same order; the async one spreads them over the start and the reactor
+//! rounds that end the transfer. A miss may wait for another call's transfer of the same
+//! answer instead (`coalesce`). A call to a named service runs its attempts through its route
+//! (`failover.rs`): admitted, sent to a healthy base URL, failed over to the next.
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -15,6 +16,8 @@ use log::{debug, error, warn};
 use super::call::{
     CacheSlot, Call, CallSpec, RunningCall, add_service_headers, method_of, tighter_limit,
 };
+use super::failover::Launched;
+use super::fills::{Fills, INTERNAL_TOKENS};
 use super::observer::CallObserver;
 use super::upstreams::Route;
 use crate::engine::client::{Client, Token};
@@ -44,13 +47,18 @@ pub struct Calls {
     pub(super) registry: &'static ServiceRegistry,
     /// Response caches of the services that have one, by position in the registry (with this
     /// process's connection to the shared store, for a shared cache).
-    caches: HashMap<usize, ServiceCache>,
+    pub(super) caches: HashMap<usize, ServiceCache>,
     /// This process's copies of the services whose credentials were renewed.
     renewed: RenewedServices,
     /// Per service, the [`ServiceCounter::CacheFlushes`] count this process last acted on.
     flushes_seen: Vec<u64>,
-    /// Async calls whose transfer runs, by token.
+    /// Async transfers running (the host's calls and background refreshes), by token.
     pub(super) running: HashMap<Token, RunningCall>,
+    /// Calls waiting for another one's transfer, and outcomes settled outside
+    /// [`Calls::progress`] (see `coalesce`).
+    pub(super) fills: Fills,
+    /// Whether the host's reactor watches [`Calls::fd`] (see [`Calls::watched`]).
+    pub(super) watched: bool,
     pub(super) observer: &'static dyn CallObserver,
 }
 
@@ -74,9 +82,10 @@ impl Calls {
             .iter()
             .enumerate()
             .filter_map(|(index, service)| {
-                let limits = service.cache?;
+                service.cache?;
                 let store = shared_store(service);
-                Some((index, ServiceCache::new(&service.name, limits, store)))
+                let marks = registry.fill_marks();
+                Some((index, ServiceCache::new(service, store, marks)))
             })
             .collect();
         Ok(Self {
@@ -89,8 +98,16 @@ impl Calls {
                 .map(|index| registry.read(index, ServiceCounter::CacheFlushes))
                 .collect(),
             running: HashMap::new(),
+            fills: Fills::default(),
+            watched: false,
             observer,
         })
+    }
+
+    /// The host's reactor watches [`Calls::fd`] from now on: background transfers are driven
+    /// by it (before, by the process's next calls).
+    pub fn watched(&mut self) {
+        self.watched = true;
     }
 
     /// Resolves `spec` into a call: its service's URL, method, limits, renewed credentials and
@@ -142,51 +159,68 @@ impl Calls {
         })
     }
 
-    /// Runs `call` to completion, blocking: its cached answer, or its transfer's attempts.
+    /// Runs `call` to completion, blocking: its cached answer, another call's transfer of it,
+    /// or its transfer's attempts.
     pub fn run_blocking(&mut self, mut call: Call) -> Result<Outcome, ResultCode> {
         if let Some(outcome) = self.cached(&mut call) {
             return Ok(outcome);
         }
-        let outcome = self.transfer_blocking(&mut call)?;
+        if let Some(answer) = self.wait_blocking(&mut call) {
+            return answer;
+        }
+        let outcome = match self.transfer_blocking(&mut call) {
+            Ok(outcome) => outcome,
+            Err(code) => return self.unsent(call.slot, code),
+        };
         Ok(self.settle(call.slot, outcome))
     }
 
-    /// A fresh cached answer of `call`, if it has one (looked up once; a miss is noted in the
-    /// call, for storing its answer), with its transcript for a traced call.
+    /// A cached answer of `call`, if it has one (looked up once; a miss is noted in the call,
+    /// for storing its answer or waiting for another call's transfer of it), with its
+    /// transcript for a traced call. An answer past its freshness within its
+    /// stale-while-revalidate window is one, and a background transfer fetches it again.
     pub fn cached(&mut self, call: &mut Call) -> Option<Outcome> {
+        self.drive_unwatched();
         let slot = call.slot.as_mut()?;
         let key = slot.key.take()?;
+        let (index, url) = (slot.index, slot.url.clone());
         let observer = self.observer;
-        let cache = self.caches.get_mut(&slot.index)?;
+        let cache = self.caches.get_mut(&index)?;
         // A flush asked since this process last looked: its copies go first.
-        if let Some(seen) = self.flushes_seen.get_mut(slot.index) {
-            let asked = self.registry.read(slot.index, ServiceCounter::CacheFlushes);
+        if let Some(seen) = self.flushes_seen.get_mut(index) {
+            let asked = self.registry.read(index, ServiceCounter::CacheFlushes);
             if *seen != asked {
                 *seen = asked;
-                if let Err(e) = counting_entries(observer, cache, ServiceCache::flush) {
-                    let name = &self.registry.definitions()[slot.index].name;
+                if let Err(e) = observed(observer, cache, ServiceCache::flush) {
+                    let name = &self.registry.definitions()[index].name;
                     warn!("service {name}: flushing its cache: {e}");
                 }
             }
         }
-        let mut outcome =
-            match counting_entries(observer, cache, |c| c.lookup(key, slot.url.clone())) {
-                Ok(outcome) => outcome,
-                Err(pending) => {
-                    slot.pending = Some(pending);
-                    return None;
-                }
-            };
-        observer.cache_hit();
-        self.registry.count(slot.index, ServiceCounter::CacheHits);
-        if call.request.trace {
+        match observed(observer, cache, |c| c.lookup(key, url)) {
+            Ok(outcome) => Some(self.answered_from_cache(index, &call.request, outcome)),
+            Err(pending) => self.missed(call, *pending),
+        }
+    }
+
+    /// `outcome`, found in service `index`'s cache for `request`: counted, with its transcript
+    /// for a traced call.
+    pub(super) fn answered_from_cache(
+        &self,
+        index: usize,
+        request: &Request,
+        mut outcome: Outcome,
+    ) -> Outcome {
+        self.observer.cache_hit();
+        self.registry.count(index, ServiceCounter::CacheHits);
+        if request.trace {
             outcome.transcript = Some(Box::new(Transcript::cache_hit(
-                &call.request,
+                request,
                 &outcome.head,
                 &outcome.body,
             )));
         }
-        Some(outcome)
+        outcome
     }
 
     /// Lowers the time limit of `call`'s transfer to `limit` (zero: none), where its own is
@@ -199,13 +233,38 @@ impl Calls {
         call.request.timeout = Some(tighter_limit(own, limit));
     }
 
-    /// Starts `call`'s transfer as async transfer `token` without waiting for anything.
-    pub fn start(&mut self, token: Token, mut call: Call) -> Result<Started, ResultCode> {
-        self.begin_route(&mut call)?;
-        self.launch(token, call.slot, call.request, call.route)
+    /// Starts `call` as async call `token` (below [`INTERNAL_TOKENS`]) without waiting for
+    /// anything: its transfer, or its wait for another call's transfer of its answer.
+    pub fn start(&mut self, token: Token, call: Call) -> Result<Started, ResultCode> {
+        if token >= INTERNAL_TOKENS {
+            return Err(invalid(&format!(
+                "async call token {token} is the engine's"
+            )));
+        }
+        match self.join_fill(token, call) {
+            None => Ok(Started::Running),
+            Some(call) => self.start_transfer(token, call),
+        }
     }
 
-    /// Async calls whose transfer runs.
+    /// Starts `call`'s transfer as async transfer `token`: admitted by its route (a named
+    /// service's), then its attempts until one runs or the call is over.
+    pub(super) fn start_transfer(
+        &mut self,
+        token: Token,
+        mut call: Call,
+    ) -> Result<Started, ResultCode> {
+        if let Err(code) = self.begin_route(&mut call) {
+            return self.unsent(call.slot, code).map(Started::Done);
+        }
+        match self.launch(token, call) {
+            Launched::Running => Ok(Started::Running),
+            Launched::Ended(slot, outcome) => Ok(Started::Done(self.settle(slot, outcome))),
+            Launched::Unsent(slot, code) => self.unsent(slot, code).map(Started::Done),
+        }
+    }
+
+    /// Async transfers running (the host's calls and background refreshes).
     pub fn running(&self) -> usize {
         self.running.len()
     }
@@ -215,11 +274,14 @@ impl Calls {
         self.client.hub.fd()
     }
 
-    /// Lets libcurl act on whatever is ready and hands out the async calls that ended, settled.
+    /// Lets libcurl act on whatever is ready and hands out the async calls that ended, settled
+    /// (those that waited for another call's transfer too).
     pub fn progress(&mut self) -> Vec<(Token, Outcome)> {
         self.client.hub.progress();
         let ended = self.client.hub.drain_finished();
-        self.record(ended)
+        self.record(ended);
+        self.check_waiting();
+        std::mem::take(&mut self.fills.ended)
     }
 
     /// For a host that drives one call in a loop: waits up to `slice` for work, drives the
@@ -228,14 +290,18 @@ impl Calls {
     pub fn poll(&mut self, token: Token, slice: Duration) -> Option<Outcome> {
         self.client.hub.wait(slice);
         self.client.hub.progress();
-        let ended = self.client.hub.take_finished(token);
-        let mut settled = self.record(ended.map(|outcome| (token, outcome)).into_iter().collect());
-        settled.pop().map(|(_, outcome)| outcome)
+        let ended = self.client.hub.drain_finished();
+        self.record(ended);
+        self.check_waiting();
+        self.fills.take_ended(token)
     }
 
     /// Makes the descriptor readable at once if ended calls are set aside, so that the host's
     /// reactor comes back for them.
-    pub fn wake_for_finished(&self) {
+    pub fn wake_for_finished(&mut self) {
+        if !self.fills.ended.is_empty() {
+            self.client.hub.wake_after(Duration::ZERO);
+        }
         self.client.hub.wake_for_finished();
     }
 
@@ -247,12 +313,12 @@ impl Calls {
             .find(name)
             .and_then(|(index, _)| self.caches.get_mut(&index))
             .ok_or_else(|| format!("no service named '{name}' has a cache"))?;
-        counting_entries(self.observer, cache, ServiceCache::flush)
+        observed(self.observer, cache, ServiceCache::flush)
     }
 
-    /// Lets the gate go for transfers that connected, and settles the calls that ended (those
-    /// that fail over run again).
-    fn record(&mut self, ended: Vec<(Token, Outcome)>) -> Vec<(Token, Outcome)> {
+    /// Lets the gate go for transfers that connected, and settles the transfers that ended:
+    /// the host's calls and those that waited for them go to [`Fills::ended`].
+    pub(super) fn record(&mut self, ended: Vec<(Token, Outcome)>) {
         if self.gate.is_some() {
             let hub = &self.client.hub;
             let connected: Vec<Option<GateTicket>> = self
@@ -265,17 +331,20 @@ impl Calls {
                 self.leave_gate(ticket, true);
             }
         }
-        let mut settled = Vec::with_capacity(ended.len());
         for (token, outcome) in ended {
             let Some(mut call) = self.running.remove(&token) else {
                 continue;
             };
             self.leave_gate(call.ticket.take(), outcome.result == ResultCode::Ok);
-            if let Some(outcome) = self.attempt_ended(token, call, outcome) {
-                settled.push((token, outcome));
+            let Some((call, outcome)) = self.attempt_ended(token, call, outcome) else {
+                continue;
+            };
+            self.fill_ended(token, &call, &outcome);
+            let outcome = self.settle(call.slot, outcome);
+            if token < INTERNAL_TOKENS {
+                self.fills.ended.push((token, outcome));
             }
         }
-        settled
     }
 
     /// `no_concurrent_connects`: takes the request's host, or fails with -4.
@@ -307,35 +376,53 @@ impl Calls {
     }
 
     /// Records a finished transfer: for the host, and in the service's cache (the answer of a
-    /// GET that missed, the invalidations of a write).
+    /// GET that missed, the invalidations of a write, a stale answer in place of a failure).
     pub(super) fn settle(&mut self, slot: Option<CacheSlot>, outcome: Outcome) -> Outcome {
         self.observer.transfer_ended(&outcome);
-        if let Some(slot) = slot
-            && let Some(cache) = self.caches.get_mut(&slot.index)
-        {
-            if let Some(pending) = slot.pending {
-                self.observer.cache_miss();
-                counting_entries(self.observer, cache, |c| c.store(pending, &outcome));
-            }
-            if slot.writes {
-                let service = &self.registry.definitions()[slot.index];
-                counting_entries(self.observer, cache, |c| {
-                    c.written(service, &slot.url, &outcome)
-                });
-            }
+        if slot.as_ref().is_some_and(|slot| slot.pending.is_some()) {
+            self.observer.cache_miss();
         }
-        outcome
+        self.settle_in_cache(slot, outcome)
+    }
+
+    /// What `outcome` does to the cache of `slot`'s service: the answer stored (and the
+    /// call's part in fetching it for others released), or the URL invalidated; returns it,
+    /// or the call's stale answer in its place when the backend failed.
+    pub(super) fn settle_in_cache(&mut self, slot: Option<CacheSlot>, outcome: Outcome) -> Outcome {
+        let Some(slot) = slot else {
+            return outcome;
+        };
+        let Some(cache) = self.caches.get_mut(&slot.index) else {
+            return outcome;
+        };
+        let mut stale = None;
+        if let Some(mut pending) = slot.pending {
+            stale = pending.take_stale();
+            observed(self.observer, cache, |c| c.store(pending, &outcome));
+        }
+        if slot.writes {
+            let service = &self.registry.definitions()[slot.index];
+            observed(self.observer, cache, |c| {
+                c.written(service, &slot.url, &outcome)
+            });
+        }
+        self.stale_if_failed(stale, outcome)
     }
 }
 
-/// Runs `operation` on `cache`, and tells the observer the change in its number of entries.
-fn counting_entries<R>(
+/// Runs `operation` on `cache`, and tells the observer the change in its number of entries
+/// and the lookups that skipped its shared level.
+pub(super) fn observed<R>(
     observer: &dyn CallObserver,
     cache: &mut ServiceCache,
     operation: impl FnOnce(&mut ServiceCache) -> R,
 ) -> R {
-    let before = cache.local_entries() as i64;
+    let entries = cache.local_entries() as i64;
+    let skips = cache.shared_skips();
     let result = operation(cache);
-    observer.cache_entries_changed(cache.local_entries() as i64 - before);
+    observer.cache_entries_changed(cache.local_entries() as i64 - entries);
+    if cache.shared_skips() > skips {
+        observer.shared_level_skipped(cache.shared_skips() - skips);
+    }
     result
 }

@@ -275,7 +275,7 @@ impl Route {
                 Some((UpstreamState::Restored, how.to_string()))
             }
             Verdict::Failed { why, .. } => url
-                .failed(now, used == Use::Probe, policy.eject_after, |n| {
+                .failed(now, used == Use::Probe, policy.ejects_after(), |n| {
                     policy.ejection(n)
                 })
                 .map(|ejection| {
@@ -284,7 +284,7 @@ impl Route {
                     } else {
                         format!(
                             "{} consecutive failures, the last: {why}",
-                            policy.eject_after
+                            policy.ejects_after()
                         )
                     };
                     let state = UpstreamState::Ejected {

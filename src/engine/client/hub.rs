@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use curl::easy::Easy2;
 use curl::multi::{Easy2Handle, Events, Multi};
@@ -68,6 +68,10 @@ pub struct Hub {
     multi: Multi,
     requests: Arc<Mutex<Requests>>,
     watcher: Watcher,
+    /// When libcurl's timer is due, and the engine's own wake-up (see
+    /// [`wake_after`](Self::wake_after)): the watcher's timer is armed for the earlier.
+    curl_timer_at: Option<Instant>,
+    wake_at: Option<Instant>,
 }
 
 impl Hub {
@@ -105,6 +109,8 @@ impl Hub {
             multi,
             requests,
             watcher: Watcher::new().map_err(|e| format!("epoll/timerfd: {e}"))?,
+            curl_timer_at: None,
+            wake_at: None,
         })
     }
 
@@ -224,6 +230,31 @@ impl Hub {
         }
     }
 
+    /// Makes the descriptor readable after `after` at the latest, whatever libcurl's timer
+    /// says: for the engine's own deadlines (calls waiting for another process's transfer).
+    pub fn wake_after(&mut self, after: Duration) {
+        let at = Instant::now() + after;
+        if self.wake_at.is_some_and(|known| known <= at) {
+            return;
+        }
+        self.wake_at = Some(at);
+        if let Err(e) = self.arm_timer() {
+            error!("async transfers: {e}");
+        }
+    }
+
+    /// Arms the watcher's timer for the earlier of libcurl's and the engine's.
+    fn arm_timer(&self) -> Result<(), String> {
+        let now = Instant::now();
+        let next = [self.curl_timer_at, self.wake_at]
+            .into_iter()
+            .flatten()
+            .min();
+        self.watcher
+            .arm_timer(next.map(|at| at.saturating_duration_since(now)))
+            .map_err(|e| format!("timerfd: {e}"))
+    }
+
     /// One round of curl_multi_socket_action: for each ready socket, and for the timer when
     /// it expired or nothing is ready (a start, or a host polling without an event).
     fn drive(&mut self, readiness: Readiness) -> Result<(), String> {
@@ -233,6 +264,8 @@ impl Hub {
             }
             Readiness::TimersOnly => (Vec::new(), true),
         };
+        // The watcher's timer fired (and is disarmed): what was due is done.
+        let fired = timer_expired && matches!(readiness, Readiness::SocketsAndTimers);
         for (socket, interest) in &ready {
             let mut events = Events::new();
             events.input(interest.read).output(interest.write);
@@ -249,10 +282,16 @@ impl Hub {
                 .watch(socket, interest)
                 .map_err(|e| format!("epoll: {e}"))?;
         }
+        let now = Instant::now();
+        if fired {
+            self.curl_timer_at = self.curl_timer_at.filter(|at| *at > now);
+            self.wake_at = self.wake_at.filter(|at| *at > now);
+        }
         if let Some(after) = timer {
-            self.watcher
-                .arm_timer(after)
-                .map_err(|e| format!("timerfd: {e}"))?;
+            self.curl_timer_at = after.map(|after| now + after);
+        }
+        if fired || timer.is_some() {
+            self.arm_timer()?;
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! What a response's `Cache-Control` header allows a cache to do with it (RFC 9111 §5.2.2):
-//! whether it may be kept at all, kept by a shared cache, and for how long.
+//! What a response's `Cache-Control` header allows a cache to do with it (RFC 9111 §5.2.2,
+//! RFC 5861): whether it may be kept at all, kept by a shared cache, for how long, and whether
+//! it may be served once stale.
 
 use std::time::Duration;
 
@@ -15,8 +16,17 @@ pub struct CacheControl {
     pub private: bool,
     /// `max-age`: fresh for this long at most.
     pub max_age: Option<Duration>,
-    /// `s-maxage`: for shared caches, replaces `max-age`.
+    /// `s-maxage`: for shared caches, replaces `max-age` (and forbids serving it stale).
     pub s_maxage: Option<Duration>,
+    /// `must-revalidate`: never served stale.
+    pub must_revalidate: bool,
+    /// `proxy-revalidate`: never served stale by a shared cache.
+    pub proxy_revalidate: bool,
+    /// `stale-if-error` (RFC 5861): how long past its freshness it may replace a failure.
+    pub stale_if_error: Option<Duration>,
+    /// `stale-while-revalidate` (RFC 5861): how long past its freshness it may be served while
+    /// it is fetched again.
+    pub stale_while_revalidate: Option<Duration>,
 }
 
 /// `delta-seconds` (digits, possibly quoted); anything else is an answer that is already
@@ -46,6 +56,12 @@ impl CacheControl {
                 "private" => directives.private = true,
                 "max-age" => directives.max_age = Some(seconds(argument)),
                 "s-maxage" => directives.s_maxage = Some(seconds(argument)),
+                "must-revalidate" => directives.must_revalidate = true,
+                "proxy-revalidate" => directives.proxy_revalidate = true,
+                "stale-if-error" => directives.stale_if_error = Some(seconds(argument)),
+                "stale-while-revalidate" => {
+                    directives.stale_while_revalidate = Some(seconds(argument))
+                }
                 _ => {}
             }
         }
@@ -77,7 +93,8 @@ mod tests {
     fn reads_the_directives_in_any_case_over_several_headers() {
         let cc = CacheControl::of(&head(&[
             "Cache-Control: Private, MAX-AGE=\"5\"",
-            "cache-control: s-maxage=7, must-revalidate",
+            "cache-control: s-maxage=7, must-revalidate, Stale-If-Error=60",
+            "Cache-Control: stale-while-revalidate=x, proxy-revalidate",
         ]));
         assert_eq!(
             cc,
@@ -86,6 +103,10 @@ mod tests {
                 private: true,
                 max_age: Some(Duration::from_secs(5)),
                 s_maxage: Some(Duration::from_secs(7)),
+                must_revalidate: true,
+                proxy_revalidate: true,
+                stale_if_error: Some(Duration::from_secs(60)),
+                stale_while_revalidate: Some(Duration::ZERO),
             }
         );
         assert!(CacheControl::of(&head(&["Cache-Control: no-cache=\"Set-Cookie\""])).no_store);

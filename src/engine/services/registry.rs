@@ -1,10 +1,11 @@
 //! The host's named services and what every process shares about them: the credentials
 //! renewed at run time, the counters the host reports (calls, cache hits, cache flushes
-//! asked) and the health of their upstreams. Made once at startup, before the workers fork.
+//! asked), the fill marks of the shared caches and the health of their upstreams. Made once
+//! at startup, before the workers fork.
 
 use super::credentials::{RenewableCredentials, RenewedServices};
 use super::service::Service;
-use crate::engine::shared::{ServiceHealth, SharedCounters, UpstreamHealth};
+use crate::engine::shared::{FillMarks, ServiceHealth, SharedCounters, UpstreamHealth};
 
 /// The counters each named service has, summed over every process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct ServiceRegistry {
     services: Vec<Service>,
     credentials: RenewableCredentials,
     counters: SharedCounters,
+    /// Which process fetches which answer of a shared cache (with a service that has one).
+    fill_marks: Option<FillMarks>,
     health: UpstreamHealth,
 }
 
@@ -34,6 +37,11 @@ impl ServiceRegistry {
         Ok(Self {
             credentials: RenewableCredentials::create(services.len())?,
             counters: SharedCounters::map(services.len() * ServiceCounter::PER_SERVICE)?,
+            fill_marks: services
+                .iter()
+                .any(|s| s.shared_cache.is_some())
+                .then(FillMarks::create)
+                .transpose()?,
             health: UpstreamHealth::map(
                 &services
                     .iter()
@@ -47,6 +55,11 @@ impl ServiceRegistry {
     /// The definitions, by position.
     pub fn definitions(&self) -> &[Service] {
         &self.services
+    }
+
+    /// The fill marks of the shared caches (none without a service that has one).
+    pub fn fill_marks(&self) -> Option<FillMarks> {
+        self.fill_marks
     }
 
     /// The service named `name` (any case) and its position.

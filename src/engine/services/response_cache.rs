@@ -1,5 +1,6 @@
-//! A service's per-process response cache: successful GET answers kept until they expire,
-//! bounded in entries and in bytes (everything an entry holds counts: key, body, Content-Type,
+//! A service's per-process response cache: successful GET answers kept until they expire (and
+//! past that for as long as they may be served stale, see `stale`), bounded in entries and in
+//! bytes (everything an entry holds counts: key, body, Content-Type,
 //! response head), keyed by everything in the request that can change the answer, and found
 //! by URL to be invalidated.
 
@@ -10,6 +11,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::service::CacheLimits;
+use super::stale::{Freshness, StaleLimits};
 use crate::engine::request::{Auth, KeyMaterial, Method, Request};
 use crate::engine::secrets::url_for_logs;
 use crate::engine::transfer::Outcome;
@@ -30,6 +32,8 @@ impl Generation {
 
 struct Entry {
     fresh_until: Instant,
+    /// How long past `fresh_until` it may be served stale (and is kept).
+    stale: StaleLimits,
     /// Its place in [`ResponseCache::order`].
     seq: u64,
     url: Rc<str>,
@@ -125,27 +129,28 @@ impl ResponseCache {
         Some(key)
     }
 
-    /// A copy of the fresh answer under `key`, with the generation it was stored under; an
-    /// expired entry is dropped.
-    pub fn get(&mut self, key: &[u8]) -> Option<(Outcome, Generation)> {
-        let expired = self.entries.get(key)?.fresh_until <= Instant::now();
-        if expired {
+    /// A copy of the answer under `key`, with the generation it was stored under and how it
+    /// may be used now; an entry past its stale windows is dropped.
+    pub fn get(&mut self, key: &[u8]) -> Option<(Outcome, Generation, Freshness)> {
+        let entry = self.entries.get(key)?;
+        let past = Instant::now().checked_duration_since(entry.fresh_until);
+        let Some(freshness) = entry.stale.freshness(past) else {
             self.remove(key);
             return None;
-        }
-        self.entries
-            .get(key)
-            .map(|e| (e.outcome.clone(), e.generation))
+        };
+        Some((entry.outcome.clone(), entry.generation, freshness))
     }
 
-    /// Keeps an answer of `url` until `fresh_until` (at most the TTL from now), evicting
-    /// expired then oldest entries to stay in bounds. The caller decided it may be kept.
+    /// Keeps an answer of `url` until `fresh_until` (at most the TTL from now), and for the
+    /// `stale` windows past it, evicting expired then oldest entries to stay in bounds. The
+    /// caller decided it may be kept.
     pub fn put(
         &mut self,
         key: Vec<u8>,
         url: &str,
         outcome: &Outcome,
         fresh_until: Instant,
+        stale: StaleLimits,
         generation: Generation,
     ) {
         let now = Instant::now();
@@ -155,12 +160,14 @@ impl ResponseCache {
             + outcome.content_type.as_ref().map_or(0, Vec::len)
             + outcome.head.byte_len()
             + ENTRY_OVERHEAD;
-        if fresh_until <= now || bytes > self.limits.max_bytes || self.limits.max_entries == 0 {
+        let kept = fresh_until > now || now < fresh_until + stale.longest();
+        if !kept || bytes > self.limits.max_bytes || self.limits.max_entries == 0 {
             return;
         }
         self.remove(&key);
         while let Some((_, oldest)) = self.order.first_key_value() {
-            let expired = self.entries[oldest].fresh_until <= now;
+            let oldest_entry = &self.entries[oldest];
+            let expired = oldest_entry.fresh_until + oldest_entry.stale.longest() <= now;
             let full = self.entries.len() >= self.limits.max_entries
                 || self.bytes + bytes > self.limits.max_bytes;
             if !expired && !full {
@@ -184,12 +191,14 @@ impl ResponseCache {
         self.bytes += bytes;
         let outcome = Outcome {
             transcript: None,
+            stale: false,
             ..outcome.clone()
         };
         self.entries.insert(
             key,
             Entry {
                 fresh_until,
+                stale,
                 seq,
                 url,
                 generation,
@@ -246,7 +255,14 @@ mod tests {
     /// Stores an answer of URL `u` for the whole TTL.
     fn keep(cache: &mut ResponseCache, key: Vec<u8>, outcome: &Outcome) {
         let until = Instant::now() + Duration::from_secs(3600);
-        cache.put(key, "u", outcome, until, Generation::NONE);
+        cache.put(
+            key,
+            "u",
+            outcome,
+            until,
+            StaleLimits::NONE,
+            Generation::NONE,
+        );
     }
 
     fn limits(ttl_ms: u64, max_entries: usize, max_bytes: usize) -> CacheLimits {
@@ -329,7 +345,7 @@ mod tests {
     fn keeps_answers_for_the_ttl_within_bounds() {
         let mut cache = ResponseCache::new(limits(50, 2, 1000));
         keep(&mut cache, b"a".to_vec(), &ok("1"));
-        assert_eq!(cache.get(b"a").map(|(o, _)| o.body), Some(b"1".to_vec()));
+        assert_eq!(cache.get(b"a").map(|(o, ..)| o.body), Some(b"1".to_vec()));
         keep(&mut cache, b"b".to_vec(), &ok("2"));
         keep(&mut cache, b"c".to_vec(), &ok("3"));
         assert!(cache.get(b"a").is_none(), "oldest evicted past max_entries");
@@ -374,7 +390,7 @@ mod tests {
         keep(&mut cache, b"a".to_vec(), &ok("3"));
         keep(&mut cache, b"c".to_vec(), &ok("4"));
         assert!(cache.get(b"b").is_none());
-        assert_eq!(cache.get(b"a").map(|(o, _)| o.body), Some(b"3".to_vec()));
+        assert_eq!(cache.get(b"a").map(|(o, ..)| o.body), Some(b"3".to_vec()));
         assert_eq!(cache.order.len(), cache.entries.len());
         let held: usize = cache.entries.values().map(|e| e.bytes).sum();
         assert_eq!(cache.bytes, held);
@@ -389,6 +405,7 @@ mod tests {
             "/a",
             &ok("1"),
             now + Duration::from_secs(60),
+            StaleLimits::NONE,
             Generation::NONE,
         );
         cache.put(
@@ -396,9 +413,17 @@ mod tests {
             "/b",
             &ok("2"),
             now + Duration::from_millis(30),
+            StaleLimits::NONE,
             Generation::NONE,
         );
-        cache.put(b"past".to_vec(), "/b", &ok("3"), now, Generation::NONE);
+        cache.put(
+            b"past".to_vec(),
+            "/b",
+            &ok("3"),
+            now,
+            StaleLimits::NONE,
+            Generation::NONE,
+        );
         assert!(cache.get(b"past").is_none(), "not kept: already stale");
         std::thread::sleep(Duration::from_millis(40));
         assert!(cache.get(b"short").is_none());
@@ -410,6 +435,7 @@ mod tests {
             "/a",
             &ok("4"),
             now + Duration::from_secs(60),
+            StaleLimits::NONE,
             tag,
         );
         cache.put(
@@ -417,9 +443,10 @@ mod tests {
             "/c",
             &ok("5"),
             now + Duration::from_secs(60),
+            StaleLimits::NONE,
             tag,
         );
-        assert_eq!(cache.get(b"a2").map(|(_, g)| g), Some(tag));
+        assert_eq!(cache.get(b"a2").map(|(_, g, _)| g), Some(tag));
         cache.invalidate_url("/a");
         assert!(cache.get(b"long").is_none() && cache.get(b"a2").is_none());
         assert!(cache.get(b"c").is_some());

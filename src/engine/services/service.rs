@@ -4,11 +4,15 @@
 //! Defined by a text of `key=value` items separated by `;` (write `\;` for a `;` inside a
 //! value): `name=crossbar; url=http://10.0.0.5:8000/v2/; header=Accept: application/json;
 //! auth=bearer:TOKEN; connect_timeout_ms=500; timeout_ms=2000; method=GET; cache_ttl=30;
-//! param=api_key=K; raw_body=1; cache=redis://127.0.0.1:6379/`. Further `url` items and the
-//! upstream items (`balance`, `eject_after`, ...) are read by [`UpstreamPolicy`].
+//! param=api_key=K; raw_body=1; cache=redis://127.0.0.1:6379/; stale_if_error=600;
+//! stale_while_revalidate=10; cache_timeout_ms=5; cache_skip_ms=1000; cache_lock_ms=100`.
+//! Further `url` items and the upstream items (`balance`, `eject_after`, ...) are read by
+//! [`UpstreamPolicy`].
 
 use std::time::Duration;
 
+use super::shared_guard::SharedLimits;
+use super::stale::StaleLimits;
 use super::upstreams::UpstreamPolicy;
 use crate::engine::escape::{escape, percent_decode, unescape};
 use crate::engine::request::{Auth, Method, breaks_header_line, header_name, header_name_is};
@@ -16,6 +20,8 @@ use crate::engine::request::{Auth, Method, breaks_header_line, header_name, head
 /// The items a definition may hold.
 const ITEM_NAMES: &str = "name, url, header, auth, connect_timeout_ms, timeout_ms, method, \
                           param, raw_body, cache_ttl, cache_entries, cache_bytes, cache, \
+                          stale_if_error, stale_while_revalidate, cache_timeout_ms, cache_skip_ms, \
+                          cache_lock_ms, \
                           balance, failover_statuses, failover_all_methods, eject_after, \
                           eject_ms, eject_max_ms, panic, max_in_flight, retry_budget, \
                           retry_budget_min";
@@ -51,6 +57,12 @@ pub struct Service {
     /// Where the cache is shared between processes and nodes: a URL of the host's key-value
     /// store (OpenSIPS cachedb: `local://`, `redis://host:port/`); `None` keeps it per process.
     pub shared_cache: Option<String>,
+    /// How long past their freshness cached answers may still be served (`stale_if_error`,
+    /// `stale_while_revalidate`, in seconds).
+    pub stale: StaleLimits,
+    /// How the shared cache is used as an upstream (`cache_timeout_ms`, `cache_skip_ms`,
+    /// `cache_lock_ms`).
+    pub shared_limits: SharedLimits,
     /// Its further base URLs and how calls use them all.
     pub upstreams: UpstreamPolicy,
 }
@@ -67,6 +79,20 @@ fn millis(key: &str, value: &str) -> Result<Duration, String> {
         Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
         _ => Err(format!("{key} must be a positive number of milliseconds")),
     }
+}
+
+fn millis_or_zero(key: &str, value: &str) -> Result<Duration, String> {
+    Ok(Duration::from_millis(count(key, value)? as u64))
+}
+
+fn secs(key: &str, value: &str) -> Result<Duration, String> {
+    Ok(Duration::from_secs(count(key, value)? as u64))
+}
+
+/// `value` of item `key`, noted in `items` (the items that need something else set).
+fn needing(items: &mut Vec<String>, key: &str, value: Duration) -> Duration {
+    items.push(key.to_string());
+    value
 }
 
 fn flag(key: &str, value: &str) -> Result<bool, String> {
@@ -186,8 +212,13 @@ impl Service {
             raw_body: false,
             cache: None,
             shared_cache: None,
+            stale: StaleLimits::NONE,
+            shared_limits: SharedLimits::default(),
             upstreams: UpstreamPolicy::default(),
         };
+        // Items that need a cache (`cache_ttl`) or a shared one (`cache`), by name.
+        let mut needing_cache = Vec::new();
+        let mut needing_shared = Vec::new();
         let mut cache_ttl = None;
         let mut alternates = Vec::new();
         let mut limits = CacheLimits {
@@ -246,6 +277,25 @@ impl Service {
                     }
                     service.shared_cache = Some(value.to_string());
                 }
+                "stale_if_error" => {
+                    service.stale.if_error = needing(&mut needing_cache, key, secs(key, value)?)
+                }
+                "stale_while_revalidate" => {
+                    service.stale.while_revalidate =
+                        needing(&mut needing_cache, key, secs(key, value)?)
+                }
+                "cache_timeout_ms" => {
+                    service.shared_limits.timeout =
+                        needing(&mut needing_shared, key, millis(key, value)?)
+                }
+                "cache_skip_ms" => {
+                    service.shared_limits.skip =
+                        needing(&mut needing_shared, key, millis_or_zero(key, value)?)
+                }
+                "cache_lock_ms" => {
+                    service.shared_limits.wait_for_fill =
+                        needing(&mut needing_shared, key, millis_or_zero(key, value)?)
+                }
                 _ => {
                     return Err(format!(
                         "item {position} has an unknown name (known: {ITEM_NAMES})"
@@ -287,6 +337,21 @@ impl Service {
         }
         if service.shared_cache.is_some() && service.cache.is_none() {
             return Err(format!("service {}: cache needs a cache_ttl", service.name));
+        }
+        if let Some(item) = needing_cache.first().filter(|_| service.cache.is_none()) {
+            return Err(format!(
+                "service {}: {item} needs a cache_ttl",
+                service.name
+            ));
+        }
+        if let Some(item) = needing_shared
+            .first()
+            .filter(|_| service.shared_cache.is_none())
+        {
+            return Err(format!(
+                "service {}: {item} needs a shared cache (cache=)",
+                service.name
+            ));
         }
         Ok(service)
     }
@@ -587,6 +652,47 @@ mod tests {
             ("/v2/../admin", None),
         ] {
             assert_eq!(s.own_url(reference, request).as_deref(), own, "{reference}");
+        }
+    }
+
+    #[test]
+    fn stale_windows_and_shared_limits_need_their_cache() {
+        let s = Service::parse(
+            "name=a; url=http://h/; cache_ttl=5; cache=local://; stale_if_error=600; \
+             stale_while_revalidate=10; cache_timeout_ms=7; cache_skip_ms=0; cache_lock_ms=50",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.stale.if_error, s.stale.while_revalidate),
+            (Duration::from_secs(600), Duration::from_secs(10))
+        );
+        assert_eq!(
+            s.shared_limits,
+            SharedLimits {
+                timeout: Duration::from_millis(7),
+                skip: Duration::ZERO,
+                wait_for_fill: Duration::from_millis(50),
+            }
+        );
+        for (spec, error) in [
+            ("stale_if_error=60", "stale_if_error needs a cache_ttl"),
+            (
+                "cache_ttl=5; cache_lock_ms=5",
+                "cache_lock_ms needs a shared cache",
+            ),
+            (
+                "cache_ttl=5; cache=local://; cache_timeout_ms=0",
+                "cache_timeout_ms must be",
+            ),
+            (
+                "cache_ttl=5; stale_while_revalidate=x",
+                "stale_while_revalidate must be",
+            ),
+        ] {
+            let e = Service::parse(&format!("name=a; url=http://h/; {spec}"))
+                .err()
+                .unwrap();
+            assert!(e.contains(error), "{spec}: {e}");
         }
     }
 

@@ -1,18 +1,21 @@
 //! A service's response cache as a whole: the per-process [`ResponseCache`] as the first
 //! level, and optionally a [`SharedStore`] (a key-value store that every process and node of
-//! the fleet reaches) behind it, with the `Cache-Control` rules and the invalidations that
-//! apply to both.
+//! the fleet reaches) behind it, with the `Cache-Control` and stale rules and the
+//! invalidations that apply to both.
 //!
 //! Shared keys (printable, the same on every node for a service of the same name):
 //! - `rest_client:NAME:epoch`: a random value replaced by a flush (no expiry);
 //! - `rest_client:NAME:url:SHA256(url)`: a random value replaced by every write to the URL
 //!   (expires after the TTL: by then every answer stored before the write has expired);
 //! - `rest_client:NAME:answer:SHA256(epoch, url value, key)`: an answer, stored with its full
-//!   key (compared on reading) and its expiry time. An answer stored before a flush or a write
-//!   is under other values, so it is never found again, in any process.
+//!   key (compared on reading), its expiry time and its stale windows (kept that much longer).
+//!   An answer stored before a flush or a write is under other values, so it is never found
+//!   again, in any process;
+//! - `rest_client:NAME:fill:SHA256(...)`: the fill counter of the answer of the same digest
+//!   (see `fill`), for a few seconds.
 //!
-//! A store that fails is a miss (answers still come from the first level and the network),
-//! logged at most once per [`OUTAGE_LOG_INTERVAL`] per service and process.
+//! A store that fails or is slow is a miss (answers still come from the first level and the
+//! network), and skipped for a while: see `shared_guard`.
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Write;
@@ -20,46 +23,30 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use log::{debug, warn};
+use log::debug;
 use sha2::{Digest, Sha256};
 
 use super::cache_control::CacheControl;
+use super::fill::{Claim, Fill};
 use super::response_cache::{Generation, ResponseCache};
-use super::service::{CacheLimits, Service};
+use super::service::Service;
+use super::shared_guard::{GuardedStore, SharedStore, Urgency};
+use super::stale::{Freshness, StaleLimits};
 use crate::engine::result_code::ResultCode;
-use crate::engine::throttled_log::ThrottledLog;
+use crate::engine::shared::FillMarks;
 use crate::engine::transfer::{Outcome, ResponseHead};
 
-/// Least time between two log lines about a failing shared store (per service and process).
-const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
 /// First bytes of a stored answer: the format, so that another one is a miss.
-const ANSWER_MAGIC: &[u8] = b"rest_client answer 1\n";
+const ANSWER_MAGIC: &[u8] = b"rest_client answer 2\n";
 
-/// A key-value store shared by processes (and nodes): the host's (OpenSIPS's cachedb).
-pub trait SharedStore {
-    /// The value under `key`, `Ok(None)` when there is none.
-    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String>;
-    /// Stores `value` under `key` for `ttl_secs` seconds (0: until replaced).
-    fn set(&mut self, key: &str, value: &[u8], ttl_secs: u32) -> Result<(), String>;
+/// A cached answer past its freshness that may still be served.
+struct StaleAnswer {
+    outcome: Outcome,
+    freshness: Freshness,
 }
 
-/// Rate-limited reports of a failing store.
-#[derive(Default)]
-struct OutageLog(ThrottledLog);
-
-impl OutageLog {
-    fn failed(&mut self, service: &str, action: &str, error: &str) {
-        if let Some(more) = self.0.happened(OUTAGE_LOG_INTERVAL, "failures") {
-            warn!(
-                "service {service}: the shared cache failed to {action} ({error}); calls go on \
-                 without it{more}"
-            );
-        }
-    }
-}
-
-/// A cacheable request that missed: what storing its answer needs.
+/// A cacheable request that missed: what storing its answer needs, the answer past its
+/// freshness it may be served instead, and its part in fetching the answer for the others.
 pub struct Pending {
     key: Vec<u8>,
     url: String,
@@ -67,16 +54,48 @@ pub struct Pending {
     started: Instant,
     /// The shared state it was looked up under; `None` without a reachable shared store.
     generation: Option<Generation>,
+    stale: Option<Box<StaleAnswer>>,
+    fill: Fill,
+}
+
+impl Pending {
+    /// The cache key it missed.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// Takes the answer to serve at once while this request fetches it again
+    /// (stale-while-revalidate), if it has one.
+    pub fn take_revalidating(&mut self) -> Option<Outcome> {
+        if self.stale.as_ref()?.freshness != Freshness::Revalidate {
+            return None;
+        }
+        self.take_stale()
+    }
+
+    /// Takes the answer that may replace a failure of its transfer (either stale window).
+    pub fn take_stale(&mut self) -> Option<Outcome> {
+        self.stale.take().map(|stale| Outcome {
+            stale: true,
+            ..stale.outcome
+        })
+    }
+
+    /// Whether it waits for another process's or instance's transfer of the answer.
+    pub fn waits(&self) -> bool {
+        self.fill.waits()
+    }
 }
 
 pub struct ServiceCache {
-    name: String,
     /// Key prefix in the shared store: `rest_client:NAME:` (name in lower case).
     prefix: String,
     ttl: Duration,
+    stale: StaleLimits,
     local: ResponseCache,
-    shared: Option<Box<dyn SharedStore>>,
-    outage: OutageLog,
+    shared: Option<GuardedStore>,
+    /// This instance's fill marks (with a shared store).
+    marks: Option<FillMarks>,
 }
 
 fn hex_sha256(parts: &[&[u8]]) -> String {
@@ -115,14 +134,26 @@ fn is_success(outcome: &Outcome) -> bool {
 }
 
 impl ServiceCache {
-    pub fn new(name: &str, limits: CacheLimits, shared: Option<Box<dyn SharedStore>>) -> Self {
+    /// The cache of `service` (which has a `cache_ttl`), with this process's connection to
+    /// its shared store, if it has one, and the instance's fill marks.
+    pub fn new(
+        service: &Service,
+        shared: Option<Box<dyn SharedStore>>,
+        marks: Option<FillMarks>,
+    ) -> Self {
+        let limits = service.cache.unwrap_or(super::service::CacheLimits {
+            ttl: Duration::ZERO,
+            max_entries: 0,
+            max_bytes: 0,
+        });
         Self {
-            name: name.to_string(),
-            prefix: format!("rest_client:{}:", name.to_ascii_lowercase()),
+            prefix: format!("rest_client:{}:", service.name.to_ascii_lowercase()),
             ttl: limits.ttl,
+            stale: service.stale,
             local: ResponseCache::new(limits),
-            shared,
-            outage: OutageLog::default(),
+            shared: shared
+                .map(|store| GuardedStore::new(&service.name, store, service.shared_limits)),
+            marks,
         }
     }
 
@@ -135,111 +166,205 @@ impl ServiceCache {
         let epoch_key = format!("{}epoch", self.prefix);
         let url_key = self.url_key(url);
         let store = self.shared.as_mut()?;
-        let values = store
-            .get(&epoch_key)
-            .and_then(|epoch| Ok((epoch, store.get(&url_key)?)));
-        // A marker is 8 bytes (see `fresh_value`): another value (an engine that answers an
-        // empty "found" when short of memory) is no marker to trust, nor a missing one.
-        let values = values.and_then(|markers| match markers {
-            (Some(bad), _) | (_, Some(bad)) if bad.len() != 8 => {
-                Err(format!("a marker of {} bytes", bad.len()))
-            }
-            markers => Ok(markers),
-        });
-        match values {
-            Ok((epoch, url_value)) => {
-                let mut generation = Generation::NONE;
-                for (half, value) in generation.0.chunks_mut(8).zip([epoch, url_value]) {
-                    if let Some(value) = value {
-                        half.copy_from_slice(&value);
-                    }
-                }
-                Some(generation)
-            }
-            Err(e) => {
-                self.outage.failed(&self.name, "read", &e);
-                None
+        let marker = |value: &[u8]| match value.len() {
+            8 => Ok(()),
+            // A marker is 8 bytes (see `fresh_value`): another value (an engine that answers
+            // an empty "found" when short of memory) is no marker to trust, nor a missing one.
+            n => Err(format!("a marker of {n} bytes")),
+        };
+        let epoch = store.get_checked(&epoch_key, "read", marker).ok()?;
+        let url_value = store.get_checked(&url_key, "read", marker).ok()?;
+        let mut generation = Generation::NONE;
+        for (half, value) in generation.0.chunks_mut(8).zip([epoch, url_value]) {
+            if let Some(value) = value {
+                half.copy_from_slice(&value);
             }
         }
+        Some(generation)
     }
 
-    fn answer_key(&self, generation: Generation, key: &[u8]) -> String {
-        format!(
-            "{}answer:{}",
-            self.prefix,
-            hex_sha256(&[&generation.0, key])
-        )
+    /// The digest an answer and its fill counter are stored under.
+    fn digest(generation: Generation, key: &[u8]) -> String {
+        hex_sha256(&[&generation.0, key])
     }
 
-    /// A fresh answer for `key` (a request of `url`): from this process, else from the shared
-    /// store (then kept in this process too). A miss gives what storing its answer needs.
     /// How many answers this process's level holds.
     pub fn local_entries(&self) -> usize {
         self.local.len()
     }
 
-    pub fn lookup(&mut self, key: Vec<u8>, url: String) -> Result<Outcome, Pending> {
+    /// How long a miss waits for another process's or instance's transfer of its answer.
+    pub fn wait_for_fill(&self) -> Duration {
+        self.shared
+            .as_ref()
+            .map_or(Duration::ZERO, |store| store.limits().wait_for_fill)
+    }
+
+    /// Lookups made without the shared store so far, because it was skipped after a failure.
+    pub fn shared_skips(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .map_or(0, GuardedStore::skipped_lookups)
+    }
+
+    /// A fresh answer for `key` (a request of `url`): from this process, else from the shared
+    /// store (then kept in this process too). A miss gives what storing its answer needs, with
+    /// the best answer past its freshness that may still be served.
+    pub fn lookup(&mut self, key: Vec<u8>, url: String) -> Result<Outcome, Box<Pending>> {
         let started = Instant::now();
-        let generation = self.generation(&url);
-        if let Some((outcome, stored_under)) = self.local.get(&key) {
-            // Without a reachable shared store, this process's copy answers alone.
-            if generation.is_none_or(|now| now == stored_under) {
-                return Ok(outcome);
-            }
-            // Flushed or written to since, by this or another process.
-            self.local.remove(&key);
+        let reachable = self.shared.as_mut().is_some_and(GuardedStore::begin_lookup);
+        let generation = if reachable {
+            self.generation(&url)
+        } else {
+            None
+        };
+        let found = self.find(&key, &url, started, generation);
+        if let Some(store) = self.shared.as_mut() {
+            store.end_lookup();
         }
-        if let Some(generation) = generation
-            && let Some((outcome, fresh_for)) = self.shared_answer(generation, &key)
-        {
-            self.local
-                .put(key, &url, &outcome, started + fresh_for, generation);
-            return Ok(outcome);
-        }
-        Err(Pending {
-            key,
-            url,
-            started,
-            generation,
+        found.map_err(|stale| {
+            Box::new(Pending {
+                key,
+                url,
+                started,
+                generation,
+                stale,
+                fill: Fill::default(),
+            })
         })
     }
 
-    /// The answer under `key` in the shared store and how long it stays fresh.
-    fn shared_answer(&mut self, generation: Generation, key: &[u8]) -> Option<(Outcome, Duration)> {
-        let answer_key = self.answer_key(generation, key);
-        let store = self.shared.as_mut()?;
-        match store.get(&answer_key) {
-            Ok(value) => {
-                let found = value.and_then(|v| decode_answer(&v, key));
-                if found.is_none() {
-                    debug!("shared cache miss {answer_key}");
+    /// The fresh answer for `key`, or the best one past its freshness still usable.
+    fn find(
+        &mut self,
+        key: &[u8],
+        url: &str,
+        started: Instant,
+        generation: Option<Generation>,
+    ) -> Result<Outcome, Option<Box<StaleAnswer>>> {
+        let mut stale = None;
+        if let Some((outcome, stored_under, freshness)) = self.local.get(key) {
+            // Without a reachable shared store, this process's copy answers alone.
+            if generation.is_none_or(|now| now == stored_under) {
+                if freshness == Freshness::Fresh {
+                    return Ok(outcome);
                 }
-                found
-            }
-            Err(e) => {
-                self.outage.failed(&self.name, "read", &e);
-                None
+                stale = Some(Box::new(StaleAnswer { outcome, freshness }));
+            } else {
+                // Flushed or written to since, by this or another process.
+                self.local.remove(key);
             }
         }
+        let Some(generation) = generation else {
+            return Err(stale);
+        };
+        match self.shared_answer(generation, key) {
+            Some((outcome, Ok(fresh_for), limits)) => {
+                self.local.put(
+                    key.to_vec(),
+                    url,
+                    &outcome,
+                    started + fresh_for,
+                    limits,
+                    generation,
+                );
+                Ok(outcome)
+            }
+            Some((outcome, Err(freshness), _)) => {
+                // The store's copy is the newest one past its freshness.
+                if stale.as_ref().is_none_or(|s| freshness >= s.freshness) {
+                    stale = Some(Box::new(StaleAnswer { outcome, freshness }));
+                }
+                Err(stale)
+            }
+            None => Err(stale),
+        }
+    }
+
+    /// The answer under `key` in the shared store, how long it stays fresh (or how it may be
+    /// used past its freshness), and its stale windows.
+    #[allow(clippy::type_complexity)]
+    fn shared_answer(
+        &mut self,
+        generation: Generation,
+        key: &[u8],
+    ) -> Option<(Outcome, Result<Duration, Freshness>, StaleLimits)> {
+        let answer_key = format!("{}answer:{}", self.prefix, Self::digest(generation, key));
+        let value = self.shared.as_mut()?.get(&answer_key, "read").ok()?;
+        let found = value.and_then(|v| decode_answer(&v, key));
+        if found.is_none() {
+            debug!("shared cache miss {answer_key}");
+        }
+        let (outcome, expires, limits) = found?;
+        let now = unix_time().as_secs();
+        let usable = match expires.checked_sub(now).filter(|&left| left > 0) {
+            Some(left) => Ok(Duration::from_secs(left)),
+            None => Err(limits.freshness(Some(Duration::from_secs(now - expires)))?),
+        };
+        Some((outcome, usable, limits))
+    }
+
+    /// Decides who fetches the answer `pending` missed, among the processes and instances
+    /// that share the store (see `fill`): this process ([`Claim::Lead`]), another one
+    /// ([`Claim::Wait`]: wait, then [`ServiceCache::look_again`]), or nobody any more
+    /// ([`Claim::Filled`]: look again now). Without a reachable store, this process leads.
+    pub fn claim(&mut self, pending: &mut Pending) -> Claim {
+        let (Some(generation), Some(store)) = (pending.generation, self.shared.as_mut()) else {
+            return Claim::Lead;
+        };
+        let digest = Self::digest(generation, &pending.key);
+        let counter_key = format!("{}fill:{digest}", self.prefix);
+        let (fill, claim) = Fill::claim(store, self.marks, &digest, counter_key);
+        pending.fill = fill;
+        claim
+    }
+
+    /// Whether the transfer `pending` waits for is over (or given up).
+    pub fn awaited_over(&mut self, pending: &Pending) -> bool {
+        pending.fill.awaited_over(self.shared.as_mut(), self.marks)
+    }
+
+    /// After a wait (or [`Claim::Filled`]): the answer, or `pending` back (with a new look
+    /// up's stale answer) for this process to fetch it, keeping its part in the fill.
+    pub fn look_again(&mut self, pending: Pending) -> Result<Outcome, Box<Pending>> {
+        let Pending { key, url, fill, .. } = pending;
+        self.lookup(key, url).map_err(|mut again| {
+            again.fill = fill;
+            again.fill.go_alone();
+            again
+        })
     }
 
     /// Keeps a successful (2xx) answer of a request that missed, as its `Cache-Control`
     /// allows: nowhere (`no-store`, `no-cache`), in this process only (`private`), else in
-    /// both levels; `max-age` (`s-maxage` for the shared level) can shorten the TTL.
+    /// both levels; `max-age` (`s-maxage` for the shared level) can shorten the TTL, and
+    /// `stale-if-error` / `stale-while-revalidate` the stale windows. Then (stored or not) the
+    /// request's part in the fill is over.
     pub fn store(&mut self, pending: Pending, outcome: &Outcome) {
-        if !is_success(outcome) {
-            return;
-        }
-        let control = CacheControl::of(&outcome.head);
-        if control.no_store {
-            return;
-        }
         let Pending {
             key,
             url,
             started,
             generation,
+            fill,
+            ..
         } = pending;
+        let control = CacheControl::of(&outcome.head);
+        if is_success(outcome) && !control.no_store {
+            self.keep(key, &url, started, generation, &control, outcome);
+        }
+        fill.finish(self.shared.as_mut());
+    }
+
+    fn keep(
+        &mut self,
+        key: Vec<u8>,
+        url: &str,
+        started: Instant,
+        generation: Option<Generation>,
+        control: &CacheControl,
+        outcome: &Outcome,
+    ) {
         let local_until = started + control.lifetime(self.ttl, false);
         // Stored blind while the shared store is down: checked again once it is back.
         let tag = match (generation, &self.shared) {
@@ -250,22 +375,24 @@ impl ServiceCache {
         let shared_for = (started + control.lifetime(self.ttl, true))
             .saturating_duration_since(Instant::now())
             .as_secs();
+        let shared_stale = self.stale.for_answer(control, true);
         let shared = match generation {
             Some(generation) if !control.private && shared_for > 0 => {
                 let expires = unix_time().as_secs() + shared_for;
                 Some((
-                    self.answer_key(generation, &key),
-                    encode_answer(&key, expires, outcome),
+                    format!("{}answer:{}", self.prefix, Self::digest(generation, &key)),
+                    encode_answer(&key, expires, shared_stale, outcome),
                 ))
             }
             _ => None,
         };
-        self.local.put(key, &url, outcome, local_until, tag);
+        let local_stale = self.stale.for_answer(control, false);
+        self.local
+            .put(key, url, outcome, local_until, local_stale, tag);
         if let (Some((answer_key, value)), Some(store)) = (shared, self.shared.as_mut()) {
-            let ttl_secs = u32::try_from(shared_for).unwrap_or(u32::MAX);
-            if let Err(e) = store.set(&answer_key, &value, ttl_secs) {
-                self.outage.failed(&self.name, "store", &e);
-            }
+            let kept_for = shared_for.saturating_add(shared_stale.longest().as_secs());
+            let ttl_secs = u32::try_from(kept_for).unwrap_or(u32::MAX);
+            let _ = store.set(&answer_key, &value, ttl_secs, "store", Urgency::Normal);
         }
     }
 
@@ -274,11 +401,16 @@ impl ServiceCache {
     pub fn invalidate(&mut self, url: &str) {
         self.local.invalidate_url(url);
         let url_key = self.url_key(url);
-        let ttl_secs = u32::try_from(self.ttl.as_secs().max(1)).unwrap_or(u32::MAX);
-        if let Some(store) = self.shared.as_mut()
-            && let Err(e) = store.set(&url_key, &fresh_value(), ttl_secs)
-        {
-            self.outage.failed(&self.name, "invalidate", &e);
+        let ttl_secs =
+            u32::try_from((self.ttl + self.stale.longest()).as_secs().max(1)).unwrap_or(u32::MAX);
+        if let Some(store) = self.shared.as_mut() {
+            let _ = store.set(
+                &url_key,
+                &fresh_value(),
+                ttl_secs,
+                "invalidate",
+                Urgency::Always,
+            );
         }
     }
 
@@ -306,7 +438,7 @@ impl ServiceCache {
         self.local.clear();
         let epoch_key = format!("{}epoch", self.prefix);
         match self.shared.as_mut() {
-            Some(store) => store.set(&epoch_key, &fresh_value(), 0),
+            Some(store) => store.set(&epoch_key, &fresh_value(), 0, "flush", Urgency::Always),
             None => Ok(()),
         }
     }
@@ -335,14 +467,17 @@ fn put_field(value: &mut Vec<u8>, bytes: &[u8]) {
     value.extend_from_slice(bytes);
 }
 
-/// A stored answer: the format, the full key, the expiry (Unix seconds), status,
-/// Content-Type (a presence byte, then the field), status line, header lines and body.
-fn encode_answer(key: &[u8], expires: u64, outcome: &Outcome) -> Vec<u8> {
+/// A stored answer: the format, the full key, the expiry (Unix seconds), the stale windows
+/// (seconds: if error, while revalidating), status, Content-Type (a presence byte, then the
+/// field), status line, header lines and body.
+fn encode_answer(key: &[u8], expires: u64, stale: StaleLimits, outcome: &Outcome) -> Vec<u8> {
     let (status_line, lines) = outcome.head.parts();
     let mut value = Vec::with_capacity(ANSWER_MAGIC.len() + key.len() + outcome.body.len() + 256);
     value.extend_from_slice(ANSWER_MAGIC);
     put_field(&mut value, key);
     value.extend_from_slice(&expires.to_le_bytes());
+    value.extend_from_slice(&stale.if_error.as_secs().to_le_bytes());
+    value.extend_from_slice(&stale.while_revalidate.as_secs().to_le_bytes());
     value.extend_from_slice(&u64::from(outcome.status).to_le_bytes());
     value.push(u8::from(outcome.content_type.is_some()));
     put_field(
@@ -355,21 +490,25 @@ fn encode_answer(key: &[u8], expires: u64, outcome: &Outcome) -> Vec<u8> {
     value
 }
 
-/// The answer stored in `value` and how long it stays fresh, if it is the answer to `key`
-/// (another key, a digest collision, or a value of another format is a miss), well-formed and
-/// not expired.
-fn decode_answer(value: &[u8], key: &[u8]) -> Option<(Outcome, Duration)> {
+/// The answer stored in `value`, its expiry (Unix seconds) and its stale windows, if it is the
+/// answer to `key` (another key, a digest collision, or a value of another format is a miss)
+/// and well-formed.
+fn decode_answer(value: &[u8], key: &[u8]) -> Option<(Outcome, u64, StaleLimits)> {
     let mut reader = Reader(value.strip_prefix(ANSWER_MAGIC)?);
     if reader.field()? != key {
         return None;
     }
-    let fresh_for = reader.u64()?.checked_sub(unix_time().as_secs())?;
+    let expires = reader.u64()?;
+    let stale = StaleLimits {
+        if_error: Duration::from_secs(reader.u64()?),
+        while_revalidate: Duration::from_secs(reader.u64()?),
+    };
     let status = u32::try_from(reader.u64()?).ok()?;
     let has_content_type = reader.bytes(1)? == [1];
     let content_type = reader.field()?;
     let head = ResponseHead::from_parts(reader.field()?, reader.field()?);
     let body = reader.field()?;
-    if !reader.0.is_empty() || fresh_for == 0 {
+    if !reader.0.is_empty() {
         return None;
     }
     let mut outcome = Outcome::failed(ResultCode::Ok);
@@ -377,44 +516,13 @@ fn decode_answer(value: &[u8], key: &[u8]) -> Option<(Outcome, Duration)> {
     outcome.content_type = has_content_type.then(|| content_type.to_vec());
     outcome.head = head;
     outcome.body = body.to_vec();
-    Some((outcome, Duration::from_secs(fresh_for)))
+    Some((outcome, expires, stale))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    use std::rc::Rc;
-
+    use super::super::shared_guard::tests::MemoryStore;
     use super::*;
-
-    /// Values by key, with the TTL they were stored for.
-    type Values = HashMap<String, (Vec<u8>, u32)>;
-
-    /// A store shared by the caches of one test (as cachedb is by processes), that can fail.
-    #[derive(Clone, Default)]
-    struct MemoryStore {
-        values: Rc<RefCell<Values>>,
-        down: Rc<RefCell<bool>>,
-    }
-
-    impl SharedStore for MemoryStore {
-        fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
-            if *self.down.borrow() {
-                return Err("down".into());
-            }
-            Ok(self.values.borrow().get(key).map(|(v, _)| v.clone()))
-        }
-        fn set(&mut self, key: &str, value: &[u8], ttl_secs: u32) -> Result<(), String> {
-            if *self.down.borrow() {
-                return Err("down".into());
-            }
-            self.values
-                .borrow_mut()
-                .insert(key.into(), (value.to_vec(), ttl_secs));
-            Ok(())
-        }
-    }
 
     fn answer(body: &str, headers: &[&str]) -> Outcome {
         let mut outcome = Outcome::failed(ResultCode::Ok);
@@ -426,16 +534,17 @@ mod tests {
         outcome
     }
 
-    fn limits(ttl_secs: u64) -> CacheLimits {
-        CacheLimits {
-            ttl: Duration::from_secs(ttl_secs),
-            max_entries: 100,
-            max_bytes: 1 << 20,
-        }
+    /// A cache of service Svc (TTL 30 s, and `items`) over `store`, as one process has it.
+    fn cache_with(store: &MemoryStore, items: &str) -> ServiceCache {
+        let service = Service::parse(&format!(
+            "name=Svc; url=http://h/; cache_ttl=30; cache=local://; cache_timeout_ms=1000; {items}"
+        ))
+        .unwrap();
+        ServiceCache::new(&service, Some(Box::new(store.clone())), None)
     }
 
     fn cache(store: &MemoryStore) -> ServiceCache {
-        ServiceCache::new("Svc", limits(30), Some(Box::new(store.clone())))
+        cache_with(store, "")
     }
 
     /// Looks `url` up (key: the URL and a variant); on a miss stores `fill`.
@@ -449,7 +558,7 @@ mod tests {
         match cache.lookup(key, url.into()) {
             Ok(outcome) => Some(outcome.body),
             Err(pending) => {
-                cache.store(pending, fill);
+                cache.store(*pending, fill);
                 None
             }
         }
@@ -575,7 +684,8 @@ mod tests {
     #[test]
     fn an_outage_is_a_miss_and_a_wrong_value_too() {
         let store = MemoryStore::default();
-        let mut a = cache(&store);
+        // Never skipped: the store is asked again at once when it is back.
+        let mut a = cache_with(&store, "cache_skip_ms=0");
         *store.down.borrow_mut() = true;
         assert_eq!(fetch(&mut a, "http://h/x", "", &answer("1", &[])), None);
         assert_eq!(
@@ -607,6 +717,105 @@ mod tests {
             .insert(answer_key, (b"garbage".to_vec(), 0));
         let mut c = cache(&store);
         assert_eq!(fetch(&mut c, "http://h/x", "", &answer("3", &[])), None);
+    }
+
+    #[test]
+    fn answers_past_their_freshness_stay_for_their_stale_windows() {
+        let store = MemoryStore::default();
+        let items = "stale_if_error=30; stale_while_revalidate=5";
+        let mut a = cache_with(&store, &format!("cache_ttl=2; {items}"));
+        fetch(&mut a, "http://h/s", "", &answer("s", &[]));
+        fetch(
+            &mut a,
+            "http://h/m",
+            "",
+            &answer("m", &["Cache-Control: must-revalidate"]),
+        );
+        let ttls: Vec<u32> = {
+            let values = store.values.borrow();
+            let mut ttls: Vec<u32> = values
+                .iter()
+                .filter(|(k, _)| k.contains(":answer:"))
+                .map(|(_, (_, ttl))| *ttl)
+                .collect();
+            ttls.sort();
+            ttls
+        };
+        assert_eq!(
+            ttls,
+            [1, 31],
+            "kept for the stale window too, unless must-revalidate"
+        );
+        std::thread::sleep(Duration::from_millis(2100));
+        // Another process finds the store's copy past its freshness: served while revalidated.
+        let mut b = cache_with(&store, &format!("cache_ttl=2; {items}"));
+        let mut pending = b
+            .lookup(b"http://h/s|".to_vec(), "http://h/s".into())
+            .err()
+            .unwrap();
+        let stale = pending
+            .take_revalidating()
+            .expect("within stale-while-revalidate");
+        assert!(stale.stale && stale.body == b"s");
+        assert!(pending.take_stale().is_none(), "taken");
+        let mut pending = b
+            .lookup(b"http://h/m|".to_vec(), "http://h/m".into())
+            .err()
+            .unwrap();
+        assert!(pending.take_stale().is_none());
+        // This process's own copy too.
+        let mut pending = a
+            .lookup(b"http://h/s|".to_vec(), "http://h/s".into())
+            .err()
+            .unwrap();
+        assert!(pending.take_revalidating().is_some());
+    }
+
+    #[test]
+    fn one_instance_fetches_and_the_others_wait_for_it() {
+        let store = MemoryStore::default();
+        let (mut a, mut b) = (cache(&store), cache(&store));
+        let key = || b"http://h/f|".to_vec();
+        let mut first = a.lookup(key(), "http://h/f".into()).err().unwrap();
+        assert_eq!(a.claim(&mut first), Claim::Lead);
+        let mut second = b.lookup(key(), "http://h/f".into()).err().unwrap();
+        assert_eq!(b.claim(&mut second), Claim::Wait);
+        assert!(second.waits() && !b.awaited_over(&second));
+        a.store(*first, &answer("f", &[]));
+        assert!(b.awaited_over(&second));
+        assert_eq!(
+            b.look_again(*second).ok().map(|o| o.body),
+            Some(b"f".to_vec())
+        );
+        // A fill that ended without an answer (a 404): the next miss fetches at once.
+        let mut failed = answer("nf", &[]);
+        failed.status = 404;
+        let mut first = a
+            .lookup(b"http://h/g|".to_vec(), "http://h/g".into())
+            .err()
+            .unwrap();
+        assert_eq!(a.claim(&mut first), Claim::Lead);
+        a.store(*first, &failed);
+        let mut next = b
+            .lookup(b"http://h/g|".to_vec(), "http://h/g".into())
+            .err()
+            .unwrap();
+        assert_eq!(b.claim(&mut next), Claim::Filled);
+        let mut again = b.look_again(*next).err().unwrap();
+        assert!(!again.waits());
+        assert!(again.take_stale().is_none());
+        // Without waiting (cache_lock_ms=0), every miss fetches.
+        let mut c = cache_with(&store, "cache_lock_ms=0");
+        let mut own = c
+            .lookup(b"http://h/h|".to_vec(), "http://h/h".into())
+            .err()
+            .unwrap();
+        assert_eq!(c.claim(&mut own), Claim::Lead);
+        let mut other = c
+            .lookup(b"http://h/h|".to_vec(), "http://h/h".into())
+            .err()
+            .unwrap();
+        assert_eq!(c.claim(&mut other), Claim::Lead);
     }
 
     /// Issue 17, item 10: a marker that is not one (cachedb_redis answers an empty "found"

@@ -27,8 +27,9 @@ pub struct UpstreamPolicy {
     pub failover_statuses: Vec<u32>,
     /// Fail over after the request was sent for every method, not only idempotent ones.
     pub failover_all_methods: bool,
-    /// Consecutive failures that eject a URL (0: never).
-    pub eject_after: u32,
+    /// Consecutive failures that eject a URL (0: never); `None`: the default, 5 with several
+    /// URLs, never with one (a single URL's calls keep failing the way they did).
+    pub eject_after: Option<u32>,
     /// An ejection lasts this × the ejections in a row, at most [`Self::eject_max`].
     pub eject_base: Duration,
     /// The longest ejection, and the longest a `Retry-After` marks a URL busy.
@@ -51,7 +52,7 @@ impl Default for UpstreamPolicy {
             balance: Balance::First,
             failover_statuses: vec![502, 503, 504],
             failover_all_methods: false,
-            eject_after: 5,
+            eject_after: None,
             eject_base: Duration::from_secs(30),
             eject_max: Duration::from_secs(300),
             panic: false,
@@ -121,7 +122,7 @@ impl UpstreamPolicy {
                 }
             }
             "failover_all_methods" => self.failover_all_methods = flag(value)?,
-            "eject_after" => self.eject_after = number(key, value)?,
+            "eject_after" => self.eject_after = Some(number(key, value)?),
             "eject_ms" => self.eject_base = positive_millis(key, value)?,
             "eject_max_ms" => self.eject_max = positive_millis(key, value)?,
             "panic" => self.panic = flag(value)?,
@@ -161,6 +162,15 @@ impl UpstreamPolicy {
             return Err("eject_max_ms must not be less than eject_ms".into());
         }
         Ok(())
+    }
+
+    /// Consecutive failures that eject a URL (0: never).
+    pub fn ejects_after(&self) -> u32 {
+        match self.eject_after {
+            Some(failures) => failures,
+            None if self.alternates.is_empty() => 0,
+            None => 5,
+        }
     }
 
     /// Whether an answer with `status` counts as a failure of its URL.
@@ -206,7 +216,7 @@ mod tests {
         assert_eq!(policy.balance, Balance::RoundRobin);
         assert_eq!(policy.failover_statuses, [500, 503]);
         assert!(policy.failover_all_methods && policy.panic);
-        assert_eq!((policy.eject_after, policy.max_in_flight), (3, 50));
+        assert_eq!((policy.ejects_after(), policy.max_in_flight), (3, 50));
         assert_eq!(policy.eject_base, Duration::from_millis(250));
         assert_eq!(
             (policy.retry_budget_percent, policy.retry_budget_min),
@@ -230,7 +240,10 @@ mod tests {
 
     #[test]
     fn ejections_grow_with_each_one_in_a_row_up_to_the_cap() {
-        let policy = UpstreamPolicy::default();
+        let mut policy = UpstreamPolicy::default();
+        assert_eq!(policy.ejects_after(), 0, "one URL: never by default");
+        policy.add_alternate("http://a/", "http://b/").unwrap();
+        assert_eq!(policy.ejects_after(), 5);
         assert_eq!(policy.ejection(1), Duration::from_secs(30));
         assert_eq!(policy.ejection(3), Duration::from_secs(90));
         assert_eq!(policy.ejection(11), Duration::from_secs(300));

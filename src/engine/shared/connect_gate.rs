@@ -9,143 +9,15 @@
 
 use std::collections::HashMap;
 use std::hash::Hasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::lock::SharedLock;
+use super::holder_table::{Claim, HolderTable, SLOT_COUNT};
 use super::process::ProcessId;
-use super::region::SharedRegion;
 use crate::engine::request::host_key;
-
-/// Hosts held at the same moment, at most.
-pub const SLOT_COUNT: usize = 1024;
 
 /// Hosts a process remembers a recent success with (`curl_conn_lifetime`); past it, expired
 /// entries are dropped, then the oldest.
 pub const MAX_RECENT_HOSTS: usize = 1024;
-
-/// How often [`ConnectGate::enter`] looks again at a host whose dead holder changed meanwhile.
-const TAKEOVER_ATTEMPTS: usize = 3;
-
-/// What [`HolderTable::claim`] found.
-#[derive(Debug, PartialEq, Eq)]
-enum Claim {
-    /// The key is the caller's now.
-    Taken,
-    /// Another process holds the key (maybe a dead one: the caller checks, without the lock).
-    HeldBy(ProcessId),
-    /// Every slot is taken by other keys.
-    Full,
-}
-
-/// Which process holds which host, in shared memory: a lock word, then [`SLOT_COUNT`] slots of
-/// two words, the key hash (0: free) and the holder. A slot is taken holder first and freed key
-/// first, so that one left half written by a process that died holding the lock is free, or
-/// held by that dead process (and taken over).
-#[derive(Clone, Copy)]
-struct HolderTable {
-    words: &'static [AtomicU64],
-}
-
-/// One slot of the table.
-struct Slot<'a> {
-    key_hash: &'a AtomicU64,
-    holder: &'a AtomicU64,
-}
-
-impl Slot<'_> {
-    fn holder(&self) -> Option<ProcessId> {
-        ProcessId::from_word(self.holder.load(Ordering::Relaxed))
-    }
-
-    fn take(&self, key_hash: u64, holder: ProcessId) {
-        self.holder.store(holder.word(), Ordering::Relaxed);
-        self.key_hash.store(key_hash, Ordering::Relaxed);
-    }
-
-    fn free(&self) {
-        self.key_hash.store(0, Ordering::Relaxed);
-        self.holder.store(0, Ordering::Relaxed);
-    }
-}
-
-impl HolderTable {
-    fn map() -> Result<Self, String> {
-        Ok(Self {
-            words: SharedRegion::map(1 + 2 * SLOT_COUNT)?.words(),
-        })
-    }
-
-    fn slots(&self) -> impl Iterator<Item = Slot<'static>> {
-        self.words[1..].chunks_exact(2).map(|pair| Slot {
-            key_hash: &pair[0],
-            holder: &pair[1],
-        })
-    }
-
-    /// Takes `key_hash` for `me` if it is free and a slot is left. A key `me` holds already is
-    /// [`Claim::HeldBy`] `me`: one process connects once at a time too.
-    fn claim(&self, key_hash: u64, me: ProcessId) -> Claim {
-        let _lock = SharedLock::new(&self.words[0]).lock();
-        let mut free = None;
-        for slot in self.slots() {
-            let hash = slot.key_hash.load(Ordering::Relaxed);
-            if hash == key_hash {
-                return match slot.holder() {
-                    Some(holder) => Claim::HeldBy(holder),
-                    // Left half freed by a process that died: free.
-                    None => {
-                        slot.take(key_hash, me);
-                        Claim::Taken
-                    }
-                };
-            }
-            if hash == 0 && free.is_none() {
-                free = Some(slot);
-            }
-        }
-        match free {
-            Some(slot) => {
-                slot.take(key_hash, me);
-                Claim::Taken
-            }
-            None => Claim::Full,
-        }
-    }
-
-    /// Gives `key_hash` to `me` if `dead` still holds it; false if it changed meanwhile.
-    fn take_over(&self, key_hash: u64, dead: ProcessId, me: ProcessId) -> bool {
-        let _lock = SharedLock::new(&self.words[0]).lock();
-        self.find(key_hash, dead)
-            .map(|slot| slot.take(key_hash, me))
-            .is_some()
-    }
-
-    /// Frees `key_hash` if `me` holds it.
-    fn release(&self, key_hash: u64, me: ProcessId) {
-        let _lock = SharedLock::new(&self.words[0]).lock();
-        if let Some(slot) = self.find(key_hash, me) {
-            slot.free();
-        }
-    }
-
-    /// The slot of `key_hash` if `holder` holds it. Call with the lock held.
-    fn find(&self, key_hash: u64, holder: ProcessId) -> Option<Slot<'static>> {
-        self.slots()
-            .find(|s| s.key_hash.load(Ordering::Relaxed) == key_hash && s.holder() == Some(holder))
-    }
-
-    /// Makes `holder` the holder of `key_hash`, whoever held it: for tests that play another
-    /// process.
-    #[cfg(test)]
-    fn reassign(&self, key_hash: u64, holder: ProcessId) {
-        let _lock = SharedLock::new(&self.words[0]).lock();
-        let slot = self
-            .slots()
-            .find(|s| s.key_hash.load(Ordering::Relaxed) == key_hash);
-        slot.expect("key held").take(key_hash, holder);
-    }
-}
 
 /// The result of [`ConnectGate::enter`]: pass it back to [`ConnectGate::leave`].
 #[derive(Debug, PartialEq, Eq)]
@@ -185,26 +57,17 @@ impl ConnectGate {
             return Some(GateTicket::Unlocked);
         }
         let key_hash = hash_key(&key);
-        let me = ProcessId::current();
-        for _ in 0..TAKEOVER_ATTEMPTS {
-            match self.table.claim(key_hash, me) {
-                Claim::Taken => return Some(GateTicket::Locked { key, key_hash }),
-                Claim::Full => {
-                    log::warn!(
-                        "no_concurrent_connects: {SLOT_COUNT} hosts connecting at once, not \
-                         gating {key}"
-                    );
-                    return Some(GateTicket::Unlocked);
-                }
-                Claim::HeldBy(holder) if holder.is_running() => return None,
-                Claim::HeldBy(dead) => {
-                    if self.table.take_over(key_hash, dead, me) {
-                        return Some(GateTicket::Locked { key, key_hash });
-                    }
-                }
+        match self.table.claim(key_hash, ProcessId::current()) {
+            Claim::Taken => Some(GateTicket::Locked { key, key_hash }),
+            Claim::Full => {
+                log::warn!(
+                    "no_concurrent_connects: {SLOT_COUNT} hosts connecting at once, not gating \
+                     {key}"
+                );
+                Some(GateTicket::Unlocked)
             }
+            Claim::HeldBy(_) => None,
         }
-        None
     }
 
     /// Releases the host taken by `enter`; a successful transfer starts the host's

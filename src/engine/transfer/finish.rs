@@ -162,6 +162,7 @@ pub(crate) fn finish(
         head,
         transcript,
         traffic,
+        stale: false,
     }
 }
 

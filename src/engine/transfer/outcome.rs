@@ -20,6 +20,8 @@ pub struct Outcome {
     pub transcript: Option<Box<Transcript>>,
     /// What the transfer cost on the wire (all zero for an answer that did not come from one).
     pub traffic: Traffic,
+    /// A cached answer served past its freshness (stale-if-error, stale-while-revalidate).
+    pub stale: bool,
 }
 
 /// What one transfer did on the wire, for statistics.
@@ -50,6 +52,7 @@ impl Outcome {
             head: ResponseHead::default(),
             transcript: None,
             traffic: Traffic::default(),
+            stale: false,
         }
     }
 }

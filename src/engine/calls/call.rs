@@ -6,8 +6,10 @@
 use std::time::Duration;
 
 use crate::engine::request::{ClientCert, Method, Request, header_name};
+use crate::engine::result_code::ResultCode;
 use crate::engine::services::{Pending, ResponseCache, Service};
 use crate::engine::shared::GateTicket;
+use crate::engine::transfer::Outcome;
 
 use super::upstreams::Route;
 
@@ -78,6 +80,16 @@ pub(super) struct RunningCall {
     pub slot: Option<CacheSlot>,
     /// A call to a named service: its route, and its request for another attempt.
     pub routed: Option<Box<RoutedRequest>>,
+}
+
+/// How starting the attempts of an async call went.
+pub(super) enum Launched {
+    /// An attempt runs: the call is among the running ones.
+    Running,
+    /// The call is over with this outcome, not settled yet.
+    Ended(Option<CacheSlot>, Outcome),
+    /// Nothing was sent: the connect gate refused the call's first attempt.
+    Unsent(Option<CacheSlot>, ResultCode),
 }
 
 /// What an async call to a named service keeps while an attempt runs.

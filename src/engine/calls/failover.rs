@@ -4,23 +4,13 @@
 //! over starts its next attempt under the same token, inside the engine, so the host only
 //! ever sees the call's last outcome.
 
-use super::call::{CacheSlot, Call, RoutedRequest, RunningCall};
+use super::call::{Call, Launched, RoutedRequest, RunningCall};
 use super::process_calls::Calls;
 use super::upstreams::{Next, Route};
 use crate::engine::client::Token;
 use crate::engine::request::Request;
 use crate::engine::result_code::ResultCode;
 use crate::engine::transfer::Outcome;
-
-/// How starting the attempts of an async call went.
-pub(super) enum Launched {
-    /// An attempt runs: the call is among the running ones.
-    Running,
-    /// The call is over with this outcome, not settled yet.
-    Ended(Option<CacheSlot>, Outcome),
-    /// Nothing was sent: the connect gate refused the call's first attempt.
-    Unsent(Option<CacheSlot>, ResultCode),
-}
 
 impl Calls {
     /// Admits a call to a named service and points it at its first URL (see [`Route::begin`]):

@@ -14,9 +14,8 @@ use std::time::Duration;
 use log::{debug, error, warn};
 
 use super::call::{
-    CacheSlot, Call, CallSpec, RunningCall, add_service_headers, method_of, tighter_limit,
+    CacheSlot, Call, CallSpec, Launched, RunningCall, add_service_headers, method_of, tighter_limit,
 };
-use super::failover::Launched;
 use super::fills::{Fills, INTERNAL_TOKENS};
 use super::observer::CallObserver;
 use super::upstreams::Route;

@@ -977,6 +977,116 @@ int h_stat_flags(const char *name)
 	return -1;
 }
 
+/* ---- the core's event interface (evi/evi_modules.h, evi/evi_params.h): published events
+ * and their parameters as the core keeps them; a raised event is appended, as one line
+ * "NAME name=value ...", to a log in shared memory that every process writes ---- */
+#define EVI_INT_VAL 0x01
+#define EVI_STR_VAL 0x02
+#define EVI_FREE_LIST (1u << 31)
+#define MAX_EVENTS 8
+#define EVENT_LOG_BYTES 65536
+typedef struct evi_param { int flags; union { int n; str s; } val; str name; struct evi_param *next; } evi_param_t;
+typedef struct { int flags; evi_param_t *first, *last; } evi_params_t;
+static str events[MAX_EVENTS];
+static int events_no, events_subscribed = 1;
+static struct event_log { int lock, used; char text[EVENT_LOG_BYTES]; } *event_log;
+
+int evi_publish_event(str name)
+{
+	if (events_no == MAX_EVENTS)
+		return -1;
+	if (!event_log)
+		event_log = mmap(NULL, sizeof *event_log, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	events[events_no] = name;
+	return events_no++;
+}
+
+int evi_probe_event(int id) { return id >= 0 && id < events_no && events_subscribed; }
+
+void *evi_get_params(void)
+{
+	evi_params_t *list = calloc(1, sizeof *list);
+	list->flags = EVI_FREE_LIST;
+	return list;
+}
+
+int evi_param_add(evi_params_t *list, const str *name, const void *value, int flags)
+{
+	if (!(flags & (EVI_INT_VAL | EVI_STR_VAL)))
+		return -1;
+	evi_param_t *p = calloc(1, sizeof *p);
+	p->flags = flags;
+	p->name = *name;
+	if (flags & EVI_INT_VAL)
+		p->val.n = *(const int *)value;
+	else
+		p->val.s = *(const str *)value;
+	if (list->last)
+		list->last->next = p;
+	else
+		list->first = p;
+	list->last = p;
+	return 0;
+}
+
+void evi_free_params(evi_params_t *list)
+{
+	for (evi_param_t *p = list ? list->first : NULL, *next; p; p = next) {
+		next = p->next;
+		free(p);
+	}
+	free(list);
+}
+
+int evi_raise_event(int id, evi_params_t *list)
+{
+	if (id < 0 || id >= events_no)
+		return -1;
+	char line[1024];
+	int n = snprintf(line, sizeof line, "%.*s", events[id].len, events[id].s);
+	for (evi_param_t *p = list ? list->first : NULL; p && n < (int)sizeof line; p = p->next) {
+		if (p->flags & EVI_INT_VAL)
+			n += snprintf(line + n, sizeof line - n, " %.*s=%d", p->name.len, p->name.s, p->val.n);
+		else
+			n += snprintf(line + n, sizeof line - n, " %.*s=%.*s", p->name.len, p->name.s,
+				      p->val.s.len, p->val.s.s);
+	}
+	if (list && list->flags & EVI_FREE_LIST)
+		evi_free_params(list);
+	if (n >= (int)sizeof line)
+		n = (int)sizeof line - 1;
+	while (__atomic_exchange_n(&event_log->lock, 1, __ATOMIC_ACQUIRE))
+		sched_yield();
+	if (event_log->used + n + 2 < EVENT_LOG_BYTES) {
+		memcpy(event_log->text + event_log->used, line, (size_t)n);
+		event_log->used += n;
+		event_log->text[event_log->used++] = '\n';
+		event_log->text[event_log->used] = 0;
+	}
+	__atomic_store_n(&event_log->lock, 0, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void h_events_subscribed(int on) { events_subscribed = on; }
+const char *h_events(void) { return event_log ? event_log->text : ""; }
+
+int h_event_count(const char *text)
+{
+	int count = 0;
+	for (const char *at = h_events(); (at = strstr(at, text)); at++)
+		count++;
+	return count;
+}
+
+void h_events_reset(void)
+{
+	if (event_log) {
+		event_log->used = 0;
+		event_log->text[0] = 0;
+	}
+}
+
 /* ---- MI: the core's mi_export_t and response builders (mi/mi.h, mi/item.h) ---- */
 typedef void *(*mi_cmd_f)(const void *params, void *async_hdl);
 typedef struct { mi_cmd_f cmd; char *params[10]; } mi_recipe_t;

@@ -186,6 +186,15 @@ void h_add_header(const char *name, const char *value);
  * handler that has none; NULL: no handler. */
 void h_profiling_span(const char *trace_id, const char *span_id, int flags);
 
+/* ---- the core's event interface: events the module raised, in every process ---- */
+/* Whether an event has subscribers (evi_probe_event; on by default). */
+void h_events_subscribed(int on);
+/* Every event raised so far, one line each: "NAME name=value name=value ...". */
+const char *h_events(void);
+/* How many times `text` occurs in those lines. */
+int h_event_count(const char *text);
+void h_events_reset(void);
+
 /* ---- fake tls_mgm ---- */
 void h_tls_add_client_domain(const char *name, const char *cert, const char *pkey);
 int h_tls_released(void);

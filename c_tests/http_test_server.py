@@ -70,10 +70,14 @@ Hostile answers (each ends, at the latest, when the client closes or after 120 s
   /reset?after=W          a TCP reset (SO_LINGER 0, close) after reading the request
                           (W=request, the default), after the head of a 100000-byte answer
                           (W=headers) or after 10 of its body bytes (W=body)
-  /stats                  JSON {connections, requests, open_connections}
-  /stats/reset            zero connections and requests, answer like /stats
-  /fail?mode=M            from now on every other request (but /stats*) fails: M=503 answers
-                          503 "failing", M=stall never answers, M=off ends it; answers "ok"
+  /stats                  JSON {connections, requests, open_connections, answering,
+                          most_answering} (answering: requests being answered now;
+                          most_answering: the most at once since the start or the reset)
+  /stats/reset            zero connections, requests and most_answering, answer like /stats
+  /fail?mode=M[&retry_after=V]
+                          from now on every other request (but /stats*) fails: M=503 (or
+                          any status) answers that status "failing", with "Retry-After: V"
+                          if given, M=stall never answers, M=off ends it; answers "ok"
   anything else           404 "not found"
 Requests to /stats* and /fail are not counted as requests.  HEAD responses and 1xx/204/304
 statuses carry no body.
@@ -94,13 +98,13 @@ from urllib.parse import parse_qs, urlsplit
 
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz"
 LOCK = threading.Lock()
-STATS = {"connections": 0, "requests": 0, "open_connections": 0}
+STATS = {"connections": 0, "requests": 0, "open_connections": 0, "answering": 0, "most_answering": 0}
 CONNECTION_IDS = itertools.count(1)
 SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nSMUGGLED"
 # The start of a TLS 1.2 ServerHello record: what a TLS server answers to a ClientHello.
 TLS_RECORD = bytes.fromhex("160303003d0200003903035a") + bytes(52)
 ITEM_VERSIONS = {}  # /items/<id>: how often each item was written
-FAILING = {"mode": "off"}  # /fail
+FAILING = {"mode": "off", "retry_after": None}  # /fail
 
 
 class BadRequest(Exception):
@@ -355,10 +359,17 @@ class Connection:
                 # a keep-alive timeout races with a client reusing the connection.
                 return False
             self.requests += 1
-            if not req.path.startswith(("/stats", "/fail")):
+            if req.path.startswith(("/stats", "/fail")):
+                return self.dispatch(req)
+            with LOCK:
+                STATS["requests"] += 1
+                STATS["answering"] += 1
+                STATS["most_answering"] = max(STATS["most_answering"], STATS["answering"])
+            try:
+                return self.dispatch(req)
+            finally:
                 with LOCK:
-                    STATS["requests"] += 1
-            return self.dispatch(req)
+                    STATS["answering"] -= 1
         except BadRequest:
             self.sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
                               b"Content-Length: 11\r\nConnection: close\r\n\r\nbad request")
@@ -368,9 +379,12 @@ class Connection:
         path = req.path
         if path == "/fail":
             FAILING["mode"] = req.arg("mode", "off")
+            FAILING["retry_after"] = req.arg("retry_after")
             return self.respond(req, 200, b"ok")
-        if FAILING["mode"] == "503" and not path.startswith("/stats"):
-            return self.respond(req, 503, b"failing")
+        if FAILING["mode"].isdigit() and not path.startswith("/stats"):
+            retry_after = FAILING["retry_after"]
+            headers = [("Retry-After", retry_after)] if retry_after is not None else []
+            return self.respond(req, int(FAILING["mode"]), b"failing", headers)
         if FAILING["mode"] == "stall" and not path.startswith("/stats"):
             return self.stall()
         for special in (self.forged, self.hostile):
@@ -440,6 +454,7 @@ class Connection:
         if path == "/stats/reset":
             with LOCK:
                 STATS["connections"] = STATS["requests"] = 0
+                STATS["most_answering"] = STATS["answering"]
             return self.respond(req, 200, stats_body(), [("Content-Type", "application/json")])
         return self.respond(req, 404, b"not found")
 

@@ -211,6 +211,26 @@ static void test_failures_carry_a_reason(void)
 	CHECK(h_trace_part(trace(1), "first_line") == NULL);
 }
 
+/* Issue 19: a call that failed over shows each attempt, in order, under one SIP Call-ID. */
+static int failover_refused_port;
+static void test_failover_shows_each_attempt(void)
+{
+	h_trace_message(1);
+	h_trace_reset();
+	CHECK_INT(get("failover://echo"), 1);
+	CHECK_INT(h_trace_count(), 4);
+	char line[128];
+	snprintf(line, sizeof line, "GET http://127.0.0.1:%d/echo", failover_refused_port);
+	CHECK(part_is(0, "first_line", line));
+	CHECK(part_has(1, "error", "connect refused"));
+	CHECK(!strcmp(trace(0)->correlation, trace(1)->correlation));
+	check_pair(2, port);
+	CHECK(part_is(2, "first_line", "GET /echo HTTP/1.1"));
+	CHECK(part_is(3, "first_line", "HTTP/1.1 200 OK"));
+	CHECK(strcmp(trace(0)->correlation, trace(2)->correlation) != 0);
+	CHECK(!strcmp(trace(0)->sip_correlation, CALL_ID));
+}
+
 static void test_async_traced_from_the_resume(void)
 {
 	h_trace_message(1);
@@ -332,6 +352,9 @@ int main(int argc, char **argv)
 		 "header=X-Team: 7; auth=bearer:sekret-token", port), 0);
 	CHECK_INT(h_service("name=basic; url=http://127.0.0.1:%d; auth=basic:user:p4ss", port), 0);
 	CHECK_INT(h_service("name=cached; url=http://127.0.0.1:%d/; cache_ttl=30", port), 0);
+	failover_refused_port = h_closed_port();
+	CHECK_INT(h_service("name=failover; url=http://127.0.0.1:%d/; url=http://127.0.0.1:%d/",
+			    failover_refused_port, port), 0);
 	h_tracer_load(); /* tracer's mod_init runs first: rest_client depends on it */
 	CHECK_INT(h_mod_init(), 0);
 	CHECK_INT(h_child_init(1), 0);
@@ -343,6 +366,7 @@ int main(int argc, char **argv)
 	test_every_method();
 	test_credentials_are_masked();
 	test_failures_carry_a_reason();
+	test_failover_shows_each_attempt();
 	test_async_traced_from_the_resume();
 	test_launch_is_not_traced();
 	test_cache_hits_are_marked();

@@ -337,6 +337,23 @@ fn named_services_with_credentials_and_a_response_cache() {
     }
 }
 
+/// Issue 19: several base URLs per service, failover, ejection shared by every process,
+/// fail-fast, admission limits, Retry-After, the retry budget, and what shows them.
+#[test]
+fn a_service_with_several_urls_fails_over_and_ejects() {
+    let stderr = passing_log("test_upstreams", Some("upstreams.cfg"), &[], &[]);
+    assert!(
+        stderr.contains("service fo: http://127.0.0.1:") && stderr.contains("ejected for 400 ms"),
+        "{stderr}"
+    );
+    for refused in [
+        "balance must be first or round_robin",
+        "b2: url must start with http",
+    ] {
+        assert!(stderr.contains(refused), "{refused}: {stderr}");
+    }
+}
+
 #[test]
 fn hep_tracing_through_the_tracer_module() {
     assert_passes("test_tracing", Some("tracing.cfg"), &[]);

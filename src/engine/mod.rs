@@ -11,7 +11,7 @@
 //! - `services` (definitions, credentials, response caches) and `shared` (state shared by
 //!   every process: connect gate, renewed texts, counters);
 //! - top: `calls`, the pipeline every script call goes through, blocking or async (service,
-//!   cache, gate, transfer, settling). A decision about a call as a whole goes there.
+//!   cache, gate, upstreams, transfer, settling). A decision about a call as a whole goes there.
 
 mod calls;
 mod client;
@@ -29,7 +29,9 @@ mod tls;
 mod trace_context;
 mod transfer;
 
-pub use calls::{Call, CallObserver, CallSpec, Calls, MethodChoice, Started};
+pub use calls::{
+    Call, CallObserver, CallSpec, Calls, MethodChoice, Started, UpstreamChange, UpstreamState,
+};
 pub use client::{Client, Token};
 pub use escape::{escape, escape_path, escape_xml, unescape};
 pub use request::{
@@ -37,9 +39,11 @@ pub use request::{
 };
 pub use result_code::ResultCode;
 pub use secrets::redact_url;
-pub use services::{RenewedServices, Service, ServiceCounter, ServiceRegistry, SharedStore};
+pub use services::{
+    Balance, RenewedServices, Service, ServiceCounter, ServiceRegistry, SharedStore,
+};
 pub use settings::{ClientSettings, DEFAULT_MAX_INFLIGHT_BODY_BYTES, HttpVersion};
-pub use shared::ConnectGate;
+pub use shared::{Availability, ConnectGate};
 pub use text::{loggable, trim_http_whitespace};
 pub use trace_context::{CallTrace, TRACEPARENT, TRACESTATE, TraceParent, TracePropagation};
 pub use transfer::{Outcome, ResponseHead, TracedMessage, Transcript};

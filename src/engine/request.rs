@@ -69,6 +69,14 @@ impl Method {
     }
 }
 
+impl Method {
+    /// An idempotent method (RFC 9110 §9.2.2: the safe ones, PUT, DELETE): sending it twice
+    /// has the effect of sending it once, so it may go to another server after it was sent.
+    pub fn is_idempotent(&self) -> bool {
+        self.is_safe() || matches!(self, Self::Put | Self::Delete)
+    }
+}
+
 /// Credentials a request sends (a service's, as renewed). Never printed: there is no `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Auth {

@@ -1,6 +1,7 @@
 //! The one place that maps a libcurl outcome to a script result code.
 
-/// Script-visible result of a transfer, with the C module's values.
+/// Script-visible result of a call: the C module's values, and two of named services' own
+/// (-6, -7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
 pub enum ResultCode {
@@ -16,6 +17,13 @@ pub enum ResultCode {
     AlreadyConnecting = -4,
     /// An async call found `max_async_transfers` in flight and `no_async_fallback` is on.
     AsyncLimitReached = -5,
+    /// Every base URL of the called service is ejected (or busy after a `Retry-After`): the
+    /// call failed at once, nothing was sent. Not one of the C module's codes; a host may
+    /// answer it with a cached answer or its own fallback.
+    NoHealthyUpstream = -6,
+    /// The called service's `max_in_flight` calls were in flight on the node: the call was
+    /// shed at once, nothing was sent. Not one of the C module's codes.
+    AdmissionLimit = -7,
     /// Anything else: bad input, DNS failure, TLS error, oversized body, broken response.
     InternalError = -10,
 }

@@ -1273,3 +1273,116 @@ pub unsafe fn mi_string_param(params: *const c_void, name: &CStr) -> Option<Stri
         unsafe { std::slice::from_raw_parts(value as *const u8, usize::try_from(len).ok()?) };
     Some(String::from_utf8_lossy(bytes).into_owned())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Event interface (evi/evi_modules.h, evi/evi_params.h; the same in 3.4, 3.6 and 4.0).
+
+/// `EVI_INT_VAL` / `EVI_STR_VAL`: the kind of an event parameter's value.
+const EVI_INT_VAL: c_int = 0x01;
+const EVI_STR_VAL: c_int = 0x02;
+
+type EviPublishFn = unsafe extern "C" fn(Str) -> c_int;
+type EviProbeFn = unsafe extern "C" fn(c_int) -> c_int;
+type EviGetParamsFn = unsafe extern "C" fn() -> *mut c_void;
+type EviParamAddFn = unsafe extern "C" fn(*mut c_void, *const Str, *const c_void, c_int) -> c_int;
+type EviRaiseFn = unsafe extern "C" fn(c_int, *mut c_void) -> c_int;
+type EviFreeParamsFn = unsafe extern "C" fn(*mut c_void);
+
+/// The core's event functions (resolved once).
+struct EviApi {
+    publish: EviPublishFn,
+    probe: EviProbeFn,
+    get_params: EviGetParamsFn,
+    param_add: EviParamAddFn,
+    raise: EviRaiseFn,
+    free_params: EviFreeParamsFn,
+}
+
+fn evi_api() -> Option<&'static EviApi> {
+    static API: OnceLock<Option<EviApi>> = OnceLock::new();
+    API.get_or_init(|| {
+        // SAFETY: each type is the prototype of the named function in evi/evi_modules.h and
+        // evi/evi_params.h (`event_id_t` is an int).
+        unsafe {
+            Some(EviApi {
+                publish: lookup_fn(c"evi_publish_event")?,
+                probe: lookup_fn(c"evi_probe_event")?,
+                get_params: lookup_fn(c"evi_get_params")?,
+                param_add: lookup_fn(c"evi_param_add")?,
+                raise: lookup_fn(c"evi_raise_event")?,
+                free_params: lookup_fn(c"evi_free_params")?,
+            })
+        }
+    })
+    .as_ref()
+}
+
+/// A parameter value of an event.
+pub enum EventValue<'a> {
+    Text(&'a str),
+    Int(c_int),
+}
+
+/// An event the module published (`evi_publish_event`, in mod_init).
+pub struct Event {
+    id: c_int,
+}
+
+impl Event {
+    /// Publishes the event `name` (the core keeps the pointer: a static name); `None` when the
+    /// core has no event interface or refuses it.
+    pub fn publish(name: &'static CStr) -> Option<Self> {
+        let api = evi_api()?;
+        let bytes = name.to_bytes();
+        let name = Str {
+            s: bytes.as_ptr().cast_mut().cast(),
+            len: bytes.len() as c_int,
+        };
+        // SAFETY: documented prototype; `name` points to static bytes the core keeps.
+        let id = unsafe { (api.publish)(name) };
+        (id >= 0).then_some(Self { id })
+    }
+
+    /// Raises the event with `params` (names static, values copied or sent by the core before
+    /// it returns), if anything is subscribed to it; false when it could not be raised.
+    pub fn raise(&self, params: &[(&'static str, EventValue)]) -> bool {
+        let Some(api) = evi_api() else {
+            return false;
+        };
+        // SAFETY: documented prototypes. The list comes from `evi_get_params` and is freed by
+        // `evi_raise_event` (its EVI_FREE_LIST flag) or here when a parameter fails; the names
+        // and values point to memory that outlives both calls.
+        unsafe {
+            if (api.probe)(self.id) <= 0 {
+                return true;
+            }
+            let list = (api.get_params)();
+            if list.is_null() {
+                return false;
+            }
+            for (name, value) in params {
+                let name = Str {
+                    s: name.as_ptr().cast_mut().cast(),
+                    len: name.len() as c_int,
+                };
+                let added = match value {
+                    EventValue::Text(text) => {
+                        let text = Str {
+                            s: text.as_ptr().cast_mut().cast(),
+                            len: text.len() as c_int,
+                        };
+                        (api.param_add)(list, &name, (&raw const text).cast(), EVI_STR_VAL)
+                    }
+                    EventValue::Int(n) => {
+                        (api.param_add)(list, &name, (n as *const c_int).cast(), EVI_INT_VAL)
+                    }
+                };
+                if added != 0 {
+                    (api.free_params)(list);
+                    return false;
+                }
+            }
+            (api.raise)(self.id, list) >= 0
+        }
+    }
+}

@@ -15,7 +15,7 @@ use super::call_args::{CallArgs, MethodArg, Outputs};
 use super::module::{self, ModuleParams};
 use super::script::{self, Transform};
 use super::worker;
-use super::{log_bridge, mi, stats, target, tracing};
+use super::{events, log_bridge, mi, stats, target, tracing};
 use crate::engine::{Method, ResultCode};
 
 /// Runs `body`, turning a panic into a log line and `on_panic`: no unwind reaches the core.
@@ -722,6 +722,7 @@ unsafe extern "C" fn mod_init() -> c_int {
             None
         };
         tracing::init();
+        events::init();
         match module::init(&read_params(), tls) {
             Ok(()) => 0,
             Err(e) => {
@@ -756,21 +757,33 @@ unsafe extern "C" fn reload_ack() -> c_int {
 // ---------------------------------------------------------------------------------------------
 // MI commands.
 
+/// Answers an MI command without parameters, `name`, with the response `build` makes.
+fn mi_listing(name: &str, build: fn() -> Option<MiResponse>) -> *mut c_void {
+    match catch_unwind(build) {
+        Ok(Some(response)) => response.into_raw(),
+        Ok(None) => {
+            error!("{name}: cannot build the MI response");
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            error!("internal error (panic) in {name}");
+            std::ptr::null_mut()
+        }
+    }
+}
+
 /// MI `rest_list_services` (no parameters), in the MI process.
 ///
 /// SAFETY: called by the core's MI layer with its (unused) parameters.
 unsafe extern "C" fn mi_list_services(_params: *const c_void, _async: *mut c_void) -> *mut c_void {
-    match catch_unwind(mi::list_services) {
-        Ok(Some(response)) => response.into_raw(),
-        Ok(None) => {
-            error!("rest_list_services: cannot build the MI response");
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            error!("internal error (panic) in rest_list_services");
-            std::ptr::null_mut()
-        }
-    }
+    mi_listing("rest_list_services", mi::list_services)
+}
+
+/// MI `rest_list_upstreams` (no parameters), in the MI process.
+///
+/// SAFETY: called by the core's MI layer with its (unused) parameters.
+unsafe extern "C" fn mi_list_upstreams(_params: *const c_void, _async: *mut c_void) -> *mut c_void {
+    mi_listing("rest_list_upstreams", mi::list_upstreams)
 }
 
 /// MI `rest_cache_flush service=NAME`, in the MI process.
@@ -801,15 +814,22 @@ unsafe extern "C" fn mi_cache_flush(params: *const c_void, _async: *mut c_void) 
     }
 }
 
-/// The MI commands: `rest_list_services` and `rest_cache_flush`; in OpenSIPS 4.0
-/// `rest_client:list_services` and `rest_client:cache_flush`, with the 3.x names as aliases.
-static MI_CMDS: StaticTable<[MiExport; 3]> = StaticTable([
+/// The MI commands: `rest_list_services`, `rest_list_upstreams` and `rest_cache_flush`; in
+/// OpenSIPS 4.0 `rest_client:list_services`, `rest_client:list_upstreams` and
+/// `rest_client:cache_flush`, with the 3.x names as aliases.
+static MI_CMDS: StaticTable<[MiExport; 4]> = StaticTable([
     MiExport::without_params(
         c"rest_list_services",
         c"Lists the named services: base URL, limits, cache settings and counters",
         mi_list_services,
     )
     .named_in_4_0(c"list_services"),
+    MiExport::without_params(
+        c"rest_list_upstreams",
+        c"Lists each named service's base URLs with their state and counters",
+        mi_list_upstreams,
+    )
+    .named_in_4_0(c"list_upstreams"),
     MiExport::with_param(
         c"rest_cache_flush",
         c"Drops a service's cached answers in every process (and its shared store)",

@@ -7,6 +7,7 @@ mod async_script;
 mod cachedb;
 mod cachedb_engines;
 mod call_args;
+mod events;
 mod exports;
 mod log_bridge;
 mod message;

@@ -5,9 +5,10 @@
 
 use std::ffi::CStr;
 
-use crate::engine::{CallObserver, Outcome, ResultCode};
+use crate::engine::{CallObserver, Outcome, ResultCode, UpstreamChange, UpstreamState};
 
 use super::abi::{STAT_NO_RESET, StatCell, StatExport, StaticTable};
+use super::events;
 
 /// One statistic: its index in [`STATS`].
 #[derive(Clone, Copy)]
@@ -33,9 +34,15 @@ pub enum Stat {
     CacheSharedSkips,
     BytesSent,
     BytesReceived,
+    Failovers,
+    RetriesRefused,
+    FailedFast,
+    Shed,
+    Ejections,
+    Restorations,
 }
 
-const COUNT: usize = Stat::BytesReceived as usize + 1;
+const COUNT: usize = Stat::Restorations as usize + 1;
 
 static CELLS: [StatCell; COUNT] = [const { StatCell::new() }; COUNT];
 
@@ -70,6 +77,12 @@ pub static STATS: StaticTable<[StatExport; COUNT + 1]> = StaticTable([
     export(c"cache_shared_skips", 0, Stat::CacheSharedSkips),
     export(c"bytes_sent", 0, Stat::BytesSent),
     export(c"bytes_received", 0, Stat::BytesReceived),
+    export(c"failovers", 0, Stat::Failovers),
+    export(c"retries_refused", 0, Stat::RetriesRefused),
+    export(c"failed_fast", 0, Stat::FailedFast),
+    export(c"shed", 0, Stat::Shed),
+    export(c"ejections", 0, Stat::Ejections),
+    export(c"restorations", 0, Stat::Restorations),
     StatExport {
         name: std::ptr::null(),
         flags: 0,
@@ -82,7 +95,8 @@ pub fn add(stat: Stat, n: i64) {
     CELLS[stat as usize].add(n);
 }
 
-/// The engine's call pipeline, counted in the statistics.
+/// The engine's call pipeline, counted in the statistics (and its upstreams' changes raised as
+/// events).
 pub struct StatsObserver;
 
 pub static STATS_OBSERVER: StatsObserver = StatsObserver;
@@ -106,6 +120,34 @@ impl CallObserver for StatsObserver {
 
     fn gate_refused(&self) {
         add(Stat::GateBlocked, 1);
+    }
+
+    fn failed_over(&self) {
+        add(Stat::Failovers, 1);
+    }
+
+    fn retry_refused(&self) {
+        add(Stat::RetriesRefused, 1);
+    }
+
+    fn failed_fast(&self) {
+        add(Stat::FailedFast, 1);
+    }
+
+    fn shed(&self) {
+        add(Stat::Shed, 1);
+    }
+
+    /// Counted, and raised as the `E_REST_UPSTREAM` event.
+    fn upstream_changed(&self, change: &UpstreamChange) {
+        add(
+            match change.state {
+                UpstreamState::Ejected { .. } => Stat::Ejections,
+                UpstreamState::Restored => Stat::Restorations,
+            },
+            1,
+        );
+        events::upstream_changed(change);
     }
 
     fn stale_served(&self) {

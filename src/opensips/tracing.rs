@@ -61,12 +61,20 @@ fn parts<'a>(
     parts
 }
 
-/// Sends the request and the reply of a traced transfer of SIP message `msg`. The reply
-/// carries the failure's reason, and is sent even when no response arrived.
+/// Sends the request and the reply of each attempt of a traced call of SIP message `msg`
+/// (those it failed over from first). A reply carries its failure's reason, and is sent even
+/// when no response arrived.
 pub fn send(msg: *mut c_void, transcript: &Transcript) {
     let Some(api) = API.get().and_then(Option::as_ref) else {
         return;
     };
+    for attempt in transcript.earlier_attempts.iter().chain([transcript]) {
+        send_attempt(api, msg, attempt);
+    }
+}
+
+/// Sends one attempt's request and reply, correlated with each other and the SIP Call-ID.
+fn send_attempt(api: &TraceApi, msg: *mut c_void, transcript: &Transcript) {
     let local = transcript
         .local
         .unwrap_or_else(|| unspecified_like(transcript.remote));

@@ -1,12 +1,17 @@
 //! One call as the host asks for it ([`CallSpec`]) and as the pipeline resolved it ([`Call`]):
 //! its service (`name://path`), the service's renewed credentials and default headers, the
-//! limits, and where its answer meets the service's cache.
+//! limits, where its answer meets the service's cache, and its way through the service's
+//! upstreams.
 
 use std::time::Duration;
 
 use crate::engine::request::{ClientCert, Method, Request, header_name};
+use crate::engine::result_code::ResultCode;
 use crate::engine::services::{Pending, ResponseCache, Service};
 use crate::engine::shared::GateTicket;
+use crate::engine::transfer::Outcome;
+
+use super::upstreams::Route;
 
 /// How the method of a call is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,12 +70,32 @@ pub struct Call {
     /// The service's `raw_body`: its answers are handed over as received.
     pub service_raw_body: bool,
     pub(super) slot: Option<CacheSlot>,
+    /// A call to a named service: which of its base URLs each attempt goes to.
+    pub(super) route: Option<Route>,
 }
 
 /// The per-call state of a running async transfer, until it ends.
 pub(super) struct RunningCall {
     pub ticket: Option<GateTicket>,
     pub slot: Option<CacheSlot>,
+    /// A call to a named service: its route, and its request for another attempt.
+    pub routed: Option<Box<RoutedRequest>>,
+}
+
+/// How starting the attempts of an async call went.
+pub(super) enum Launched {
+    /// An attempt runs: the call is among the running ones.
+    Running,
+    /// The call is over with this outcome, not settled yet.
+    Ended(Option<CacheSlot>, Outcome),
+    /// Nothing was sent: the connect gate refused the call's first attempt.
+    Unsent(Option<CacheSlot>, ResultCode),
+}
+
+/// What an async call to a named service keeps while an attempt runs.
+pub(super) struct RoutedRequest {
+    pub route: Route,
+    pub request: Request,
 }
 
 /// The method of `choice` for a call to `service` with `body`.

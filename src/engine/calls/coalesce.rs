@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::call::{CacheSlot, Call, RunningCall};
 use super::fills::{Follower, Waiter, deadline_of, fill_key};
 use super::process_calls::{Calls, Started};
+use super::upstreams::Route;
 use crate::engine::client::Token;
 use crate::engine::request::Request;
 use crate::engine::result_code::ResultCode;
@@ -61,9 +62,11 @@ impl Calls {
         let mut request = request.clone();
         request.trace = false;
         let url = request.url.clone();
+        let route = Route::new(self.registry, index, &request);
         let call = Call {
             request,
             service_raw_body: false,
+            route,
             slot: Some(CacheSlot {
                 index,
                 url,
@@ -235,6 +238,7 @@ impl Calls {
                 request,
                 service_raw_body: call.service_raw_body,
                 slot: call.slot.take(),
+                route: None,
             },
         );
         let outcome = loop {

@@ -4,7 +4,8 @@
 //! invalidated, a stale answer in place of a failure, the host told). Both paths go through
 //! the same steps in the same order; the async one spreads them over the start and the reactor
 //! rounds that end the transfer. A miss may wait for another call's transfer of the same
-//! answer instead (`coalesce`).
+//! answer instead (`coalesce`). A call to a named service runs its attempts through its route
+//! (`failover.rs`): admitted, sent to a healthy base URL, failed over to the next.
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -13,10 +14,11 @@ use std::time::Duration;
 use log::{debug, error, warn};
 
 use super::call::{
-    CacheSlot, Call, CallSpec, RunningCall, add_service_headers, method_of, tighter_limit,
+    CacheSlot, Call, CallSpec, Launched, RunningCall, add_service_headers, method_of, tighter_limit,
 };
 use super::fills::{Fills, INTERNAL_TOKENS};
 use super::observer::CallObserver;
+use super::upstreams::Route;
 use crate::engine::client::{Client, Token};
 use crate::engine::request::Request;
 use crate::engine::result_code::ResultCode;
@@ -41,7 +43,7 @@ pub enum Started {
 pub struct Calls {
     pub(super) client: Client,
     gate: Option<ConnectGate>,
-    registry: &'static ServiceRegistry,
+    pub(super) registry: &'static ServiceRegistry,
     /// Response caches of the services that have one, by position in the registry (with this
     /// process's connection to the shared store, for a shared cache).
     pub(super) caches: HashMap<usize, ServiceCache>,
@@ -147,15 +149,17 @@ impl Calls {
         let slot = service
             .filter(|(_, s)| s.cache.is_some())
             .map(|(index, _)| CacheSlot::of(index, &request));
+        let route = service.and_then(|(index, _)| Route::new(self.registry, index, &request));
         Ok(Call {
             service_raw_body: service.is_some_and(|(_, s)| s.raw_body),
             request,
             slot,
+            route,
         })
     }
 
     /// Runs `call` to completion, blocking: its cached answer, another call's transfer of it,
-    /// or a transfer.
+    /// or its transfer's attempts.
     pub fn run_blocking(&mut self, mut call: Call) -> Result<Outcome, ResultCode> {
         if let Some(outcome) = self.cached(&mut call) {
             return Ok(outcome);
@@ -163,12 +167,10 @@ impl Calls {
         if let Some(answer) = self.wait_blocking(&mut call) {
             return answer;
         }
-        let ticket = match self.enter_gate(&call.request) {
-            Ok(ticket) => ticket,
+        let outcome = match self.transfer_blocking(&mut call) {
+            Ok(outcome) => outcome,
             Err(code) => return self.unsent(call.slot, code),
         };
-        let outcome = self.client.perform(&call.request);
-        self.leave_gate(ticket, outcome.result == ResultCode::Ok);
         Ok(self.settle(call.slot, outcome))
     }
 
@@ -244,29 +246,21 @@ impl Calls {
         }
     }
 
-    /// Starts `call`'s transfer as async transfer `token`.
+    /// Starts `call`'s transfer as async transfer `token`: admitted by its route (a named
+    /// service's), then its attempts until one runs or the call is over.
     pub(super) fn start_transfer(
         &mut self,
         token: Token,
-        call: Call,
+        mut call: Call,
     ) -> Result<Started, ResultCode> {
-        let ticket = match self.enter_gate(&call.request) {
-            Ok(ticket) => ticket,
-            Err(code) => return self.unsent(call.slot, code).map(Started::Done),
-        };
-        if let Some(outcome) = self.client.start(token, &call.request) {
-            self.leave_gate(ticket, outcome.result == ResultCode::Ok);
-            return Ok(Started::Done(self.settle(call.slot, outcome)));
+        if let Err(code) = self.begin_route(&mut call) {
+            return self.unsent(call.slot, code).map(Started::Done);
         }
-        self.fills.leading(token, &call, self.client.settings());
-        self.running.insert(
-            token,
-            RunningCall {
-                ticket,
-                slot: call.slot,
-            },
-        );
-        Ok(Started::Running)
+        match self.launch(token, call) {
+            Launched::Running => Ok(Started::Running),
+            Launched::Ended(slot, outcome) => Ok(Started::Done(self.settle(slot, outcome))),
+            Launched::Unsent(slot, code) => self.unsent(slot, code).map(Started::Done),
+        }
     }
 
     /// Async transfers running (the host's calls and background refreshes).
@@ -337,11 +331,14 @@ impl Calls {
             }
         }
         for (token, outcome) in ended {
-            let Some(call) = self.running.remove(&token) else {
+            let Some(mut call) = self.running.remove(&token) else {
+                continue;
+            };
+            self.leave_gate(call.ticket.take(), outcome.result == ResultCode::Ok);
+            let Some((call, outcome)) = self.attempt_ended(token, call, outcome) else {
                 continue;
             };
             self.fill_ended(token, &call, &outcome);
-            self.leave_gate(call.ticket, outcome.result == ResultCode::Ok);
             let outcome = self.settle(call.slot, outcome);
             if token < INTERNAL_TOKENS {
                 self.fills.ended.push((token, outcome));
@@ -350,7 +347,10 @@ impl Calls {
     }
 
     /// `no_concurrent_connects`: takes the request's host, or fails with -4.
-    fn enter_gate(&mut self, request: &Request) -> Result<Option<GateTicket>, ResultCode> {
+    pub(super) fn enter_gate(
+        &mut self,
+        request: &Request,
+    ) -> Result<Option<GateTicket>, ResultCode> {
         let Some(gate) = self.gate.as_mut() else {
             return Ok(None);
         };
@@ -368,7 +368,7 @@ impl Calls {
         }
     }
 
-    fn leave_gate(&mut self, ticket: Option<GateTicket>, succeeded: bool) {
+    pub(super) fn leave_gate(&mut self, ticket: Option<GateTicket>, succeeded: bool) {
         if let (Some(gate), Some(ticket)) = (self.gate.as_mut(), ticket) {
             gate.leave(ticket, succeeded);
         }
@@ -376,7 +376,7 @@ impl Calls {
 
     /// Records a finished transfer: for the host, and in the service's cache (the answer of a
     /// GET that missed, the invalidations of a write, a stale answer in place of a failure).
-    fn settle(&mut self, slot: Option<CacheSlot>, outcome: Outcome) -> Outcome {
+    pub(super) fn settle(&mut self, slot: Option<CacheSlot>, outcome: Outcome) -> Outcome {
         self.observer.transfer_ended(&outcome);
         if slot.as_ref().is_some_and(|slot| slot.pending.is_some()) {
             self.observer.cache_miss();

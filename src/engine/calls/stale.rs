@@ -17,6 +17,8 @@ pub fn backend_failed(result: ResultCode, status: u32) -> bool {
         | ResultCode::ConnectTimeout
         | ResultCode::TransferTimeout
         | ResultCode::AlreadyConnecting => true,
+        ResultCode::NoHealthyUpstream => true,
+        ResultCode::AdmissionLimit => true,
         ResultCode::Ok => (500..600).contains(&status),
         ResultCode::AsyncLimitReached | ResultCode::InternalError => false,
     }

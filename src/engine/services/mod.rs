@@ -1,8 +1,9 @@
 //! Named services (`name://path`): their definitions, the credentials renewed at run time, and
 //! their response caches (per process, optionally shared through the host's key-value store),
 //! with the `Cache-Control` and stale rules that decide what is kept and served, the shared
-//! level used as an upstream (bounded, skipped after a failure), and who fetches an answer
-//! that several processes or instances miss at once.
+//! level used as an upstream (bounded, skipped after a failure), who fetches an answer that
+//! several processes or instances miss at once, and the rules between a service's base URLs
+//! (`upstreams`).
 
 mod cache_control;
 mod credentials;
@@ -13,6 +14,7 @@ mod service;
 mod service_cache;
 mod shared_guard;
 mod stale;
+mod upstreams;
 
 pub use credentials::RenewedServices;
 pub use fill::{Claim, FILL_POLL_INTERVAL};
@@ -21,3 +23,4 @@ pub use response_cache::ResponseCache;
 pub use service::{Service, service_reference};
 pub use service_cache::{Pending, ServiceCache};
 pub use shared_guard::SharedStore;
+pub use upstreams::{Balance, rebase};

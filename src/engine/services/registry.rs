@@ -1,11 +1,11 @@
 //! The host's named services and what every process shares about them: the credentials
 //! renewed at run time, the counters the host reports (calls, cache hits, cache flushes
-//! asked) and the fill marks of the shared caches. Made once at startup, before the workers
-//! fork.
+//! asked), the fill marks of the shared caches and the health of their upstreams. Made once
+//! at startup, before the workers fork.
 
 use super::credentials::{RenewableCredentials, RenewedServices};
 use super::service::Service;
-use crate::engine::shared::{FillMarks, SharedCounters};
+use crate::engine::shared::{FillMarks, ServiceHealth, SharedCounters, UpstreamHealth};
 
 /// The counters each named service has, summed over every process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,7 @@ pub struct ServiceRegistry {
     counters: SharedCounters,
     /// Which process fetches which answer of a shared cache (with a service that has one).
     fill_marks: Option<FillMarks>,
+    health: UpstreamHealth,
 }
 
 impl ServiceRegistry {
@@ -41,6 +42,12 @@ impl ServiceRegistry {
                 .any(|s| s.shared_cache.is_some())
                 .then(FillMarks::create)
                 .transpose()?,
+            health: UpstreamHealth::map(
+                &services
+                    .iter()
+                    .map(|s| 1 + s.upstreams.alternates.len())
+                    .collect::<Vec<_>>(),
+            )?,
             services,
         })
     }
@@ -72,6 +79,16 @@ impl ServiceRegistry {
     pub fn read(&self, index: usize, counter: ServiceCounter) -> u64 {
         self.counters
             .get(index * ServiceCounter::PER_SERVICE + counter as usize)
+    }
+
+    /// The health of every service's upstreams (for its clock).
+    pub fn health(&self) -> &UpstreamHealth {
+        &self.health
+    }
+
+    /// The health of service `index`'s upstreams.
+    pub fn service_health(&self, index: usize) -> Option<ServiceHealth<'static>> {
+        self.health.service(index)
     }
 
     /// How many credential updates service `index` has had.

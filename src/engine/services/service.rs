@@ -6,11 +6,14 @@
 //! auth=bearer:TOKEN; connect_timeout_ms=500; timeout_ms=2000; method=GET; cache_ttl=30;
 //! param=api_key=K; raw_body=1; cache=redis://127.0.0.1:6379/; stale_if_error=600;
 //! stale_while_revalidate=10; cache_timeout_ms=5; cache_skip_ms=1000; cache_lock_ms=100`.
+//! Further `url` items and the upstream items (`balance`, `eject_after`, ...) are read by
+//! [`UpstreamPolicy`].
 
 use std::time::Duration;
 
 use super::shared_guard::SharedLimits;
 use super::stale::StaleLimits;
+use super::upstreams::UpstreamPolicy;
 use crate::engine::escape::{escape, percent_decode, unescape};
 use crate::engine::request::{Auth, Method, breaks_header_line, header_name, header_name_is};
 
@@ -18,7 +21,10 @@ use crate::engine::request::{Auth, Method, breaks_header_line, header_name, head
 const ITEM_NAMES: &str = "name, url, header, auth, connect_timeout_ms, timeout_ms, method, \
                           param, raw_body, cache_ttl, cache_entries, cache_bytes, cache, \
                           stale_if_error, stale_while_revalidate, cache_timeout_ms, cache_skip_ms, \
-                          cache_lock_ms";
+                          cache_lock_ms, \
+                          balance, failover_statuses, failover_all_methods, eject_after, \
+                          eject_ms, eject_max_ms, panic, max_in_flight, retry_budget, \
+                          retry_budget_min";
 
 /// Bounds of a service's per-process response cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +38,8 @@ pub struct CacheLimits {
 #[derive(Clone)]
 pub struct Service {
     pub name: String,
+    /// The first `url` item: the URL a call is made on (its cache key's), and its first
+    /// upstream.
     pub base_url: String,
     /// Header lines sent with every request, unless the script appends one of the same name.
     pub headers: Vec<String>,
@@ -55,6 +63,8 @@ pub struct Service {
     /// How the shared cache is used as an upstream (`cache_timeout_ms`, `cache_skip_ms`,
     /// `cache_lock_ms`).
     pub shared_limits: SharedLimits,
+    /// Its further base URLs and how calls use them all.
+    pub upstreams: UpstreamPolicy,
 }
 
 /// Splits `name://path` when `name` is not `http` or `https`.
@@ -204,11 +214,13 @@ impl Service {
             shared_cache: None,
             stale: StaleLimits::NONE,
             shared_limits: SharedLimits::default(),
+            upstreams: UpstreamPolicy::default(),
         };
         // Items that need a cache (`cache_ttl`) or a shared one (`cache`), by name.
         let mut needing_cache = Vec::new();
         let mut needing_shared = Vec::new();
         let mut cache_ttl = None;
+        let mut alternates = Vec::new();
         let mut limits = CacheLimits {
             ttl: Duration::ZERO,
             max_entries: 1000,
@@ -218,6 +230,10 @@ impl Service {
         // credential, the rest of the credential is an item of its own.
         for (position, key, value) in key_values(spec)? {
             let (key, value) = (key.as_str(), value.as_str());
+            if UpstreamPolicy::ITEMS.contains(&key) {
+                service.upstreams.set(key, value)?;
+                continue;
+            }
             match key {
                 "name" => service.name = value.to_string(),
                 "url" => {
@@ -226,7 +242,11 @@ impl Service {
                             "url must not contain CR, LF or other control characters".into()
                         );
                     }
-                    service.base_url = value.to_string();
+                    if service.base_url.is_empty() {
+                        service.base_url = value.to_string();
+                    } else {
+                        alternates.push(value.to_string());
+                    }
                 }
                 "header" => service.headers.push(header_line(value)?),
                 "auth" => service.auth = Some(auth(value)?),
@@ -301,6 +321,16 @@ impl Service {
                 service.name
             ));
         }
+        for url in alternates {
+            service
+                .upstreams
+                .add_alternate(&service.base_url, &url)
+                .map_err(|e| format!("service {}: {e}", service.name))?;
+        }
+        service
+            .upstreams
+            .check()
+            .map_err(|e| format!("service {}: {e}", service.name))?;
         if let Some(ttl) = cache_ttl.filter(|&ttl| ttl > 0) {
             limits.ttl = Duration::from_secs(ttl as u64);
             service.cache = Some(limits);
@@ -350,6 +380,12 @@ impl Service {
             }
         }
         Ok(renewed)
+    }
+
+    /// Its base URLs in the definition's order: the first, then the upstream alternates.
+    pub fn base_urls(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.base_url.as_str())
+            .chain(self.upstreams.alternates.iter().map(String::as_str))
     }
 
     /// The URL of `path` (the part after `name://`) on this service, with the service's query

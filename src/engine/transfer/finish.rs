@@ -140,6 +140,7 @@ pub(crate) fn finish(
         );
         Box::new(recorder.finish(easy.get_ref().body(), local, remote, failure))
     });
+    let overflow = easy.get_ref().overflow().is_some();
     let traffic = Traffic {
         connections_opened: easy.num_connects().unwrap_or(0),
         request_sent: connected,
@@ -150,6 +151,7 @@ pub(crate) fn finish(
         bytes_sent: bytes_sent(easy),
         bytes_received: easy.header_size().unwrap_or(0)
             + easy.download_size().unwrap_or(0.0) as u64,
+        wire_failure: !overflow && result.as_ref().err().is_some_and(failed_on_wire),
     };
     let (body, content_type, head) = easy.get_mut().take();
     Outcome {
@@ -162,6 +164,24 @@ pub(crate) fn finish(
         traffic,
         stale: false,
     }
+}
+
+/// Whether `e` is a failure of the server or of the way to it, rather than of the request's
+/// options or a local limit.
+fn failed_on_wire(e: &curl::Error) -> bool {
+    e.is_couldnt_resolve_host()
+        || e.is_couldnt_connect()
+        || e.is_operation_timedout()
+        || e.is_ssl_connect_error()
+        || e.is_peer_failed_verification()
+        || e.is_send_error()
+        || e.is_recv_error()
+        || e.is_got_nothing()
+        || e.is_partial_file()
+        || e.is_http2_error()
+        || e.is_http2_stream_error()
+        // CURLE_WEIRD_SERVER_REPLY, under its old name.
+        || e.code() == curl_sys::CURLE_FTP_WEIRD_SERVER_REPLY
 }
 
 /// The request bytes a finished transfer sent: request line, headers and body, once.

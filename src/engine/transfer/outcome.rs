@@ -36,6 +36,9 @@ pub struct Traffic {
     /// Request and response bytes, headers included (as libcurl counts them).
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// The server or the way to it failed the transfer: no connection, a TLS handshake that
+    /// failed, nothing or a broken answer, a timeout (not a refused option or a local limit).
+    pub wire_failure: bool,
 }
 
 impl Outcome {

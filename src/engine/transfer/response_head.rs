@@ -1,6 +1,8 @@
 //! The final response's status line and header lines, kept (bounded) so that a script can read
 //! any header and the reason phrase after the transfer.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 /// Most bytes of header lines kept per response; lines past it are dropped.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
@@ -94,6 +96,54 @@ impl ResponseHead {
     }
 }
 
+impl ResponseHead {
+    /// The wait a `Retry-After` header asks for, counted from `now`: delta-seconds, or an
+    /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, the form RFC 9110 has senders write).
+    /// `None` without one, or with one that is neither.
+    pub fn retry_after(&self, now: SystemTime) -> Option<Duration> {
+        let value = self.header("retry-after")?;
+        let value = std::str::from_utf8(&value).ok()?.trim();
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(Duration::from_secs(seconds));
+        }
+        let at = UNIX_EPOCH + Duration::from_secs(imf_fixdate(value)?);
+        Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    }
+}
+
+/// Seconds since the Unix epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn imf_fixdate(text: &str) -> Option<u64> {
+    let (_weekday, rest) = text.split_once(", ")?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = fields[..] else {
+        return None;
+    };
+    let month = 1 + [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == month)? as i64;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    let [hours, minutes, seconds] = hms[..] else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || hours > 23 || minutes > 59 || seconds > 60 {
+        return None;
+    }
+    // Days from the civil date (H. Hinnant's algorithm), the year starting in March.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = u64::try_from(era * 146_097 + day_of_era - 719_468).ok()?;
+    Some(days * 86_400 + hours * 3600 + minutes * 60 + seconds)
+}
+
 /// The value of a raw header line if its name is `name` (ASCII case-insensitive), without the
 /// leading blanks and the line end.
 pub(crate) fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
@@ -116,6 +166,46 @@ pub(crate) fn header_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let head = |value: &str| {
+            let mut head = ResponseHead::default();
+            head.set_status_line(b"HTTP/1.1 503 Service Unavailable\r\n");
+            head.add_line(
+                format!("Retry-After: {value}\r\n").as_bytes(),
+                MAX_HEAD_BYTES,
+            );
+            head
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(head("120").retry_after(now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            head("Sun, 06 Nov 1994 08:49:37 GMT").retry_after(now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            head("Sun, 06 Nov 1994 08:51:37 GMT").retry_after(now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            head("Thu, 01 Jan 1970 00:00:00 GMT").retry_after(UNIX_EPOCH),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            imf_fixdate("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(1_835_438_400)
+        );
+        for bad in [
+            "soon",
+            "-1",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:00:00 GMT",
+        ] {
+            assert_eq!(head(bad).retry_after(now), None, "{bad}");
+        }
+        assert_eq!(ResponseHead::default().retry_after(now), None);
+    }
 
     #[test]
     fn finds_content_type_in_any_case_with_any_length() {

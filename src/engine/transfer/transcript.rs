@@ -38,6 +38,9 @@ pub struct Transcript {
     pub remote: Option<SocketAddr>,
     /// The answer came from a service's response cache: nothing was sent.
     pub from_cache: bool,
+    /// The attempts of the same call before this one, in order: the base URLs it failed over
+    /// from (a named service's).
+    pub earlier_attempts: Vec<Transcript>,
 }
 
 /// The server's address when the URL names it by IP (`http://127.0.0.1:8080/`, `http://[::1]/`).
@@ -193,6 +196,7 @@ impl Recorder {
             local,
             remote: remote.or(self.intended_remote),
             from_cache: false,
+            earlier_attempts: Vec::new(),
         }
     }
 }
@@ -226,6 +230,7 @@ impl Transcript {
             local: None,
             remote: None,
             from_cache: true,
+            earlier_attempts: Vec::new(),
         }
     }
 }

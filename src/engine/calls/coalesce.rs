@@ -86,9 +86,7 @@ impl Calls {
         if self.watched || self.running.is_empty() {
             return;
         }
-        self.client.hub.progress();
-        let ended = self.client.hub.drain_finished();
-        self.record(ended);
+        self.drive_hub();
     }
 
     /// Async call `token` waits for another call's transfer of its answer, if one runs (or
@@ -253,9 +251,7 @@ impl Calls {
             self.client
                 .hub
                 .wait(left.map_or(FOLLOW_SLICE, |l| l.min(FOLLOW_SLICE)));
-            self.client.hub.progress();
-            let ended = self.client.hub.drain_finished();
-            self.record(ended);
+            self.drive_hub();
         };
         // The host's calls that ended meanwhile: its reactor comes back for them.
         self.wake_for_finished();

@@ -276,9 +276,7 @@ impl Calls {
     /// Lets libcurl act on whatever is ready and hands out the async calls that ended, settled
     /// (those that waited for another call's transfer too).
     pub fn progress(&mut self) -> Vec<(Token, Outcome)> {
-        self.client.hub.progress();
-        let ended = self.client.hub.drain_finished();
-        self.record(ended);
+        self.drive_hub();
         self.check_waiting();
         std::mem::take(&mut self.fills.ended)
     }
@@ -288,9 +286,7 @@ impl Calls {
     /// ended stay set aside for [`Calls::progress`] (see [`Calls::wake_for_finished`]).
     pub fn poll(&mut self, token: Token, slice: Duration) -> Option<Outcome> {
         self.client.hub.wait(slice);
-        self.client.hub.progress();
-        let ended = self.client.hub.drain_finished();
-        self.record(ended);
+        self.drive_hub();
         self.check_waiting();
         self.fills.take_ended(token)
     }
@@ -313,6 +309,13 @@ impl Calls {
             .and_then(|(index, _)| self.caches.get_mut(&index))
             .ok_or_else(|| format!("no service named '{name}' has a cache"))?;
         observed(self.observer, cache, ServiceCache::flush)
+    }
+
+    /// Lets libcurl act on whatever is ready and records the transfers that ended.
+    pub(super) fn drive_hub(&mut self) {
+        self.client.hub.progress();
+        let ended = self.client.hub.drain_finished();
+        self.record(ended);
     }
 
     /// Lets the gate go for transfers that connected, and settles the transfers that ended:

@@ -73,26 +73,6 @@ EOF
 	echo "$sip_port" > "$work/$name.port"
 }
 
-cat > "$work/options.xml" <<'EOF'
-<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="one OPTIONS">
-  <send retrans="500">
-    <![CDATA[
-      OPTIONS sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:sipp@[local_ip]:[local_port]>;tag=[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 OPTIONS
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" timeout="6000"/>
-</scenario>
-EOF
-
 tshark -q -i lo -f "udp port $hep_port" -w "$work/hep.pcap" >/dev/null 2>"$work/tshark.log" &
 tshark_pid=$!
 pids+=($tshark_pid)
@@ -104,7 +84,7 @@ for name in ours c; do
 	[ -f "$work/$name.port" ] || continue
 	for service in get post refused svc; do
 		[ "$name/$service" = c/svc ] && continue
-		sipp -sf "$work/options.xml" -s $service -m 1 -i 127.0.0.1 -p "$(free_port)" \
+		sipp -sf c_tests/sipp_options.xml -s $service -m 1 -i 127.0.0.1 -p "$(free_port)" \
 			-timeout 10 -timeout_error \
 			"127.0.0.1:$(cat "$work/$name.port")" >/dev/null 2>&1 || echo "$name $service: no 200"
 	done
